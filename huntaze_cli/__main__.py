@@ -1,0 +1,3 @@
+from huntaze_cli.cli import main
+
+main()

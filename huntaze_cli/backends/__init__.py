@@ -1,0 +1,23 @@
+"""Storage backends behind small protocols; implementations are imported lazily.
+
+Only the AWS implementations import boto3, and only when the config selects them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from huntaze_cli.backends.ledger import Ledger
+    from huntaze_cli.config import Config
+
+
+def open_ledger(config: Config) -> Ledger:
+    """The ledger the config selects, ready to use."""
+    if config.ledger.backend == "dynamodb":
+        from huntaze_cli.backends.dynamodb_ledger import DynamoDBLedger
+
+        return DynamoDBLedger.from_config(config)
+    from huntaze_cli.backends.sqlite_ledger import SQLiteLedger
+
+    return SQLiteLedger.from_config(config)

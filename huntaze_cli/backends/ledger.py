@@ -1,0 +1,231 @@
+"""The cost ledger protocol and what every implementation shares.
+
+A ledger stores one ``CostEvent`` per provider attempt, keyed by ``attempt_id`` (a second
+write of the same id changes nothing), and in the same transaction adds the event to two
+rollups that every report reads instead of raw events:
+
+* daily rollups, by (UTC day, provider, model, account, campaign, tenant): breakdowns;
+* quarter-hour rollups, by (15-minute UTC slot, provider), with a latency histogram:
+  stats and thresholds. Every real time zone offset is a multiple of 15 minutes, so a
+  day or month in ``[thresholds] timezone`` is an exact set of slots.
+
+Raw events are kept ``retention_days``; rollups ``rollup_retention_days`` (400).
+Events older than the raw retention are refused by ``record`` (counted as expired): once
+their id could have been pruned, a replay could no longer be recognised as one.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Protocol
+
+from huntaze_cli.models import CostEvent
+
+SLOT_SECONDS = 15 * 60
+
+# Upper bounds (ms) of the latency histogram buckets; the last bucket is open-ended.
+LATENCY_BOUNDS_MS: tuple[float, ...] = (
+    5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750,
+    1000, 1500, 2000, 3000, 5000, 7500, 10000, 15000, 30000, 60000,
+)  # fmt: skip
+LATENCY_BUCKETS = len(LATENCY_BOUNDS_MS) + 1
+
+
+def latency_bucket(latency_ms: float) -> int:
+    return bisect_left(LATENCY_BOUNDS_MS, latency_ms)
+
+
+def slot_of(ts: datetime) -> int:
+    """Epoch second at which the 15-minute UTC slot holding ``ts`` starts."""
+    epoch = int(ts.timestamp())
+    return epoch - epoch % SLOT_SECONDS
+
+
+def slot_start(slot: int) -> datetime:
+    return datetime.fromtimestamp(slot, UTC)
+
+
+@dataclass(slots=True)
+class Counters:
+    """Additive figures of a set of events; money in nano-dollars."""
+
+    requests: int = 0
+    errors: int = 0
+    unpriced: int = 0
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    cost_nano: int = 0
+
+    def add_event(self, event: CostEvent) -> None:
+        self.requests += 1
+        self.errors += event.status == "error"
+        self.unpriced += not event.priced
+        self.input_tokens += event.input_tokens
+        self.cached_input_tokens += event.cached_input_tokens
+        self.output_tokens += event.output_tokens
+        self.cost_nano += event.cost_nano
+
+    def add(self, other: Counters) -> None:
+        self.requests += other.requests
+        self.errors += other.errors
+        self.unpriced += other.unpriced
+        self.input_tokens += other.input_tokens
+        self.cached_input_tokens += other.cached_input_tokens
+        self.output_tokens += other.output_tokens
+        self.cost_nano += other.cost_nano
+
+
+COUNTER_FIELDS = (
+    "requests",
+    "errors",
+    "unpriced",
+    "input_tokens",
+    "cached_input_tokens",
+    "output_tokens",
+    "cost_nano",
+)
+
+# Key of a daily rollup: (day ISO, provider, model, account, campaign_id, tenant);
+# absent account/campaign are stored as "".
+DailyKey = tuple[str, str, str, str, str, str]
+# Key of a slot rollup: (slot epoch seconds, provider).
+SlotKey = tuple[int, str]
+
+
+@dataclass(slots=True)
+class DailyRollup:
+    day: date
+    provider: str
+    model: str
+    account: str | None
+    campaign_id: str | None
+    tenant: str
+    counters: Counters
+
+
+@dataclass(slots=True)
+class SlotRollup:
+    slot: int
+    provider: str
+    counters: Counters
+    latency: list[int] = field(default_factory=lambda: [0] * LATENCY_BUCKETS)
+
+
+@dataclass(slots=True)
+class RecordResult:
+    stored: int = 0
+    duplicates: int = 0
+    expired: int = 0
+
+    def add(self, other: RecordResult) -> None:
+        self.stored += other.stored
+        self.duplicates += other.duplicates
+        self.expired += other.expired
+
+
+@dataclass(slots=True)
+class AlertRecord:
+    """One attempt to send one threshold alert on one channel."""
+
+    threshold: str  # "daily" | "monthly"
+    period: str  # "2026-11-25" | "2026-11"
+    channel: str
+    sent_at: datetime
+    ok: bool
+    error: str | None = None
+
+
+def daily_key(event: CostEvent) -> DailyKey:
+    return (
+        event.ts.date().isoformat(),
+        event.provider,
+        event.model,
+        event.account or "",
+        event.campaign_id or "",
+        event.tenant,
+    )
+
+
+def aggregate(
+    events: Iterable[CostEvent],
+) -> tuple[dict[DailyKey, Counters], dict[SlotKey, SlotRollup]]:
+    """The rollup increments a batch of (new, distinct) events makes."""
+    daily: dict[DailyKey, Counters] = {}
+    slots: dict[SlotKey, SlotRollup] = {}
+    for event in events:
+        dkey = daily_key(event)
+        counters = daily.get(dkey)
+        if counters is None:
+            counters = daily[dkey] = Counters()
+        counters.add_event(event)
+        skey = (slot_of(event.ts), event.provider)
+        slot = slots.get(skey)
+        if slot is None:
+            slot = slots[skey] = SlotRollup(skey[0], skey[1], Counters())
+        slot.counters.add_event(event)
+        slot.latency[latency_bucket(event.latency_ms)] += 1
+    return daily, slots
+
+
+def dedupe_batch(events: Sequence[CostEvent]) -> tuple[list[CostEvent], int]:
+    """Drop repeats of an attempt_id within one batch (first wins); count them."""
+    seen: set[str] = set()
+    unique: list[CostEvent] = []
+    for event in events:
+        if event.attempt_id in seen:
+            continue
+        seen.add(event.attempt_id)
+        unique.append(event)
+    return unique, len(events) - len(unique)
+
+
+def retention_cutoff(now: datetime, days: int) -> datetime:
+    return now - timedelta(days=days)
+
+
+class Ledger(Protocol):
+    """What the core needs from a ledger; SQLite and DynamoDB implement it."""
+
+    retention_days: int
+
+    def record(self, events: Sequence[CostEvent]) -> RecordResult:
+        """Store events not yet stored and add them to the rollups, atomically."""
+        ...
+
+    def daily(self, since: date, until: date) -> list[DailyRollup]:
+        """Daily rollups with ``since <= day < until``."""
+        ...
+
+    def slots(self, since: datetime, until: datetime) -> list[SlotRollup]:
+        """Quarter-hour rollups whose slot starts in ``[since, until)``."""
+        ...
+
+    def events(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> Iterator[CostEvent]:
+        """Raw events with ``since <= ts < until``, oldest first, streamed."""
+        ...
+
+    def prune(self, now: datetime) -> None:
+        """Delete raw events past retention and rollups past rollup retention."""
+        ...
+
+    def check(self) -> None:
+        """Raise BackendError unless the ledger is reachable and writable."""
+        ...
+
+    def alerts(self, threshold: str, period: str) -> list[AlertRecord]:
+        """Every alert attempt recorded for one threshold and period."""
+        ...
+
+    def last_alert(self, threshold: str) -> AlertRecord | None:
+        """The most recent successful alert of a threshold, any period."""
+        ...
+
+    def record_alert(self, record: AlertRecord) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,446 @@
+"""Configuration: built-in defaults < TOML file < HUNTAZE_* environment < command-line flags.
+
+The layers are merged as plain dicts and validated once by pydantic models that reject
+unknown keys. pydantic-settings would do the same merge, but importing it costs about
+100 ms (it pulls in asyncio and pydantic.dataclasses), which alone breaks the start-up
+budget of `costs stats`; the merge below is the small part of it we need.
+
+Environment overrides are ``HUNTAZE_<SECTION>__<KEY>[__<KEY>...]`` with lists, tables and
+objects given as JSON. The OpenAI and Azure SDKs' own variables define providers with no
+file at all (see ``_sdk_providers``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from huntaze_cli.errors import ConfigError
+
+APP_NAME = "huntaze"
+ENV_PREFIX = "HUNTAZE_"
+CONFIG_ENV = "HUNTAZE_CONFIG"
+DEFAULT_AZURE_API_VERSION = "2024-10-21"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class LedgerConfig(_Section):
+    """Where the cost ledger lives."""
+
+    backend: Literal["sqlite", "dynamodb"] = Field("sqlite", description="sqlite | dynamodb")
+    path: Path | None = Field(None, description="SQLite file; default ledger.db in the data dir")
+    table: str = Field("huntaze-ledger", description="DynamoDB table name")
+    region: str | None = Field(None, description="AWS region; default AWS_DEFAULT_REGION")
+    endpoint_url: str | None = Field(
+        None, description="AWS endpoint override; default AWS_ENDPOINT_URL"
+    )
+    create_tables: bool = Field(False, description="create the DynamoDB table on first use")
+    retention_days: int = Field(30, ge=1, description="days raw cost events are kept")
+    rollup_retention_days: int = Field(400, ge=1, description="days rollups are kept")
+
+
+class RoutingConfig(_Section):
+    """How each LLM call picks a provider."""
+
+    strategy: Literal["priority", "cost", "latency", "weighted"] = Field(
+        "priority", description="priority | cost | latency | weighted"
+    )
+    order: list[str] = Field(
+        default_factory=list, description="provider names, most preferred first"
+    )
+    weights: dict[str, float] = Field(
+        default_factory=dict, description="provider name = weight, for strategy weighted"
+    )
+    default_model: str = Field("gpt-4o-mini", description="model when a campaign names none")
+    concurrency: int = Field(32, ge=1, le=1024, description="provider calls in flight/process")
+    timeout_s: float = Field(30.0, gt=0, description="timeout of one provider attempt")
+    deadline_s: float = Field(120.0, gt=0, description="overall deadline of one generation")
+    max_attempts: int = Field(4, ge=1, le=20, description="attempts across all providers")
+    fallback_on_content_filter: bool = Field(
+        True, description="retry on another provider after Azure's content_filter"
+    )
+    circuit_failure_threshold: int = Field(
+        5, ge=1, description="consecutive failures that open a provider's circuit"
+    )
+    circuit_cooldown_s: float = Field(30.0, gt=0, description="open time before one probe")
+
+
+class ProviderConfig(_Section):
+    """One LLM provider; the table name is the provider name."""
+
+    kind: Literal["azure", "openai", "simulated"] = Field(
+        ..., description="azure | openai | simulated"
+    )
+    endpoint: str | None = Field(None, description="Azure resource endpoint (azure)")
+    base_url: str | None = Field(None, description="OpenAI-compatible base URL (openai)")
+    api_version: str | None = Field(None, description="Azure API version (azure)")
+    api_key_env: str | None = Field(None, description="name of the env var holding the key")
+    deployments: dict[str, str] = Field(
+        default_factory=dict, description="model = Azure deployment name"
+    )
+    latency_ms: float = Field(0.0, ge=0, description="simulated latency (simulated)")
+
+
+class PriceOverride(_Section):
+    """A negotiated price, US dollars per million tokens."""
+
+    input: Decimal = Field(..., ge=0, description="USD per million input tokens")
+    output: Decimal = Field(..., ge=0, description="USD per million output tokens")
+    cached_input: Decimal | None = Field(
+        None, ge=0, description="USD per million cached input tokens"
+    )
+
+
+class PricingConfig(_Section):
+    overrides: dict[str, PriceOverride] = Field(
+        default_factory=dict, description='"provider/model" = prices'
+    )
+
+    @field_validator("overrides")
+    @classmethod
+    def _keys_are_provider_model(cls, value: dict[str, PriceOverride]) -> dict[str, Any]:
+        for key in value:
+            provider, _, model = key.partition("/")
+            if not provider or not model:
+                raise ValueError(f'override key "{key}" must be "provider/model"')
+        return value
+
+
+class RateLimitConfig(_Section):
+    messages: int = Field(10, ge=1, description="deliveries allowed per account per window")
+    per_seconds: float = Field(60.0, gt=0, description="window length in seconds")
+
+
+class BackoffConfig(_Section):
+    base_s: float = Field(2.0, gt=0, description="first retry delay")
+    max_s: float = Field(300.0, gt=0, description="largest retry delay")
+    jitter: float = Field(0.2, ge=0, le=1, description="random share added to each delay")
+
+
+class QueueConfig(_Section):
+    backend: Literal["sqlite", "sqs"] = Field("sqlite", description="sqlite | sqs")
+    path: Path | None = Field(None, description="SQLite file; default queue.db in the data dir")
+    queue_url: str | None = Field(None, description="SQS queue URL (sqs)")
+    max_attempts: int = Field(5, ge=1, description="delivery attempts before dead letter")
+    lease_s: float = Field(60.0, gt=0, description="how long a worker holds a message")
+    backoff: BackoffConfig = Field(default_factory=BackoffConfig)
+
+
+class DeliveryConfig(_Section):
+    sink: Literal["outbox", "webhook", "sqs"] = Field("outbox", description="outbox|webhook|sqs")
+    outbox_path: Path | None = Field(None, description="default outbox.jsonl in the data dir")
+    webhook_url: str | None = Field(None, description="URL the webhook sink POSTs to")
+    webhook_secret_env: str | None = Field(None, description="env var holding the HMAC secret")
+    webhook_timeout_s: float = Field(10.0, gt=0, description="webhook request timeout")
+    sqs_queue_url: str | None = Field(None, description="SQS queue URL of the sqs sink")
+
+
+class ThresholdsConfig(_Section):
+    daily_usd: Decimal = Field(Decimal("50"), ge=0, description="daily spend threshold")
+    monthly_usd: Decimal = Field(Decimal("1000"), ge=0, description="monthly spend threshold")
+    timezone: str = Field("UTC", description="IANA zone that days and months are counted in")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from None
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class AlertsConfig(_Section):
+    channels: list[Literal["email", "ses"]] = Field(
+        default_factory=list, description='"email" (SMTP) and/or "ses"'
+    )
+    email_to: list[str] = Field(default_factory=list, description="alert recipients")
+    email_from: str = Field("huntaze@localhost", description="sender address")
+    smtp_host: str = Field("localhost", description="SMTP relay host")
+    smtp_port: int = Field(25, ge=1, le=65535, description="SMTP relay port")
+    smtp_starttls: bool = Field(False, description="upgrade the SMTP connection with STARTTLS")
+    smtp_username: str | None = Field(None, description="SMTP login user")
+    smtp_password_env: str | None = Field(None, description="env var holding the SMTP password")
+    smtp_timeout_s: float = Field(10.0, gt=0, description="SMTP connection timeout")
+    ses_region: str | None = Field(None, description="SES region; default AWS_DEFAULT_REGION")
+    min_interval_minutes: int = Field(
+        30, ge=0, description="least minutes between two alerts of one threshold"
+    )
+
+
+class MetricsConfig(_Section):
+    cloudwatch: bool = Field(False, description="publish cost metrics to CloudWatch")
+    namespace: str = Field("Huntaze", description="CloudWatch namespace")
+    region: str | None = Field(None, description="CloudWatch region")
+
+
+class FlagsConfig(_Section):
+    hybrid_routing: bool = Field(True, description="false: everything to legacy_provider")
+    rollout_percent: int = Field(100, ge=0, le=100, description="share of accounts on hybrid")
+    cost_tracking: bool = Field(True, description="false: no ledger writes")
+    legacy_provider: str | None = Field(
+        None, description="provider of the pre-hybrid path; default first of routing.order"
+    )
+
+
+class ServerConfig(_Section):
+    host: str = Field("127.0.0.1", description="address serve binds")
+    port: int = Field(8787, ge=0, le=65535, description="port serve binds")
+    token_env: str | None = Field(None, description="env var holding the bearer token")
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="larger bodies get 413")
+
+
+class Config(_Section):
+    """The whole effective configuration."""
+
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    pricing: PricingConfig = Field(default_factory=PricingConfig)
+    rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    queue: QueueConfig = Field(default_factory=QueueConfig)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    thresholds: ThresholdsConfig = Field(default_factory=ThresholdsConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    flags: FlagsConfig = Field(default_factory=FlagsConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+
+    # Where the file came from (None: defaults only). Not a config key.
+    _source: Path | None = None
+
+    @property
+    def source(self) -> Path | None:
+        return self._source
+
+    @property
+    def data_dir(self) -> Path:
+        return data_dir()
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.ledger.path or self.data_dir / "ledger.db"
+
+    @property
+    def queue_path(self) -> Path:
+        return self.queue.path or self.data_dir / "queue.db"
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.delivery.outbox_path or self.data_dir / "outbox.jsonl"
+
+
+def config_dir() -> Path:
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir(APP_NAME))
+
+
+def data_dir() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir(APP_NAME))
+
+
+def default_config_path() -> Path:
+    return config_dir() / "config.toml"
+
+
+def resolve_config_path(explicit: Path | str | None = None) -> tuple[Path, bool]:
+    """The config file to use and whether the user named it (so it must exist)."""
+    if explicit:
+        return Path(explicit).expanduser(), True
+    from_env = os.environ.get(CONFIG_ENV)
+    if from_env:
+        return Path(from_env).expanduser(), True
+    return default_config_path(), False
+
+
+def load_config(
+    path: Path | str | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Build the effective config from every layer; raises ConfigError naming the culprit.
+
+    ``overrides`` are command-line flags as dotted keys, e.g. ``{"ledger.path": p}``.
+    """
+    env = os.environ if environ is None else environ
+    file_path, named = resolve_config_path(path)
+    merged: dict[str, Any] = {}
+    source: Path | None = None
+    if file_path.exists():
+        merged = _read_toml(file_path)
+        source = file_path
+    elif named:
+        raise ConfigError(
+            f"config file {file_path} does not exist",
+            hint="create one with `huntaze config init`",
+        )
+    env_layer, env_names = _env_layer(env)
+    _deep_merge(merged, env_layer)
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _deep_merge(merged, _nest(dotted.split("."), value))
+    sdk = _sdk_providers(env)
+    providers = merged.setdefault("providers", {})
+    if isinstance(providers, dict):
+        for name, provider in sdk.items():
+            providers.setdefault(name, provider)
+    try:
+        config = Config.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source, env_names)) from None
+    config._source = source
+    return config
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+
+
+def _env_layer(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    layer: dict[str, Any] = {}
+    names: dict[tuple[str, ...], str] = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        keys = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        if any(not key for key in keys):
+            raise ConfigError(f"{name}: empty key in variable name")
+        value: Any = raw
+        if raw.lstrip().startswith(("[", "{")):
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{name}: invalid JSON value: {exc.msg}") from None
+        _deep_merge(layer, _nest(keys, value))
+        names[tuple(keys)] = name
+    return layer, names
+
+
+def _sdk_providers(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Providers defined by the SDKs' own variables, as the SDKs would read them."""
+    found: dict[str, dict[str, Any]] = {}
+    if env.get("AZURE_OPENAI_API_KEY") and env.get("AZURE_OPENAI_ENDPOINT"):
+        found["azure"] = {
+            "kind": "azure",
+            "endpoint": env["AZURE_OPENAI_ENDPOINT"],
+            "api_version": env.get("OPENAI_API_VERSION") or DEFAULT_AZURE_API_VERSION,
+            "api_key_env": "AZURE_OPENAI_API_KEY",
+        }
+    if env.get("OPENAI_API_KEY"):
+        provider: dict[str, Any] = {"kind": "openai", "api_key_env": "OPENAI_API_KEY"}
+        if env.get("OPENAI_BASE_URL"):
+            provider["base_url"] = env["OPENAI_BASE_URL"]
+        found["openai"] = provider
+    return found
+
+
+def _nest(keys: list[str], value: Any) -> dict[str, Any]:
+    for key in reversed(keys[1:]):
+        value = {key: value}
+    return {keys[0]: value}
+
+
+def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> None:
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _describe(
+    exc: ValidationError, source: Path | None, env_names: Mapping[tuple[str, ...], str]
+) -> str:
+    """One `section.key: message (source)` line per validation error."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(str(part) for part in error["loc"])
+        origin = None
+        for length in range(len(loc), 0, -1):
+            if loc[:length] in env_names:
+                origin = env_names[loc[:length]]
+                break
+        where = origin or (str(source) if source else "defaults")
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{'.'.join(loc)}: {message} (in {where})")
+    return "invalid config: " + "; ".join(lines)
+
+
+SECRET_MARKERS = ("secret", "password", "token", "api_key")
+
+
+def masked_dump(config: Config) -> dict[str, Any]:
+    """The effective config as plain data, safe to print: secrets masked, paths resolved.
+
+    Config holds env var *names*, not secrets; each ``*_env`` key is shown with whether
+    that variable is set, never its value. Any literal value under a secret-looking key,
+    and passwords inside URLs, are masked.
+    """
+    data = config.model_dump(mode="json")
+    data["ledger"]["path"] = str(config.ledger_path)
+    data["queue"]["path"] = str(config.queue_path)
+    data["delivery"]["outbox_path"] = str(config.outbox_path)
+    return _mask(data)
+
+
+def _mask(node: Any, key: str = "") -> Any:
+    if isinstance(node, dict):
+        return {k: _mask(v, k) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_mask(v, key) for v in node]
+    if isinstance(node, str):
+        if key.endswith("_env"):
+            return f"{node} ({'set' if os.environ.get(node) else 'not set'})"
+        if any(marker in key for marker in SECRET_MARKERS):
+            return "********"
+        return _mask_url_password(node)
+    return node
+
+
+def _mask_url_password(value: str) -> str:
+    if "://" not in value or "@" not in value:
+        return value
+    scheme, _, rest = value.partition("://")
+    creds, _, host = rest.partition("@")
+    if ":" in creds:
+        creds = creds.split(":", 1)[0] + ":********"
+    return f"{scheme}://{creds}@{host}"
+
+
+def secret_from_env(var: str | None, *, what: str, key: str) -> str:
+    """Read a secret from the env var named by config key ``key``; clear error if missing."""
+    if not var:
+        raise ConfigError(f"{key}: not set; name the env var that holds the {what}")
+    value = os.environ.get(var)
+    if not value:
+        raise ConfigError(
+            f"{what} missing: environment variable {var} is not set (named by {key})",
+        )
+    return value

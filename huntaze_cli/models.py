@@ -1,0 +1,212 @@
+"""Pydantic models shared by the CLI, the HTTP daemon and the core.
+
+Money is held as integer nano-dollars (``*_nano``) and shown as ``*_usd`` numbers
+rounded to 6 decimals (9 for a single cost event, which round-trips exactly).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from huntaze_cli.money import nano_to_usd, usd_to_nano
+
+EVENT_FIELDS = (
+    "attempt_id",
+    "request_id",
+    "ts",
+    "provider",
+    "deployment",
+    "model",
+    "input_tokens",
+    "cached_input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "priced",
+    "latency_ms",
+    "status",
+    "error_kind",
+    "route_reason",
+    "campaign_id",
+    "account",
+    "tenant",
+)
+
+
+class CostEvent(BaseModel):
+    """One provider attempt, success or failure: the unit of the ledger."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attempt_id: str = Field(..., min_length=1, max_length=256)
+    request_id: str = Field(..., min_length=1, max_length=256)
+    ts: datetime
+    provider: str = Field(..., min_length=1, max_length=128)
+    deployment: str | None = None
+    model: str = Field(..., min_length=1, max_length=256)
+    input_tokens: int = Field(0, ge=0)
+    cached_input_tokens: int = Field(0, ge=0)
+    output_tokens: int = Field(0, ge=0)
+    cost_nano: int = Field(0, ge=0)
+    priced: bool = True
+    latency_ms: float = Field(0.0, ge=0)
+    status: Literal["ok", "error"] = "ok"
+    error_kind: str | None = None
+    route_reason: str | None = None
+    campaign_id: str | None = None
+    account: str | None = None
+    tenant: str = "default"
+
+    @field_validator("ts")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("timestamp needs a UTC offset, e.g. 2026-11-25T10:00:00+00:00")
+        return value.astimezone(UTC)
+
+    @property
+    def cost_usd(self) -> Decimal:
+        return Decimal(self.cost_nano).scaleb(-9)
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> CostEvent:
+        """Validate an exported JSON object (``cost_usd`` exact to 9 decimals)."""
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object")
+        data = dict(data)
+        if "cost_nano" in data:
+            raise ValueError("cost_nano: unknown field (use cost_usd)")
+        raw = data.pop("cost_usd", 0)
+        if isinstance(raw, bool) or not isinstance(raw, int | float | str | Decimal):
+            raise ValueError("cost_usd: must be a number")
+        data["cost_nano"] = usd_to_nano(raw)
+        return cls.model_validate(data)
+
+    def to_record(self) -> dict[str, Any]:
+        """The exported JSON object, in CONTRACT.md's field order."""
+        return {
+            "attempt_id": self.attempt_id,
+            "request_id": self.request_id,
+            "ts": self.ts.isoformat(),
+            "provider": self.provider,
+            "deployment": self.deployment,
+            "model": self.model,
+            "input_tokens": self.input_tokens,
+            "cached_input_tokens": self.cached_input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost_usd": nano_to_usd(self.cost_nano, 9),
+            "priced": self.priced,
+            "latency_ms": self.latency_ms,
+            "status": self.status,
+            "error_kind": self.error_kind,
+            "route_reason": self.route_reason,
+            "campaign_id": self.campaign_id,
+            "account": self.account,
+            "tenant": self.tenant,
+        }
+
+
+# --- reports -------------------------------------------------------------------------
+
+
+class Totals(BaseModel):
+    requests: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class BreakdownRow(BaseModel):
+    """One group of a cost breakdown; group keys (provider, model, ...) are extra fields."""
+
+    model_config = ConfigDict(extra="allow")
+
+    requests: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    share_pct: float
+
+
+class BreakdownReport(BaseModel):
+    since: datetime
+    until: datetime
+    group_by: list[str]
+    rows: list[BreakdownRow]
+    total: Totals
+    unpriced_requests: int
+
+
+class PeriodFigures(BaseModel):
+    requests: int = 0
+    errors: int = 0
+    cost_usd: float = 0.0
+
+
+class LastHourFigures(PeriodFigures):
+    since: datetime
+
+
+class ProviderStats(BaseModel):
+    requests: int
+    errors: int
+    cost_usd: float
+    share_pct: float
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+
+
+class ThresholdUse(BaseModel):
+    limit_usd: float
+    spent_usd: float
+    used_pct: float
+
+
+class StatsReport(BaseModel):
+    generated_at: datetime
+    timezone: str
+    last_hour: LastHourFigures
+    today: PeriodFigures
+    yesterday: PeriodFigures
+    month_to_date: PeriodFigures
+    providers: dict[str, ProviderStats]
+    unpriced_requests: int
+    thresholds: dict[str, ThresholdUse]
+
+
+class ThresholdResult(BaseModel):
+    name: str
+    period: str
+    limit_usd: float
+    spent_usd: float
+    used_pct: float
+    breached: bool
+    alerted: bool
+    alert_channels: list[str]
+    alert_errors: list[str] = Field(default_factory=list)
+
+
+class ThresholdReport(BaseModel):
+    checked_at: datetime
+    timezone: str
+    breached: bool
+    thresholds: list[ThresholdResult]
+    cloudwatch_published: int | None = None
+
+
+class ImportReport(BaseModel):
+    read: int
+    imported: int
+    duplicates: int
+    expired: int
+    skipped_bad: int
+    bad_lines: list[int] = Field(default_factory=list)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,66 @@
+"""Exact money: amounts are integer nano-dollars inside huntaze, never floats.
+
+A cost is computed once per provider attempt as a Decimal, rounded half-even to a whole
+nano-dollar, and from then on only integers are added. Floats appear only at the very
+edge, when a rounded amount is written as a JSON number.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+
+NANO_PER_USD = 1_000_000_000
+_NANO = Decimal(NANO_PER_USD)
+_PLACES = {places: Decimal(1).scaleb(-places) for places in range(10)}
+
+
+def usd_to_nano(value: Decimal | str | int, *, field: str = "cost_usd") -> int:
+    """Convert a dollar amount with at most 9 decimals to exact nano-dollars.
+
+    Raises ValueError naming ``field`` when the amount is negative, not a number, or
+    more precise than a nano-dollar (which would silently lose money).
+    """
+    try:
+        amount = value if isinstance(value, Decimal) else Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"{field}: {value!r} is not a number") from None
+    if not amount.is_finite():
+        raise ValueError(f"{field}: {value!r} is not a finite number")
+    if amount < 0:
+        raise ValueError(f"{field}: {value!r} is negative")
+    nano = amount * _NANO
+    if nano != nano.to_integral_value():
+        raise ValueError(f"{field}: {value!r} has more than 9 decimals")
+    return int(nano)
+
+
+def round_to_nano(amount_usd: Decimal) -> int:
+    """Round an exact Decimal dollar amount half-even to whole nano-dollars."""
+    return int((amount_usd * _NANO).to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def nano_to_decimal(nano: int) -> Decimal:
+    """The exact dollar amount of ``nano`` nano-dollars."""
+    return Decimal(nano).scaleb(-9)
+
+
+def nano_to_usd(nano: int, places: int = 6) -> float:
+    """A JSON-ready dollar number rounded half-even to ``places`` decimals.
+
+    The float is only a carrier for the rounded decimal: every value with up to 15
+    significant digits round-trips exactly through ``repr``.
+    """
+    return float(nano_to_decimal(nano).quantize(_PLACES[places], rounding=ROUND_HALF_EVEN))
+
+
+def format_usd(nano: int, places: int = 6) -> str:
+    """A dollar amount for people: ``$1,234.567890``."""
+    amount = nano_to_decimal(nano).quantize(_PLACES[places], rounding=ROUND_HALF_EVEN)
+    return f"${amount:,.{places}f}"
+
+
+def pct(part: int, whole: int) -> float:
+    """``part`` as a percentage of ``whole`` rounded to 2 decimals (0 when whole is 0)."""
+    if whole <= 0:
+        return 0.0
+    return float((Decimal(part) * 100 / Decimal(whole)).quantize(_PLACES[2], ROUND_HALF_EVEN))
