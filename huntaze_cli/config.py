@@ -39,11 +39,19 @@ class LedgerConfig(_Section):
     """Where the cost ledger lives."""
 
     backend: Literal["sqlite", "dynamodb"] = Field("sqlite", description="sqlite | dynamodb")
-    path: Path | None = Field(None, description="SQLite file; default ledger.db in the data dir")
+    path: Path | None = Field(
+        None,
+        description="SQLite file; default ledger.db in the data dir",
+        examples=["/var/lib/huntaze/ledger.db"],
+    )
     table: str = Field("huntaze-ledger", description="DynamoDB table name")
-    region: str | None = Field(None, description="AWS region; default AWS_DEFAULT_REGION")
+    region: str | None = Field(
+        None, description="AWS region; default AWS_DEFAULT_REGION", examples=["eu-west-1"]
+    )
     endpoint_url: str | None = Field(
-        None, description="AWS endpoint override; default AWS_ENDPOINT_URL"
+        None,
+        description="AWS endpoint override; default AWS_ENDPOINT_URL",
+        examples=["http://127.0.0.1:5000"],
     )
     create_tables: bool = Field(False, description="create the DynamoDB table on first use")
     retention_days: int = Field(30, ge=1, description="days raw cost events are kept")
@@ -60,7 +68,9 @@ class RoutingConfig(_Section):
         default_factory=list, description="provider names, most preferred first"
     )
     weights: dict[str, float] = Field(
-        default_factory=dict, description="provider name = weight, for strategy weighted"
+        default_factory=dict,
+        description="provider name = weight, for strategy weighted",
+        examples=[{"azure": 3, "openai": 1}],
     )
     default_model: str = Field("gpt-4o-mini", description="model when a campaign names none")
     concurrency: int = Field(32, ge=1, le=1024, description="provider calls in flight/process")
@@ -130,8 +140,16 @@ class BackoffConfig(_Section):
 
 class QueueConfig(_Section):
     backend: Literal["sqlite", "sqs"] = Field("sqlite", description="sqlite | sqs")
-    path: Path | None = Field(None, description="SQLite file; default queue.db in the data dir")
-    queue_url: str | None = Field(None, description="SQS queue URL (sqs)")
+    path: Path | None = Field(
+        None,
+        description="SQLite file; default queue.db in the data dir",
+        examples=["/var/lib/huntaze/queue.db"],
+    )
+    queue_url: str | None = Field(
+        None,
+        description="SQS queue URL (sqs)",
+        examples=["https://sqs.eu-west-1.amazonaws.com/123456789012/huntaze-queue.fifo"],
+    )
     max_attempts: int = Field(5, ge=1, description="delivery attempts before dead letter")
     lease_s: float = Field(60.0, gt=0, description="how long a worker holds a message")
     backoff: BackoffConfig = Field(default_factory=BackoffConfig)
@@ -139,11 +157,25 @@ class QueueConfig(_Section):
 
 class DeliveryConfig(_Section):
     sink: Literal["outbox", "webhook", "sqs"] = Field("outbox", description="outbox|webhook|sqs")
-    outbox_path: Path | None = Field(None, description="default outbox.jsonl in the data dir")
-    webhook_url: str | None = Field(None, description="URL the webhook sink POSTs to")
-    webhook_secret_env: str | None = Field(None, description="env var holding the HMAC secret")
+    outbox_path: Path | None = Field(
+        None,
+        description="default outbox.jsonl in the data dir",
+        examples=["/var/lib/huntaze/outbox.jsonl"],
+    )
+    webhook_url: str | None = Field(
+        None,
+        description="URL the webhook sink POSTs to",
+        examples=["https://hooks.example.com/huntaze"],
+    )
+    webhook_secret_env: str | None = Field(
+        None, description="env var holding the HMAC secret", examples=["HUNTAZE_WEBHOOK_SECRET"]
+    )
     webhook_timeout_s: float = Field(10.0, gt=0, description="webhook request timeout")
-    sqs_queue_url: str | None = Field(None, description="SQS queue URL of the sqs sink")
+    sqs_queue_url: str | None = Field(
+        None,
+        description="SQS queue URL of the sqs sink",
+        examples=["https://sqs.eu-west-1.amazonaws.com/123456789012/huntaze-out.fifo"],
+    )
 
 
 class ThresholdsConfig(_Section):
@@ -174,10 +206,14 @@ class AlertsConfig(_Section):
     smtp_host: str = Field("localhost", description="SMTP relay host")
     smtp_port: int = Field(25, ge=1, le=65535, description="SMTP relay port")
     smtp_starttls: bool = Field(False, description="upgrade the SMTP connection with STARTTLS")
-    smtp_username: str | None = Field(None, description="SMTP login user")
-    smtp_password_env: str | None = Field(None, description="env var holding the SMTP password")
+    smtp_username: str | None = Field(None, description="SMTP login user", examples=["alerts"])
+    smtp_password_env: str | None = Field(
+        None, description="env var holding the SMTP password", examples=["HUNTAZE_SMTP_PASSWORD"]
+    )
     smtp_timeout_s: float = Field(10.0, gt=0, description="SMTP connection timeout")
-    ses_region: str | None = Field(None, description="SES region; default AWS_DEFAULT_REGION")
+    ses_region: str | None = Field(
+        None, description="SES region; default AWS_DEFAULT_REGION", examples=["eu-west-1"]
+    )
     min_interval_minutes: int = Field(
         30, ge=0, description="least minutes between two alerts of one threshold"
     )
@@ -186,7 +222,7 @@ class AlertsConfig(_Section):
 class MetricsConfig(_Section):
     cloudwatch: bool = Field(False, description="publish cost metrics to CloudWatch")
     namespace: str = Field("Huntaze", description="CloudWatch namespace")
-    region: str | None = Field(None, description="CloudWatch region")
+    region: str | None = Field(None, description="CloudWatch region", examples=["eu-west-1"])
 
 
 class FlagsConfig(_Section):
@@ -194,14 +230,18 @@ class FlagsConfig(_Section):
     rollout_percent: int = Field(100, ge=0, le=100, description="share of accounts on hybrid")
     cost_tracking: bool = Field(True, description="false: no ledger writes")
     legacy_provider: str | None = Field(
-        None, description="provider of the pre-hybrid path; default first of routing.order"
+        None,
+        description="provider of the pre-hybrid path; default first of routing.order",
+        examples=["openai"],
     )
 
 
 class ServerConfig(_Section):
     host: str = Field("127.0.0.1", description="address serve binds")
     port: int = Field(8787, ge=0, le=65535, description="port serve binds")
-    token_env: str | None = Field(None, description="env var holding the bearer token")
+    token_env: str | None = Field(
+        None, description="env var holding the bearer token", examples=["HUNTAZE_API_TOKEN"]
+    )
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="larger bodies get 413")
 
 

@@ -14,8 +14,10 @@ _NANO = Decimal(NANO_PER_USD)
 _PLACES = {places: Decimal(1).scaleb(-places) for places in range(10)}
 
 
-def usd_to_nano(value: Decimal | str | int, *, field: str = "cost_usd") -> int:
+def usd_to_nano(value: Decimal | str | int | float, *, field: str = "cost_usd") -> int:
     """Convert a dollar amount with at most 9 decimals to exact nano-dollars.
+
+    A float is read by its shortest repr (what a JSON writer printed), never its binary value.
 
     Raises ValueError naming ``field`` when the amount is negative, not a number, or
     more precise than a nano-dollar (which would silently lose money).

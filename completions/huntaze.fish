@@ -1,0 +1,1 @@
+complete --command huntaze --no-files --arguments "(env _HUNTAZE_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) huntaze)" --condition "env _HUNTAZE_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) huntaze"

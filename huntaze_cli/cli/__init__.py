@@ -1,0 +1,135 @@
+"""The `huntaze` command line: one Typer app per command group, joined here.
+
+Every command parses its flags, calls one core function and renders the result. Errors
+from the core (the HuntazeError tree) become a one-line message and an exit code here,
+in ``_Group.invoke``, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from huntaze_cli import __version__
+from huntaze_cli.errors import HuntazeError
+from huntaze_cli.output import report_error
+
+if TYPE_CHECKING:
+    from huntaze_cli.backends.ledger import Ledger
+    from huntaze_cli.config import Config
+
+
+class _Group(TyperGroup):
+    """The root group: maps the HuntazeError tree to exit codes, once for every command."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except HuntazeError as exc:
+            report_error(exc)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            sys.stderr.write("interrupted\n")
+            raise typer.Exit(130) from None
+
+
+@dataclass
+class State:
+    """Global options, carried to every command on ``ctx.obj``; config loads on first use."""
+
+    config_path: Path | None = None
+    _config: Config | None = field(default=None, repr=False)
+    _ledger: Ledger | None = field(default=None, repr=False)
+
+    def config(self) -> Config:
+        if self._config is None:
+            from huntaze_cli.config import load_config
+
+            self._config = load_config(self.config_path)
+        return self._config
+
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            from huntaze_cli.backends import open_ledger
+
+            self._ledger = open_ledger(self.config())
+        return self._ledger
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
+
+
+def state(ctx: typer.Context) -> State:
+    obj = ctx.find_root().obj
+    if not isinstance(obj, State):  # invoked without the root callback (tests of one group)
+        obj = ctx.find_root().obj = State()
+    return obj
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="huntaze",
+    help=(
+        "Operate AI-written creator message campaigns: hybrid Azure OpenAI/OpenAI routing, "
+        "rate-limited delivery and an exact cost ledger."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"huntaze {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            envvar="HUNTAZE_CONFIG",
+            help="Config file (default: config.toml in the user config dir).",
+            show_default=False,
+            dir_okay=False,
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Operate AI-written creator message campaigns.
+
+    Example: huntaze costs stats --json | jq .today
+    """
+    ctx.obj = State(config_path=config)
+    ctx.call_on_close(ctx.obj.close)
+
+
+def _register() -> None:
+    from huntaze_cli.cli import config_cmd, costs, thresholds
+
+    app.add_typer(costs.app, name="costs")
+    app.add_typer(config_cmd.app, name="config")
+    thresholds.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="huntaze")

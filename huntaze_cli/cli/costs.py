@@ -1,0 +1,317 @@
+"""`huntaze costs breakdown|stats|export|import`: reports over the cost ledger."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from huntaze_cli.cli import state
+from huntaze_cli.errors import InputError, UsageError
+from huntaze_cli.output import emit, table
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from huntaze_cli.core.transfer import Format
+    from huntaze_cli.models import BreakdownReport, StatsReport
+
+app = typer.Typer(
+    help="Cost reports, export and import over the exact cost ledger.", no_args_is_help=True
+)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+Since = Annotated[
+    str | None,
+    typer.Option(
+        help="Start: YYYY-MM-DD (UTC day) or ISO-8601 time with offset.", show_default=False
+    ),
+]
+Until = Annotated[
+    str | None,
+    typer.Option(
+        help="End: a date is inclusive, a time exclusive. Default: today.", show_default=False
+    ),
+]
+
+
+@app.command("breakdown")
+def breakdown_cmd(
+    ctx: typer.Context,
+    by: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--by",
+            help="Group by provider|model|account|campaign|tenant|day; repeat to nest.",
+            show_default="provider",
+        ),
+    ] = None,
+    since: Since = None,
+    until: Until = None,
+    days: Annotated[
+        int | None,
+        typer.Option(help="Last N UTC days including today (default 30).", show_default=False),
+    ] = None,
+    as_json: JsonFlag = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print the rows as CSV.")] = False,
+) -> None:
+    """Cost table grouped by provider, model, account, campaign, tenant or day.
+
+    Reads daily rollups only, so it stays fast on millions of events. Days are UTC.
+
+    Example: huntaze costs breakdown --days 7 --by provider --by model
+    """
+    from huntaze_cli.core.costs import breakdown, time_range, validate_group_by
+
+    if as_json and as_csv:
+        raise UsageError("--json and --csv cannot be used together")
+    keys = validate_group_by(by or [])
+    start, end = time_range(since=since, until=until, days=days, now=datetime.now(UTC))
+    report = breakdown(state(ctx).ledger(), start=start, end=end, group_by=keys)
+    if as_csv:
+        _breakdown_csv(report)
+        return
+    emit(report, as_json=as_json, render=lambda console: _render_breakdown(console, report))
+
+
+_METRICS = ("requests", "errors", "input_tokens", "output_tokens", "cost_usd", "share_pct")
+
+
+def _breakdown_csv(report: BreakdownReport) -> None:
+    import csv
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow([*report.group_by, *_METRICS])
+    for row in report.rows:
+        data = row.model_dump()
+        writer.writerow(
+            [
+                *("" if data[k] is None else data[k] for k in report.group_by),
+                *(f"{data[m]:.6f}" if m == "cost_usd" else data[m] for m in _METRICS),
+            ]
+        )
+
+
+def _render_breakdown(console: Console, report: BreakdownReport) -> None:
+    from huntaze_cli.money import format_usd, usd_to_nano
+
+    def usd(value: float) -> str:
+        return format_usd(usd_to_nano(repr(value)))
+
+    columns = [*report.group_by, "requests", "errors", "in tokens", "out tokens", "cost", "share"]
+    rows = []
+    for row in report.rows:
+        data = row.model_dump()
+        rows.append(
+            [data[k] for k in report.group_by]
+            + [
+                f"{row.requests:,}",
+                f"{row.errors:,}",
+                f"{row.input_tokens:,}",
+                f"{row.output_tokens:,}",
+                usd(row.cost_usd),
+                f"{row.share_pct:.2f}%",
+            ]
+        )
+    total = report.total
+    footer = [
+        "total",
+        *[""] * (len(report.group_by) - 1),
+        f"{total.requests:,}",
+        f"{total.errors:,}",
+        f"{total.input_tokens:,}",
+        f"{total.output_tokens:,}",
+        usd(total.cost_usd),
+        "100.00%" if report.rows else "",
+    ]
+    until = report.until.date().isoformat()
+    title = f"Costs {report.since.date().isoformat()} .. {until} (UTC, end exclusive)"
+    right = columns[len(report.group_by) :]
+    console.print(table(title, columns, rows, right=right, footer=footer))
+    if report.unpriced_requests:
+        console.print(
+            f"[yellow]{report.unpriced_requests:,} requests had no known price and are "
+            "counted at $0; add [pricing.overrides] for their models.[/yellow]"
+        )
+    if not report.rows:
+        console.print("no cost events in this range")
+
+
+@app.command("stats")
+def stats_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Real-time figures: last hour, today, yesterday, month to date, per provider.
+
+    Days and months are counted in [thresholds] timezone; reads rollups only.
+
+    Example: huntaze costs stats --json | jq .thresholds.daily.used_pct
+    """
+    from huntaze_cli.core.costs import stats
+
+    report = stats(state(ctx).config(), state(ctx).ledger())
+    emit(report, as_json=as_json, render=lambda console: _render_stats(console, report))
+
+
+def _render_stats(console: Console, report: StatsReport) -> None:
+    def money(value: float) -> str:
+        return f"${value:,.6f}"
+
+    periods = [
+        ("last hour", report.last_hour),
+        ("today", report.today),
+        ("yesterday", report.yesterday),
+        ("month to date", report.month_to_date),
+    ]
+    console.print(
+        table(
+            f"Spend ({report.timezone})",
+            ["period", "requests", "errors", "cost"],
+            [[name, f"{p.requests:,}", f"{p.errors:,}", money(p.cost_usd)] for name, p in periods],
+            right=["requests", "errors", "cost"],
+        )
+    )
+    console.print(
+        table(
+            "Providers today",
+            ["provider", "requests", "errors", "cost", "share", "p50 ms", "p95 ms"],
+            [
+                [
+                    name,
+                    f"{p.requests:,}",
+                    f"{p.errors:,}",
+                    money(p.cost_usd),
+                    f"{p.share_pct:.2f}%",
+                    p.latency_p50_ms,
+                    p.latency_p95_ms,
+                ]
+                for name, p in report.providers.items()
+            ],
+            right=["requests", "errors", "cost", "share", "p50 ms", "p95 ms"],
+        )
+    )
+    console.print(
+        table(
+            "Thresholds",
+            ["threshold", "limit", "spent", "used"],
+            [
+                [name, money(t.limit_usd), money(t.spent_usd), f"{t.used_pct:.2f}%"]
+                for name, t in report.thresholds.items()
+            ],
+            right=["limit", "spent", "used"],
+        )
+    )
+    if report.unpriced_requests:
+        console.print(f"[yellow]{report.unpriced_requests:,} unpriced requests this month[/yellow]")
+
+
+@app.command("export")
+def export_cmd(
+    ctx: typer.Context,
+    fmt: Annotated[
+        str, typer.Option("--format", help="jsonl (one event per line) or csv.")
+    ] = "jsonl",
+    since: Since = None,
+    until: Until = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write to this file instead of stdout.",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Write every raw cost event (kept retention_days) as JSONL or CSV.
+
+    Example: huntaze costs export --since 2026-11-01 > november.jsonl
+    """
+    from huntaze_cli.core.costs import parse_when
+    from huntaze_cli.core.transfer import export_events
+
+    chosen = _format(fmt)
+    start = _instant(parse_when(since, option="--since"), end=False) if since else None
+    end = _instant(parse_when(until, option="--until"), end=True) if until else None
+    ledger = state(ctx).ledger()
+    if output is None:
+        count = export_events(ledger, sys.stdout, fmt=chosen, since=start, until=end)
+    else:
+        with output.open("w", encoding="utf-8", newline="") as fh:
+            count = export_events(ledger, fh, fmt=chosen, since=start, until=end)
+    sys.stderr.write(f"exported {count:,} events\n")
+
+
+def _format(value: str) -> Format:
+    if value == "jsonl":
+        return "jsonl"
+    if value == "csv":
+        return "csv"
+    raise UsageError(f"--format: unknown format {value!r}; choose jsonl or csv")
+
+
+def _instant(value: Any, *, end: bool) -> datetime:
+    from datetime import timedelta
+
+    if isinstance(value, datetime):
+        return value
+    day = value + timedelta(days=1) if end else value
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+@app.command("import")
+def import_cmd(
+    ctx: typer.Context,
+    file: Annotated[str, typer.Argument(help="JSONL or CSV file of cost events; - for stdin.")],
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="jsonl or csv (default: from the file name, else jsonl).",
+            show_default=False,
+        ),
+    ] = None,
+    skip_bad: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad", help="Skip invalid lines (named on stderr) instead of stopping."
+        ),
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Import cost events idempotently: an attempt_id already stored changes nothing.
+
+    Stops at the first invalid line (everything before it is stored, nothing from it
+    on) unless --skip-bad. Events older than [ledger] retention_days are refused.
+
+    Example: huntaze costs export | huntaze --config dynamo.toml costs import -
+    """
+    from huntaze_cli.core.transfer import import_events
+
+    chosen = _format(fmt or ("csv" if file.lower().endswith(".csv") else "jsonl"))
+    ledger = state(ctx).ledger()
+
+    def on_bad(line: int, reason: str) -> None:
+        sys.stderr.write(f"skipped line {line}: {reason}\n")
+
+    if file == "-":
+        report = import_events(ledger, sys.stdin, fmt=chosen, skip_bad=skip_bad, on_bad=on_bad)
+    else:
+        path = Path(file)
+        try:
+            fh = path.open(encoding="utf-8", newline="")
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+        with fh:
+            report = import_events(ledger, fh, fmt=chosen, skip_bad=skip_bad, on_bad=on_bad)
+    emit(
+        report,
+        as_json=as_json,
+        render=lambda console: console.print(
+            f"read {report.read:,}, imported {report.imported:,}, already present "
+            f"{report.duplicates:,}, past retention {report.expired:,}, "
+            f"skipped bad {report.skipped_bad:,}"
+        ),
+    )
