@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from huntaze_cli.errors import ConfigError
 
@@ -219,9 +226,16 @@ class AlertsConfig(_Section):
     )
 
 
+    @model_validator(mode="after")
+    def _email_needs_recipients(self) -> AlertsConfig:
+        if self.channels and not self.email_to:
+            raise ValueError("email_to: list at least one recipient when channels are set")
+        return self
+
+
 class MetricsConfig(_Section):
     cloudwatch: bool = Field(False, description="publish cost metrics to CloudWatch")
-    namespace: str = Field("Huntaze", description="CloudWatch namespace")
+    namespace: str = Field("Huntaze", min_length=1, description="CloudWatch namespace")
     region: str | None = Field(None, description="CloudWatch region", examples=["eu-west-1"])
 
 

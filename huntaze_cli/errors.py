@@ -10,7 +10,7 @@ one place: ``exit_code`` and ``http_status`` below.
     ├── InputError                    exit 2   invalid campaign/import file or body
     ├── ConfigError                   exit 2   invalid or unreadable config
     ├── NotFoundError                 exit 1   a named thing (campaign, ...) does not exist
-    ├── BackendError                  exit 1   ledger, queue or rate-limit store failed
+    ├── BackendError                  exit 1   ledger, queue, rate-limit store, CloudWatch
     ├── ProviderError                 exit 1   every provider attempt failed
     ├── DeliveryError                 exit 1   the delivery sink failed
     └── AlertError                    exit 1   an alert channel could not send
@@ -63,7 +63,7 @@ class NotFoundError(HuntazeError):
 
 
 class BackendError(HuntazeError):
-    """A storage backend (SQLite, DynamoDB, SQS) is unreachable or refused an operation."""
+    """An AWS or storage service (SQLite, DynamoDB, SQS, CloudWatch) failed or is unreachable."""
 
     http_status = 503
 

@@ -93,6 +93,11 @@ def test_bad_timezone_and_override_key(tmp_path: Path) -> None:
         load_config(path)
 
 
+def test_alert_channels_need_recipients() -> None:
+    with pytest.raises(ConfigError, match="alerts: .*email_to"):
+        load_config(environ={"HUNTAZE_ALERTS__CHANNELS": '["email"]'})
+
+
 def test_sdk_variables_define_providers() -> None:
     env = {
         "OPENAI_API_KEY": "sk-test",

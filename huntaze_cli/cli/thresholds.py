@@ -33,21 +33,18 @@ def check_thresholds(
 
     Example (crontab): */10 * * * * huntaze check-thresholds --json >> /var/log/huntaze.log
     """
-    from huntaze_cli.core.thresholds import evaluate_thresholds
+    from huntaze_cli.core.thresholds import evaluate_thresholds, publish_cloudwatch
     from huntaze_cli.errors import HuntazeError
 
     config = state(ctx).config()
     ledger = state(ctx).ledger()
     report = evaluate_thresholds(config, ledger, send_alerts=not no_alert)
     failed = any(result.alert_errors for result in report.thresholds)
-    if config.metrics.cloudwatch:
-        from huntaze_cli.core.cloudwatch import publish_costs
-
-        try:
-            report.cloudwatch_published = publish_costs(config, ledger)
-        except HuntazeError as exc:
-            warn(f"cloudwatch: {exc.message}")
-            failed = True
+    try:
+        publish_cloudwatch(config, ledger, report)
+    except HuntazeError as exc:
+        warn(f"cloudwatch: {exc.message}")
+        failed = True
     emit(report, as_json=as_json, render=lambda console: _render(console, report))
     for result in report.thresholds:
         for error in result.alert_errors:

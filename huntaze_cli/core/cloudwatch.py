@@ -1,0 +1,142 @@
+"""Publish today's and month-to-date cost figures to Amazon CloudWatch.
+
+Metrics, in ``[metrics] namespace``, each a gauge stamped with the time of the run:
+
+* ``DailyCostUSD`` and ``MonthToDateCostUSD`` per ``Provider`` and once without a
+  dimension (the total over every provider);
+* ``Requests`` and ``Errors`` today per ``Provider`` (unit Count).
+
+"Today" and "this month" are counted in ``[thresholds] timezone``, like the thresholds
+they are meant to be alarmed on. Dollar values are floats made from the exact nano-dollar
+sums at the very end. boto3 is imported only when publishing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from huntaze_cli.backends.ledger import Counters, Ledger, SlotRollup
+from huntaze_cli.config import Config
+from huntaze_cli.core.periods import Period, day_period, month_period
+from huntaze_cli.errors import BackendError
+from huntaze_cli.models import utcnow
+from huntaze_cli.money import nano_to_decimal
+
+# PutMetricData accepts at most 1,000 datums per request.
+MAX_DATUMS_PER_REQUEST = 1000
+
+Datum = dict[str, Any]
+
+
+def publish_costs(
+    config: Config,
+    ledger: Ledger,
+    *,
+    now: datetime | None = None,
+    chunk_size: int = MAX_DATUMS_PER_REQUEST,
+) -> int:
+    """Put today's and this month's cost metrics; return how many datums were published.
+
+    Raises ``BackendError`` (one line naming the namespace and region) when CloudWatch
+    refuses or cannot be reached; datums of requests sent before the failure stay put.
+    """
+    if not 1 <= chunk_size <= MAX_DATUMS_PER_REQUEST:
+        raise ValueError(f"chunk_size must be 1..{MAX_DATUMS_PER_REQUEST}, not {chunk_size}")
+    if now is not None and now.tzinfo is None:
+        raise ValueError("now must carry a UTC offset")
+    now = (now or utcnow()).astimezone(UTC)
+    tz = config.thresholds.tz
+    day, month = day_period(now, tz), month_period(now, tz)
+    # The local day lies inside the local month: one read serves both.
+    slots = ledger.slots(month.start, month.end)
+    datums = build_datums(slots, day=day, month=month, timestamp=now)
+    _put(config, datums, chunk_size)
+    return len(datums)
+
+
+def build_datums(
+    slots: Sequence[SlotRollup], *, day: Period, month: Period, timestamp: datetime
+) -> list[Datum]:
+    """The MetricData entries for the slot rollups of ``month`` (which holds ``day``)."""
+    today = _by_provider(slots, day)
+    month_to_date = _by_provider(slots, month)
+    datums: list[Datum] = []
+    for provider in sorted(month_to_date.keys() | today.keys()):
+        daily = today.get(provider, Counters())
+        monthly = month_to_date.get(provider, Counters())
+        dims = [{"Name": "Provider", "Value": provider}]
+        datums += [
+            _datum("DailyCostUSD", _usd(daily.cost_nano), "None", timestamp, dims),
+            _datum("MonthToDateCostUSD", _usd(monthly.cost_nano), "None", timestamp, dims),
+            _datum("Requests", float(daily.requests), "Count", timestamp, dims),
+            _datum("Errors", float(daily.errors), "Count", timestamp, dims),
+        ]
+    day_total = sum(c.cost_nano for c in today.values())
+    month_total = sum(c.cost_nano for c in month_to_date.values())
+    datums += [
+        _datum("DailyCostUSD", _usd(day_total), "None", timestamp, []),
+        _datum("MonthToDateCostUSD", _usd(month_total), "None", timestamp, []),
+    ]
+    return datums
+
+
+def _by_provider(slots: Sequence[SlotRollup], period: Period) -> dict[str, Counters]:
+    lo, hi = int(period.start.timestamp()), int(period.end.timestamp())
+    totals: dict[str, Counters] = {}
+    for slot in slots:
+        if lo <= slot.slot < hi:
+            totals.setdefault(slot.provider, Counters()).add(slot.counters)
+    return totals
+
+
+def _usd(nano: int) -> float:
+    # The nearest float to the exact amount: no rounding beyond the float itself.
+    return float(nano_to_decimal(nano))
+
+
+def _datum(
+    name: str, value: float, unit: str, timestamp: datetime, dims: list[dict[str, str]]
+) -> Datum:
+    datum: Datum = {"MetricName": name, "Value": value, "Unit": unit, "Timestamp": timestamp}
+    if dims:
+        datum["Dimensions"] = dims
+    return datum
+
+
+def _chunks(datums: Sequence[Datum], size: int) -> Iterator[Sequence[Datum]]:
+    for start in range(0, len(datums), size):
+        yield datums[start : start + size]
+
+
+def _put(config: Config, datums: Sequence[Datum], chunk_size: int) -> None:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
+
+    namespace = config.metrics.namespace
+    region = config.metrics.region or "the default region"
+    published = 0
+    try:
+        client = boto3.client("cloudwatch", region_name=config.metrics.region)
+        region = client.meta.region_name or region
+        for chunk in _chunks(datums, chunk_size):
+            client.put_metric_data(Namespace=namespace, MetricData=list(chunk))
+            published += len(chunk)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        detail = f"{error.get('Code', 'error')}: {error.get('Message', '')}".rstrip(": ")
+        raise BackendError(_failure(namespace, region, published, len(datums), detail)) from None
+    except NoRegionError:
+        raise BackendError(
+            f"CloudWatch metrics to namespace {namespace} not published: no AWS region; "
+            "set [metrics] region or AWS_DEFAULT_REGION"
+        ) from None
+    except BotoCoreError as exc:
+        raise BackendError(_failure(namespace, region, published, len(datums), str(exc))) from None
+
+
+def _failure(namespace: str, region: str, published: int, total: int, detail: str) -> str:
+    done = f" after {published} of {total} datums" if published else ""
+    detail = " ".join(detail.split())
+    return f"CloudWatch metrics to namespace {namespace} in {region} failed{done}: {detail}"
