@@ -225,7 +225,6 @@ class AlertsConfig(_Section):
         30, ge=0, description="least minutes between two alerts of one threshold"
     )
 
-
     @model_validator(mode="after")
     def _email_needs_recipients(self) -> AlertsConfig:
         if self.channels and not self.email_to:
