@@ -36,6 +36,7 @@ APP_NAME = "huntaze"
 ENV_PREFIX = "HUNTAZE_"
 CONFIG_ENV = "HUNTAZE_CONFIG"
 DEFAULT_AZURE_API_VERSION = "2024-10-21"
+DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "azure": "AZURE_OPENAI_API_KEY"}
 
 
 class _Section(BaseModel):
@@ -87,6 +88,10 @@ class RoutingConfig(_Section):
     fallback_on_content_filter: bool = Field(
         True, description="retry on another provider after Azure's content_filter"
     )
+    backoff_base_s: float = Field(
+        0.25, gt=0, description="first delay before retrying the same provider"
+    )
+    backoff_max_s: float = Field(8.0, gt=0, description="largest delay between retries")
     circuit_failure_threshold: int = Field(
         5, ge=1, description="consecutive failures that open a provider's circuit"
     )
@@ -102,11 +107,21 @@ class ProviderConfig(_Section):
     endpoint: str | None = Field(None, description="Azure resource endpoint (azure)")
     base_url: str | None = Field(None, description="OpenAI-compatible base URL (openai)")
     api_version: str | None = Field(None, description="Azure API version (azure)")
-    api_key_env: str | None = Field(None, description="name of the env var holding the key")
+    api_key_env: str | None = Field(
+        None,
+        description="env var holding the key; default OPENAI_API_KEY / AZURE_OPENAI_API_KEY",
+    )
     deployments: dict[str, str] = Field(
         default_factory=dict, description="model = Azure deployment name"
     )
     latency_ms: float = Field(0.0, ge=0, description="simulated latency (simulated)")
+
+    @model_validator(mode="after")
+    def _default_key_env(self) -> ProviderConfig:
+        # The SDKs' own variable names, so a provider table needs no key setting at all.
+        if self.api_key_env is None and self.kind in DEFAULT_KEY_ENV:
+            self.api_key_env = DEFAULT_KEY_ENV[self.kind]
+        return self
 
 
 class PriceOverride(_Section):

@@ -210,3 +210,35 @@ class ImportReport(BaseModel):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# --- health ----------------------------------------------------------------------------
+
+HealthStatus = Literal["ok", "degraded", "fail"]
+
+
+class CheckResult(BaseModel):
+    status: HealthStatus
+    detail: str
+
+
+class ProviderHealth(BaseModel):
+    kind: str
+    status: HealthStatus
+    configured: bool
+    detail: str
+    circuit: str | None = None
+    misconfigured: bool = False
+    consecutive_failures: int = 0
+    last_error: str | None = None
+    last_error_kind: str | None = None
+    last_error_at: datetime | None = None
+    state_updated_at: datetime | None = None
+    probe_ms: float | None = None
+
+
+class HealthReport(BaseModel):
+    status: Literal["healthy", "degraded", "unhealthy"]
+    checked_at: datetime
+    checks: dict[str, CheckResult]
+    providers: dict[str, ProviderHealth]

@@ -120,11 +120,12 @@ def _root(
 
 
 def _register() -> None:
-    from huntaze_cli.cli import config_cmd, costs, thresholds
+    from huntaze_cli.cli import config_cmd, costs, health, thresholds
 
+    health.register(app)
     app.add_typer(costs.app, name="costs")
-    app.add_typer(config_cmd.app, name="config")
     thresholds.register(app)
+    app.add_typer(config_cmd.app, name="config")
 
 
 _register()

@@ -1,0 +1,131 @@
+"""The vocabulary of LLM calls shared by providers, routing and the orchestrator.
+
+A ``Provider`` makes exactly one attempt per ``complete`` call: it never retries (the SDK
+clients are built with ``max_retries=0``); every retry and failover decision belongs to
+the orchestrator. A failed attempt raises ``ProviderFailure`` carrying its class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+# Failure classes (DESIGN.md invariant 5) and whether another attempt may help.
+FailureKind = Literal[
+    "rate_limited",  # 429: retry after Retry-After / retry-after-ms / x-ms-retry-after-ms
+    "server_error",  # 5xx
+    "timeout",  # no answer within the attempt timeout
+    "connection",  # refused, reset, dropped
+    "malformed",  # 2xx with a body that is not a completion
+    "content_filter",  # Azure refused the prompt; another provider may accept it
+    "auth",  # 401/403: the provider is misconfigured
+    "bad_request",  # other 4xx: the request itself is wrong; no retry helps
+]
+RETRYABLE: frozenset[str] = frozenset(
+    {"rate_limited", "server_error", "timeout", "connection", "malformed"}
+)
+
+
+@dataclass(slots=True)
+class Message:
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(slots=True)
+class GenerationRequest:
+    """One message to write: what to ask, and whom it is for (for routing and the ledger)."""
+
+    request_id: str
+    model: str
+    messages: list[Message]
+    max_tokens: int | None = None
+    temperature: float | None = None
+    provider: str = "auto"  # "auto" or a provider name to pin
+    account: str | None = None
+    campaign_id: str | None = None
+    tenant: str = "default"
+
+
+@dataclass(slots=True)
+class Usage:
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass(slots=True)
+class Completion:
+    """A provider's answer to one attempt."""
+
+    text: str
+    usage: Usage
+    deployment: str | None = None
+
+
+class ProviderFailure(Exception):
+    """One attempt failed; ``kind`` says how, ``retry_after_s`` what the server asked."""
+
+    def __init__(
+        self,
+        kind: FailureKind,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+        usage: Usage | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind: FailureKind = kind
+        self.message = message
+        self.status = status
+        self.retry_after_s = retry_after_s
+        self.usage = usage or Usage()
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in RETRYABLE
+
+
+class Provider(Protocol):
+    """One configured LLM endpoint (Azure OpenAI, OpenAI, or the offline simulator)."""
+
+    name: str
+    kind: str
+
+    def deployment_for(self, model: str) -> str | None:
+        """The deployment that serves ``model`` (Azure), else None."""
+        ...
+
+    async def complete(self, request: GenerationRequest, *, timeout: float) -> Completion:
+        """Make exactly one attempt; raise ProviderFailure when it fails."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(slots=True)
+class Attempt:
+    """What one attempt did, as the ledger and the result report it."""
+
+    attempt_id: str
+    provider: str
+    route_reason: str
+    latency_ms: float
+    status: Literal["ok", "error"]
+    error_kind: str | None = None
+    cost_nano: int = 0
+    priced: bool = True
+
+
+@dataclass(slots=True)
+class GenerationResult:
+    text: str
+    provider: str
+    model: str
+    deployment: str | None
+    usage: Usage
+    cost_nano: int
+    priced: bool
+    route_reason: str
+    attempts: list[Attempt] = field(default_factory=list)
