@@ -25,7 +25,9 @@ def health(
     timeout: Annotated[
         float, typer.Option("--timeout", min=0.1, help="Seconds each live probe may take.")
     ] = 5.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document on stdout.")
+    ] = False,
 ) -> None:
     """Check config, ledger and each provider (circuit state, last error).
 
