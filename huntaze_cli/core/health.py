@@ -87,9 +87,7 @@ def _shared_state(config: Config) -> dict[str, ProviderState]:
         store.close()
 
 
-def _provider_health(
-    name: str, cfg: ProviderConfig, state: ProviderState | None
-) -> ProviderHealth:
+def _provider_health(name: str, cfg: ProviderConfig, state: ProviderState | None) -> ProviderHealth:
     problem = _config_problem(name, cfg)
     health = ProviderHealth(
         kind=cfg.kind,
@@ -145,9 +143,7 @@ async def _probe_all(
         )
         started = time.perf_counter()
         try:
-            await asyncio.wait_for(
-                built[name].complete(request, timeout=timeout_s), timeout_s + 1
-            )
+            await asyncio.wait_for(built[name].complete(request, timeout=timeout_s), timeout_s + 1)
         except Exception as exc:  # every failure is a finding, not a crash of health
             health.status = "fail"
             health.detail = f"live probe failed: {_describe(exc)}"
