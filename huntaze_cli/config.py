@@ -152,6 +152,24 @@ class PricingConfig(_Section):
 class RateLimitConfig(_Section):
     messages: int = Field(10, ge=1, description="deliveries allowed per account per window")
     per_seconds: float = Field(60.0, gt=0, description="window length in seconds")
+    backend: Literal["sqlite", "dynamodb"] = Field(
+        "sqlite", description="sqlite (one host) | dynamodb (shared across hosts)"
+    )
+    path: Path | None = Field(
+        None,
+        description="SQLite file; default ratelimit.db in the data dir",
+        examples=["/var/lib/huntaze/ratelimit.db"],
+    )
+    table: str = Field("huntaze-ratelimit", description="DynamoDB table name")
+    region: str | None = Field(
+        None, description="AWS region; default AWS_DEFAULT_REGION", examples=["eu-west-1"]
+    )
+    endpoint_url: str | None = Field(
+        None,
+        description="AWS endpoint override; default AWS_ENDPOINT_URL",
+        examples=["http://127.0.0.1:5000"],
+    )
+    create_tables: bool = Field(False, description="create the DynamoDB table on first use")
 
 
 class BackoffConfig(_Section):
@@ -166,6 +184,14 @@ class QueueConfig(_Section):
         None,
         description="SQLite file; default queue.db in the data dir",
         examples=["/var/lib/huntaze/queue.db"],
+    )
+    region: str | None = Field(
+        None, description="SQS region; default AWS_DEFAULT_REGION", examples=["eu-west-1"]
+    )
+    endpoint_url: str | None = Field(
+        None,
+        description="AWS endpoint override; default AWS_ENDPOINT_URL",
+        examples=["http://127.0.0.1:5000"],
     )
     queue_url: str | None = Field(
         None,
@@ -307,6 +333,14 @@ class Config(_Section):
     @property
     def queue_path(self) -> Path:
         return self.queue.path or self.data_dir / "queue.db"
+
+    @property
+    def ratelimit_path(self) -> Path:
+        return self.rate_limit.path or self.data_dir / "ratelimit.db"
+
+    @property
+    def campaigns_path(self) -> Path:
+        return self.data_dir / "campaigns.db"
 
     @property
     def outbox_path(self) -> Path:
