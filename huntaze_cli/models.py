@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from huntaze_cli.money import nano_to_usd, usd_to_nano
 
+MAX_INT64 = 2**63 - 1  # SQLite's INTEGER and DynamoDB-safe bound for counters
+
 EVENT_FIELDS = (
     "attempt_id",
     "request_id",
@@ -45,20 +47,26 @@ class CostEvent(BaseModel):
     request_id: str = Field(..., min_length=1, max_length=256)
     ts: datetime
     provider: str = Field(..., min_length=1, max_length=128)
-    deployment: str | None = None
+    deployment: str | None = Field(None, max_length=256)
     model: str = Field(..., min_length=1, max_length=256)
-    input_tokens: int = Field(0, ge=0)
-    cached_input_tokens: int = Field(0, ge=0)
-    output_tokens: int = Field(0, ge=0)
-    cost_nano: int = Field(0, ge=0)
+    input_tokens: int = Field(0, ge=0, le=MAX_INT64)
+    cached_input_tokens: int = Field(0, ge=0, le=MAX_INT64)
+    output_tokens: int = Field(0, ge=0, le=MAX_INT64)
+    cost_nano: int = Field(0, ge=0, le=MAX_INT64)
     priced: bool = True
-    latency_ms: float = Field(0.0, ge=0)
+    latency_ms: float = Field(0.0, ge=0, allow_inf_nan=False)
     status: Literal["ok", "error"] = "ok"
-    error_kind: str | None = None
-    route_reason: str | None = None
-    campaign_id: str | None = None
-    account: str | None = None
-    tenant: str = "default"
+    error_kind: str | None = Field(None, max_length=128)
+    route_reason: str | None = Field(None, max_length=128)
+    campaign_id: str | None = Field(None, max_length=256)
+    account: str | None = Field(None, max_length=256)
+    tenant: str = Field("default", min_length=1, max_length=256)
+
+    @field_validator("campaign_id", "account", "deployment", "error_kind", "route_reason")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        # Rollups store an absent key as "", so "" and None must mean the same thing.
+        return value or None
 
     @field_validator("ts")
     @classmethod

@@ -34,9 +34,13 @@ def print_json(result: BaseModel | dict[str, Any] | list[Any]) -> None:
 
 
 def stdout_console() -> Console:
+    """Console for results; piped output gets a wide page instead of rich's 80 columns."""
+    import os
+
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False)
+    width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160"))
+    return Console(highlight=False, soft_wrap=False, width=width)
 
 
 def stderr_console() -> Console:

@@ -171,6 +171,35 @@ def aggregate(
     return daily, slots
 
 
+# Grouping keys of a breakdown and the DailyRollup attribute each one reads.
+GROUP_FIELDS: dict[str, str] = {
+    "provider": "provider",
+    "model": "model",
+    "account": "account",
+    "campaign": "campaign_id",
+    "tenant": "tenant",
+    "day": "day",
+}
+
+
+def group_daily(
+    rows: Iterable[DailyRollup], group_by: Sequence[str]
+) -> list[tuple[tuple[str | None, ...], Counters]]:
+    """Sum daily rollups by the named GROUP_FIELDS keys (days as ISO strings)."""
+    attrs = [GROUP_FIELDS[key] for key in group_by]
+    groups: dict[tuple[str | None, ...], Counters] = {}
+    for row in rows:
+        group = tuple(
+            value.isoformat() if isinstance(value := getattr(row, attr), date) else value
+            for attr in attrs
+        )
+        counters = groups.get(group)
+        if counters is None:
+            counters = groups[group] = Counters()
+        counters.add(row.counters)
+    return list(groups.items())
+
+
 def dedupe_batch(events: Sequence[CostEvent]) -> tuple[list[CostEvent], int]:
     """Drop repeats of an attempt_id within one batch (first wins); count them."""
     seen: set[str] = set()
@@ -198,6 +227,16 @@ class Ledger(Protocol):
 
     def daily(self, since: date, until: date) -> list[DailyRollup]:
         """Daily rollups with ``since <= day < until``."""
+        ...
+
+    def daily_groups(
+        self, since: date, until: date, group_by: Sequence[str]
+    ) -> list[tuple[tuple[str | None, ...], Counters]]:
+        """Daily rollups with ``since <= day < until`` summed by GROUP_FIELDS keys.
+
+        Same answer as ``group_daily(self.daily(since, until), group_by)``; a backend
+        may compute it closer to the data (SQLite does it in SQL).
+        """
         ...
 
     def slots(self, since: datetime, until: datetime) -> list[SlotRollup]:

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from huntaze_cli.backends.ledger import (
+    GROUP_FIELDS,
     LATENCY_BOUNDS_MS,
     LATENCY_BUCKETS,
     SLOT_SECONDS,
@@ -34,7 +35,7 @@ from huntaze_cli.models import (
 )
 from huntaze_cli.money import nano_to_usd, pct, usd_to_nano
 
-GROUP_KEYS = ("provider", "model", "account", "campaign", "tenant", "day")
+GROUP_KEYS = tuple(GROUP_FIELDS)
 
 
 # --- time ranges -----------------------------------------------------------------------
@@ -114,25 +115,12 @@ def breakdown(
     keys = validate_group_by(group_by)
     first = start.astimezone(UTC).date()
     last = (end.astimezone(UTC) - timedelta(microseconds=1)).date()
-    groups: dict[tuple[Any, ...], Counters] = {}
+    groups = ledger.daily_groups(first, last + timedelta(days=1), keys)
     total = Counters()
-    for row in ledger.daily(first, last + timedelta(days=1)):
-        values = {
-            "provider": row.provider,
-            "model": row.model,
-            "account": row.account,
-            "campaign": row.campaign_id,
-            "tenant": row.tenant,
-            "day": row.day.isoformat(),
-        }
-        group = tuple(values[key] for key in keys)
-        counters = groups.get(group)
-        if counters is None:
-            counters = groups[group] = Counters()
-        counters.add(row.counters)
-        total.add(row.counters)
+    for _, counters in groups:
+        total.add(counters)
     ordered = sorted(
-        groups.items(),
+        groups,
         key=lambda item: (-item[1].cost_nano, -item[1].requests, [str(v) for v in item[0]]),
     )
     rows = [

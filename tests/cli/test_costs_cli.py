@@ -1,0 +1,268 @@
+"""`costs` commands end to end through the CLI on a real SQLite ledger."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from huntaze_cli.backends.sqlite_ledger import SQLiteLedger
+from huntaze_cli.config import load_config
+from huntaze_cli.models import CostEvent
+from tests.helpers import make_event, run
+
+
+def ledger_file() -> Path:
+    return load_config().ledger_path
+
+
+def jsonl(events: list[CostEvent]) -> str:
+    return "".join(json.dumps(e.to_record()) + "\n" for e in events)
+
+
+def sample(count: int = 30) -> list[CostEvent]:
+    now = datetime.now(UTC)
+    return [
+        make_event(
+            n,
+            ts=now - timedelta(hours=n * 3),
+            provider=("azure", "openai")[n % 2],
+            model=("gpt-4o-mini", "gpt-4o")[n % 3 == 0],
+            cost_nano=123_456_789 + n * 1_000_003,  # exercises all 9 decimals
+            status="error" if n % 7 == 0 else "ok",
+            priced=n % 11 != 0,
+            account=f"creator_{n % 4}",
+            campaign_id=None if n % 5 == 0 else f"cmp-{n % 3}",
+        )
+        for n in range(count)
+    ]
+
+
+def stored() -> list[CostEvent]:
+    ledger = SQLiteLedger(ledger_file())
+    try:
+        return list(ledger.events())
+    finally:
+        ledger.close()
+
+
+def test_import_from_stdin_then_again_is_idempotent() -> None:
+    events = sample()
+    first = run("costs", "import", "-", "--json", input=jsonl(events))
+    assert first.exit_code == 0, first.stderr
+    assert first.json()["imported"] == len(events)
+    second = run("costs", "import", "-", "--json", input=jsonl(events))
+    assert second.json() == {**first.json(), "imported": 0, "duplicates": len(events)}
+    assert sorted(e.attempt_id for e in stored()) == sorted(e.attempt_id for e in events)
+
+
+def test_export_import_round_trip_is_exact(tmp_path: Path) -> None:
+    events = sample()
+    assert run("costs", "import", "-", input=jsonl(events)).exit_code == 0
+    exported = run("costs", "export")
+    assert exported.exit_code == 0
+    lines = exported.stdout.splitlines()
+    assert len(lines) == len(events)
+    assert "exported 30 events" in exported.stderr
+    by_id = {e.attempt_id: e for e in events}
+    for line in lines:
+        back = CostEvent.from_record(json.loads(line))
+        assert back == by_id[back.attempt_id]
+    # Into a second ledger through stdin, as `costs export | costs import -` does.
+    other = tmp_path / "other.toml"
+    other.write_text(f'[ledger]\npath = "{tmp_path / "other.db"}"\n')
+    moved = run("--config", str(other), "costs", "import", "-", "--json", input=exported.stdout)
+    assert moved.json()["imported"] == len(events)
+    a = run("costs", "breakdown", "--by", "day", "--by", "model", "--json").json()
+    b = run("--config", str(other), "costs", "breakdown", "--by", "day", "--by", "model",
+            "--json").json()  # fmt: skip
+    assert a["rows"] == b["rows"] and a["total"] == b["total"]
+
+
+def test_csv_export_import_round_trip(tmp_path: Path) -> None:
+    events = sample(12)
+    run("costs", "import", "-", input=jsonl(events))
+    out = tmp_path / "events.csv"
+    assert run("costs", "export", "--format", "csv", "-o", str(out)).exit_code == 0
+    other = tmp_path / "other.toml"
+    other.write_text(f'[ledger]\npath = "{tmp_path / "other.db"}"\n')
+    result = run("--config", str(other), "costs", "import", str(out), "--json")
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["imported"] == 12
+
+
+def test_bad_line_stops_import_and_names_it() -> None:
+    good = [json.dumps(e.to_record()) for e in sample(5)]
+    bad = json.loads(good[3])
+    bad["cost_usd"] = "0.0000000001"  # 10 decimals would lose money
+    text = "\n".join([good[0], good[1], good[2], json.dumps(bad), good[4]]) + "\n"
+    result = run("costs", "import", "-", input=text)
+    assert result.exit_code == 2
+    assert "line 4" in result.stderr and "cost_usd" in result.stderr
+    assert result.stdout == ""
+    assert len(stored()) == 3  # lines 1-3 stored, none from line 4 on
+    fixed = text.replace(json.dumps(bad), good[3])
+    rerun = run("costs", "import", "-", "--json", input=fixed)
+    assert rerun.json()["imported"] == 2 and rerun.json()["duplicates"] == 3
+
+
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ("{not json", "invalid JSON"),
+        ('{"attempt_id": "x"}', "request_id"),
+        ("[1, 2]", "expected a JSON object"),
+    ],
+)
+def test_malformed_jsonl_lines(line: str, needle: str) -> None:
+    result = run("costs", "import", "-", input=line + "\n")
+    assert result.exit_code == 2
+    assert "line 1" in result.stderr and needle in result.stderr
+    assert not ledger_file().exists() or stored() == []
+
+
+def test_unknown_field_and_naive_time_are_named() -> None:
+    record = sample(1)[0].to_record()
+    extra = {**record, "colour": "red"}
+    assert "colour: unknown field" in run("costs", "import", "-", input=json.dumps(extra)).stderr
+    naive = {**record, "ts": "2026-11-25T10:00:00"}
+    result = run("costs", "import", "-", input=json.dumps(naive))
+    assert result.exit_code == 2 and "ts:" in result.stderr and "offset" in result.stderr
+
+
+def test_skip_bad_imports_the_rest() -> None:
+    good = [json.dumps(e.to_record()) for e in sample(4)]
+    text = "\n".join([good[0], "garbage", good[1], '{"x": 1}', good[2], good[3]])
+    result = run("costs", "import", "-", "--skip-bad", "--json", input=text)
+    assert result.exit_code == 0
+    report = result.json()
+    assert report["imported"] == 4 and report["skipped_bad"] == 2
+    assert report["bad_lines"] == [2, 4]
+    assert "skipped line 2" in result.stderr
+
+
+def test_csv_with_bad_row_names_line(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text("attempt_id,request_id,ts\nA,B\n")
+    result = run("costs", "import", str(path))
+    assert result.exit_code == 2 and "line 2" in result.stderr
+
+
+def test_missing_import_file_is_exit_2(tmp_path: Path) -> None:
+    result = run("costs", "import", str(tmp_path / "nope.jsonl"))
+    assert result.exit_code == 2 and "nope.jsonl" in result.stderr
+
+
+def test_breakdown_sums_equal_event_sums_exactly() -> None:
+    events = sample(40)
+    run("costs", "import", "-", input=jsonl(events))
+    result = run("costs", "breakdown", "--by", "provider", "--by", "account", "--json")
+    assert result.exit_code == 0
+    report = result.json()
+    assert set(report) >= {"since", "until", "group_by", "rows", "total", "unpriced_requests"}
+    assert report["group_by"] == ["provider", "account"]
+    in_range = [e for e in events if e.ts.date() >= (datetime.now(UTC) - timedelta(days=29)).date()]
+    expected_nano = sum(e.cost_nano for e in in_range)
+    assert report["total"]["cost_usd"] == round(expected_nano / 1e9, 6)
+    assert report["total"]["requests"] == len(in_range)
+    assert report["total"]["errors"] == sum(e.status == "error" for e in in_range)
+    assert report["unpriced_requests"] == sum(not e.priced for e in in_range)
+    for row in report["rows"]:
+        group = [
+            e for e in in_range if (e.provider, e.account) == (row["provider"], row["account"])
+        ]
+        assert row["requests"] == len(group)
+        assert row["cost_usd"] == round(sum(e.cost_nano for e in group) / 1e9, 6)
+        assert set(row) >= {"requests", "errors", "input_tokens", "output_tokens", "share_pct"}
+    assert abs(sum(r["share_pct"] for r in report["rows"]) - 100) < 0.05
+
+
+def test_breakdown_by_campaign_keeps_missing_as_null() -> None:
+    run("costs", "import", "-", input=jsonl(sample(10)))
+    rows = run("costs", "breakdown", "--by", "campaign", "--json").json()["rows"]
+    assert None in {row["campaign"] for row in rows}
+
+
+def test_breakdown_range_and_csv() -> None:
+    run("costs", "import", "-", input=jsonl(sample(30)))
+    today = datetime.now(UTC).date()
+    result = run("costs", "breakdown", "--by", "day", "--since", today.isoformat(), "--json")
+    days = {row["day"] for row in result.json()["rows"]}
+    assert days == {today.isoformat()}
+    csv_out = run("costs", "breakdown", "--by", "day", "--csv")
+    header, *rows = csv_out.stdout.splitlines()
+    assert header == "day,requests,errors,input_tokens,output_tokens,cost_usd,share_pct"
+    assert rows
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--by", "colour"], "--by: unknown key 'colour'"),
+        (["--since", "yesterday"], "--since: cannot parse"),
+        (["--until", "2026-11-25T10:00:00"], "no UTC offset"),
+        (["--days", "3", "--since", "2026-11-01"], "cannot be used together"),
+        (["--days", "0"], "--days must be at least 1"),
+        (["--since", "2026-11-20", "--until", "2026-11-10"], "before --until"),
+        (["--json", "--csv"], "cannot be used together"),
+    ],
+)
+def test_breakdown_bad_flags_exit_2(args: list[str], needle: str) -> None:
+    result = run("costs", "breakdown", *args)
+    assert result.exit_code == 2
+    assert needle in result.stderr and result.stdout == ""
+    assert not ledger_file().exists()  # bad flags touch nothing
+
+
+def test_stats_json_fields_and_figures() -> None:
+    now = datetime.now(UTC)
+    events = [
+        make_event(1, ts=now - timedelta(minutes=5), cost_nano=1_000_000_000, latency_ms=100),
+        make_event(2, ts=now - timedelta(minutes=6), cost_nano=500_000_000, provider="openai",
+                   latency_ms=300, status="error"),
+    ]  # fmt: skip
+    run("costs", "import", "-", input=jsonl(events))
+    result = run("costs", "stats", "--json")
+    assert result.exit_code == 0
+    data = result.json()
+    assert set(data) >= {
+        "generated_at", "last_hour", "today", "yesterday", "month_to_date",
+        "providers", "unpriced_requests", "thresholds",
+    }  # fmt: skip
+    assert data["last_hour"]["requests"] == 2 and data["last_hour"]["cost_usd"] == 1.5
+    assert data["today"]["errors"] == 1
+    azure = data["providers"]["azure"]
+    assert azure["cost_usd"] == 1.0 and azure["share_pct"] == 66.67
+    assert 75 <= azure["latency_p50_ms"] <= 100
+    assert set(azure) >= {"requests", "errors", "latency_p95_ms"}
+    assert data["thresholds"]["daily"] == {"limit_usd": 50.0, "spent_usd": 1.5, "used_pct": 3.0}
+    assert data["thresholds"]["monthly"]["limit_usd"] == 1000.0
+
+
+def test_check_thresholds_exit_codes() -> None:
+    run("costs", "import", "-", input=jsonl([make_event(1, cost_nano=2_000_000_000)]))
+    ok = run("check-thresholds", "--no-alert", "--json")
+    assert ok.exit_code == 0, ok.stderr
+    assert ok.json()["breached"] is False
+    over = run("check-thresholds", "--no-alert", "--json",
+               env={"HUNTAZE_THRESHOLDS__DAILY_USD": "1.5"})  # fmt: skip
+    assert over.exit_code == 3
+    data = over.json()
+    daily = next(t for t in data["thresholds"] if t["name"] == "daily")
+    assert daily["breached"] is True and daily["alerted"] is False
+    assert set(daily) >= {"name", "period", "limit_usd", "spent_usd", "used_pct",
+                          "alert_channels"}  # fmt: skip
+
+
+def test_unreachable_dynamodb_is_exit_1_one_line() -> None:
+    env = {
+        "HUNTAZE_LEDGER__BACKEND": "dynamodb",
+        "HUNTAZE_LEDGER__ENDPOINT_URL": "http://127.0.0.1:9",
+    }
+    result = run("costs", "stats", "--json", env=env)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "127.0.0.1:9" in errors[0]
