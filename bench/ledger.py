@@ -75,10 +75,20 @@ def build_ledger(events: int, data_dir: Path) -> Path:
     print(f"building a {events:,}-event ledger with `costs import` (once)...", flush=True)
     start = time.perf_counter()
     gen = subprocess.Popen(
-        [sys.executable, str(HERE / "gen_events.py"), "--events", str(events), "--days", "29.9",
-         "--accounts", "40", "--campaigns", "200"],
+        [
+            sys.executable,
+            str(HERE / "gen_events.py"),
+            "--events",
+            str(events),
+            "--days",
+            "29.9",
+            "--accounts",
+            "40",
+            "--campaigns",
+            "200",
+        ],
         stdout=subprocess.PIPE,
-    )  # fmt: skip
+    )
     subprocess.run(
         [sys.executable, "-m", "huntaze_cli", "costs", "import", "-", "--json"],
         stdin=gen.stdout,
@@ -137,17 +147,24 @@ def main() -> None:
     build_ledger(args.events, data_dir)
     env = _env(data_dir)
     print()
-    line("ledger writes (SQLite, batches of 1,000)", writes, TARGETS["writes"],
-         higher_is_better=True)  # fmt: skip
+    line(
+        "ledger writes (SQLite, batches of 1,000)", writes, TARGETS["writes"], higher_is_better=True
+    )
     line("huntaze --help", wall(["--help"], env, args.runs), TARGETS["help"])
-    line(f"costs stats --json ({args.events:,} events)",
-         wall(["costs", "stats", "--json"], env, args.runs), TARGETS["stats"])  # fmt: skip
+    line(
+        f"costs stats --json ({args.events:,} events)",
+        wall(["costs", "stats", "--json"], env, args.runs),
+        TARGETS["stats"],
+    )
     line(
         f"costs breakdown --days 30 --by provider --by model ({args.events:,})",
-        wall(["costs", "breakdown", "--days", "30", "--by", "provider", "--by", "model",
-              "--json"], env, args.runs),
+        wall(
+            ["costs", "breakdown", "--days", "30", "--by", "provider", "--by", "model", "--json"],
+            env,
+            args.runs,
+        ),
         TARGETS["breakdown"],
-    )  # fmt: skip
+    )
 
 
 if __name__ == "__main__":

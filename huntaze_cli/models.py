@@ -250,3 +250,90 @@ class HealthReport(BaseModel):
     checked_at: datetime
     checks: dict[str, CheckResult]
     providers: dict[str, ProviderHealth]
+
+
+# --- campaigns -------------------------------------------------------------------------
+
+CampaignState = Literal[
+    "estimating", "generating", "delivering", "completed", "completed_with_errors", "cancelled"
+]
+
+
+class ProviderSpend(BaseModel):
+    requests: int
+    cost_usd: float
+
+
+class CampaignReport(BaseModel):
+    """A campaign as `send-campaign`, `status CAMPAIGN_ID` and the HTTP API show it."""
+
+    campaign_id: str
+    name: str
+    account: str
+    tenant: str
+    model: str
+    state: CampaignState
+    recipients: int
+    counts: dict[str, int]
+    cost_usd: float
+    estimated_cost_usd: float
+    providers: dict[str, ProviderSpend]
+    eta_seconds: float
+    idempotency_key: str | None = None
+    resumed: bool = False
+    created_at: datetime
+    updated_at: datetime
+
+
+class DryRunProvider(BaseModel):
+    kind: str
+    priced: bool
+    input_tokens: int
+    output_tokens_max: int
+    cost_low_usd: float | None
+    cost_high_usd: float | None
+
+
+class DryRunReport(BaseModel):
+    """What `send-campaign --dry-run` prints: nothing was called, stored or sent."""
+
+    dry_run: Literal[True] = True
+    name: str
+    account: str
+    tenant: str
+    model: str
+    recipients: int
+    routing: dict[str, Any]
+    providers: dict[str, DryRunProvider]
+    estimated_cost_usd: float | None
+    eta_seconds: float
+    rate_limit: dict[str, float]
+
+
+class QueueDepth(BaseModel):
+    queued: int
+    in_flight: int
+    dead: int
+
+
+class WorkerBeat(BaseModel):
+    worker_id: str
+    host: str
+    pid: int
+    beat_at: datetime
+    age_seconds: float
+    delivered: int
+    stopped: bool
+
+
+class StatusOverview(BaseModel):
+    """`huntaze status` without an id: recent campaigns and the queue per account."""
+
+    campaigns: list[CampaignReport]
+    queue: dict[str, QueueDepth]
+    workers: list[WorkerBeat]
+
+
+class RequeueReport(BaseModel):
+    campaign_id: str
+    requeued: int

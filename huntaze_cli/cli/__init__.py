@@ -20,8 +20,12 @@ from huntaze_cli.errors import HuntazeError
 from huntaze_cli.output import report_error
 
 if TYPE_CHECKING:
+    from huntaze_cli.backends.campaign_store import CampaignStore
     from huntaze_cli.backends.ledger import Ledger
+    from huntaze_cli.backends.queue import DeliveryQueue
+    from huntaze_cli.backends.ratelimit import RateLimiter
     from huntaze_cli.config import Config
+    from huntaze_cli.sinks import Sink
 
 
 class _Group(TyperGroup):
@@ -45,6 +49,7 @@ class State:
     config_path: Path | None = None
     _config: Config | None = field(default=None, repr=False)
     _ledger: Ledger | None = field(default=None, repr=False)
+    _open: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def config(self) -> Config:
         if self._config is None:
@@ -60,10 +65,38 @@ class State:
             self._ledger = open_ledger(self.config())
         return self._ledger
 
+    def _get(self, name: str, factory: Any) -> Any:
+        if name not in self._open:
+            self._open[name] = factory(self.config())
+        return self._open[name]
+
+    def store(self) -> CampaignStore:
+        from huntaze_cli.backends.campaign_store import CampaignStore
+
+        return self._get("store", lambda config: CampaignStore(config.campaigns_path))
+
+    def queue(self) -> DeliveryQueue:
+        from huntaze_cli.backends import open_queue
+
+        return self._get("queue", open_queue)
+
+    def limiter(self) -> RateLimiter:
+        from huntaze_cli.backends import open_rate_limiter
+
+        return self._get("limiter", open_rate_limiter)
+
+    def sink(self) -> Sink:
+        from huntaze_cli.sinks import open_sink
+
+        return self._get("sink", open_sink)
+
     def close(self) -> None:
         if self._ledger is not None:
             self._ledger.close()
             self._ledger = None
+        for resource in self._open.values():
+            resource.close()
+        self._open.clear()
 
 
 def state(ctx: typer.Context) -> State:
@@ -120,8 +153,9 @@ def _root(
 
 
 def _register() -> None:
-    from huntaze_cli.cli import config_cmd, costs, health, thresholds
+    from huntaze_cli.cli import campaigns, config_cmd, costs, health, thresholds
 
+    campaigns.register(app)
     health.register(app)
     app.add_typer(costs.app, name="costs")
     thresholds.register(app)

@@ -76,8 +76,9 @@ def test_export_import_round_trip_is_exact(tmp_path: Path) -> None:
     moved = run("--config", str(other), "costs", "import", "-", "--json", input=exported.stdout)
     assert moved.json()["imported"] == len(events)
     a = run("costs", "breakdown", "--by", "day", "--by", "model", "--json").json()
-    b = run("--config", str(other), "costs", "breakdown", "--by", "day", "--by", "model",
-            "--json").json()  # fmt: skip
+    b = run(
+        "--config", str(other), "costs", "breakdown", "--by", "day", "--by", "model", "--json"
+    ).json()
     assert a["rows"] == b["rows"] and a["total"] == b["total"]
 
 
@@ -220,17 +221,29 @@ def test_stats_json_fields_and_figures() -> None:
     now = datetime.now(UTC)
     events = [
         make_event(1, ts=now - timedelta(minutes=5), cost_nano=1_000_000_000, latency_ms=100),
-        make_event(2, ts=now - timedelta(minutes=6), cost_nano=500_000_000, provider="openai",
-                   latency_ms=300, status="error"),
-    ]  # fmt: skip
+        make_event(
+            2,
+            ts=now - timedelta(minutes=6),
+            cost_nano=500_000_000,
+            provider="openai",
+            latency_ms=300,
+            status="error",
+        ),
+    ]
     run("costs", "import", "-", input=jsonl(events))
     result = run("costs", "stats", "--json")
     assert result.exit_code == 0
     data = result.json()
     assert set(data) >= {
-        "generated_at", "last_hour", "today", "yesterday", "month_to_date",
-        "providers", "unpriced_requests", "thresholds",
-    }  # fmt: skip
+        "generated_at",
+        "last_hour",
+        "today",
+        "yesterday",
+        "month_to_date",
+        "providers",
+        "unpriced_requests",
+        "thresholds",
+    }
     assert data["last_hour"]["requests"] == 2 and data["last_hour"]["cost_usd"] == 1.5
     assert data["today"]["errors"] == 1
     azure = data["providers"]["azure"]
@@ -246,14 +259,14 @@ def test_check_thresholds_exit_codes() -> None:
     ok = run("check-thresholds", "--no-alert", "--json")
     assert ok.exit_code == 0, ok.stderr
     assert ok.json()["breached"] is False
-    over = run("check-thresholds", "--no-alert", "--json",
-               env={"HUNTAZE_THRESHOLDS__DAILY_USD": "1.5"})  # fmt: skip
+    over = run(
+        "check-thresholds", "--no-alert", "--json", env={"HUNTAZE_THRESHOLDS__DAILY_USD": "1.5"}
+    )
     assert over.exit_code == 3
     data = over.json()
     daily = next(t for t in data["thresholds"] if t["name"] == "daily")
     assert daily["breached"] is True and daily["alerted"] is False
-    assert set(daily) >= {"name", "period", "limit_usd", "spent_usd", "used_pct",
-                          "alert_channels"}  # fmt: skip
+    assert set(daily) >= {"name", "period", "limit_usd", "spent_usd", "used_pct", "alert_channels"}
 
 
 def test_unreachable_dynamodb_is_exit_1_one_line() -> None:

@@ -67,8 +67,7 @@ def test_healthy_on_the_offline_defaults() -> None:
 
 def test_a_missing_key_is_degraded(fake: FakeLLM, tmp_path: Path) -> None:
     config = two_providers(fake, tmp_path)
-    result = run("--config", str(config), "health", "--json",
-                 env={"OPENAI_API_KEY": OPENAI_KEY})  # fmt: skip
+    result = run("--config", str(config), "health", "--json", env={"OPENAI_API_KEY": OPENAI_KEY})
     assert result.exit_code == 3
     data = result.json()
     assert data["status"] == "degraded"
@@ -98,8 +97,9 @@ def test_unreachable_ledger_is_unhealthy() -> None:
 
 def test_deep_probe_finds_a_failing_provider(fake: FakeLLM, tmp_path: Path) -> None:
     fake.set_mix("azure", {"500": 1.0})
-    result = run("--config", str(two_providers(fake, tmp_path)), "health", "--deep", "--json",
-                 env=keys())  # fmt: skip
+    result = run(
+        "--config", str(two_providers(fake, tmp_path)), "health", "--deep", "--json", env=keys()
+    )
     assert result.exit_code == 3
     data = result.json()
     assert data["providers"]["azure"]["status"] == "fail"

@@ -1,0 +1,457 @@
+"""`huntaze send-campaign`, `status`, `worker`, `requeue`: the main job of huntaze."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from huntaze_cli.cli import State, state
+from huntaze_cli.output import emit, table, warn
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from huntaze_cli.core.worker import DeliveryWorker
+    from huntaze_cli.models import CampaignReport, StatusOverview
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+def send_campaign(
+    ctx: typer.Context,
+    file: Annotated[
+        str, typer.Argument(help="Campaign file (TOML or JSON); - reads JSON from stdin.")
+    ],
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Plan and estimate only: no provider call, no write."),
+    ] = False,
+    no_wait: Annotated[
+        bool,
+        typer.Option("--no-wait", help="Generate and enqueue, then exit; a worker delivers."),
+    ] = False,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            "--idempotency-key",
+            help="Resume the campaign created with this key instead of creating another.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Validate, estimate, generate every message and deliver under the rate limit.
+
+    Messages are written through the hybrid orchestrator and queued; then they are
+    delivered in the foreground at no more than [rate_limit] messages per per_seconds
+    for the account, with progress on stderr. Ctrl-C leaves the rest queued: `huntaze
+    worker` (or the same command with the same --idempotency-key) finishes it.
+
+    Exit 0 when every message was sent (or queued with --no-wait), 1 when some failed
+    for good (see `huntaze status`), 2 for an invalid campaign file.
+
+    Example: huntaze send-campaign examples/quickstart.toml --idempotency-key nov-ppv
+    """
+    from huntaze_cli.core.campaign_file import load_campaign
+    from huntaze_cli.core.campaigns import campaign_report, start_campaign
+    from huntaze_cli.core.campaigns import dry_run as plan
+
+    st = state(ctx)
+    config = st.config()
+    loaded = load_campaign(file)
+    if dry_run:
+        report = plan(config, loaded)
+        emit(report, as_json=as_json, render=lambda console: _render_dry_run(console, report))
+        return
+    store = st.store()
+    campaign, resumed = start_campaign(config, store, loaded, idempotency_key=idempotency_key)
+    if resumed:
+        warn(f"resuming campaign {campaign.id} (idempotency key {idempotency_key!r})")
+    else:
+        sys.stderr.write(f"campaign {campaign.id}: {campaign.recipients:,} recipients\n")
+    interrupted = _run(_send(st, campaign.id, wait=not no_wait))
+    final = campaign_report(config, store, st.ledger(), campaign.id)
+    final.resumed = resumed
+    emit(final, as_json=as_json, render=lambda console: _render_campaign(console, final))
+    if interrupted:
+        remaining = final.counts["queued"] + final.counts["failed"] + final.counts["pending"]
+        resume = f"--idempotency-key {idempotency_key}" if idempotency_key else ""
+        sys.stderr.write(
+            f"interrupted: {remaining:,} messages remain; `huntaze worker` delivers them"
+            + (f" (or re-run with {resume})" if resume else "")
+            + "\n"
+        )
+        raise typer.Exit(130)
+    if final.state == "completed_with_errors" or (
+        final.counts["dead"] and final.state != "completed"
+    ):
+        raise typer.Exit(1)
+
+
+async def _send(st: State, campaign_id: str, *, wait: bool) -> bool:
+    """Generate what is missing, then deliver in the foreground; True if interrupted."""
+    from huntaze_cli.core.campaigns import generate_campaign
+    from huntaze_cli.core.orchestrator import Orchestrator
+
+    config = st.config()
+    store = st.store()
+    campaign = store.get(campaign_id)
+    assert campaign is not None
+    ledger = st.ledger() if config.flags.cost_tracking else None
+    if campaign.state in ("estimating", "generating") or store.counts(campaign_id)["pending"]:
+        orchestrator = Orchestrator.from_config(config, ledger=ledger, warn=warn)
+        progress = _Progress("generating", campaign.recipients)
+        try:
+            await generate_campaign(
+                store,
+                st.queue(),
+                orchestrator,
+                campaign,
+                concurrency=config.routing.concurrency,
+                on_progress=lambda ok, bad: progress.update(ok + bad, f"{bad:,} failed"),
+            )
+        finally:
+            progress.close()
+            await orchestrator.aclose()
+    if wait:
+        return await _deliver_foreground(st, campaign_id)
+    return False
+
+
+async def _deliver_foreground(st: State, campaign_id: str) -> bool:
+    from huntaze_cli.core.worker import DeliveryWorker
+
+    store = st.store()
+    campaign = store.get(campaign_id)
+    assert campaign is not None
+    counts = store.counts(campaign_id)
+    progress = _Progress("delivering", counts["queued"] + counts["failed"] + counts["sent"])
+    progress.update(counts["sent"], "")
+
+    def on_event(what: str, _: Any) -> None:
+        now = store.counts(campaign_id)
+        progress.update(now["sent"], f"{now['failed']:,} retrying, {now['dead']:,} dead")
+
+    worker = DeliveryWorker(
+        st.config(),
+        queue=st.queue(),
+        limiter=st.limiter(),
+        sink=st.sink(),
+        store=store,
+        account=campaign.account,
+        on_event=on_event,
+    )
+    _stop_on_signals(worker)
+    try:
+        await worker.run(until=lambda: store.refresh_state(campaign_id).startswith("completed"))
+    finally:
+        progress.close()
+    return worker.stopping
+
+
+def _stop_on_signals(worker: DeliveryWorker) -> None:
+    """First SIGINT/SIGTERM stops gracefully; a second one interrupts at once."""
+    loop = asyncio.get_running_loop()
+
+    def first() -> None:
+        sys.stderr.write("stopping: finishing deliveries in flight, returning the rest...\n")
+        worker.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, first)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+            return
+
+
+def _run(coro: Coroutine[Any, Any, bool | None]) -> bool:
+    """Run ``coro``; True when it was interrupted (Ctrl-C), False when it finished."""
+    try:
+        return bool(asyncio.run(coro))
+    except KeyboardInterrupt:
+        return True
+
+
+class _Progress:
+    """A rich progress bar on stderr when stderr is a terminal; silent otherwise."""
+
+    def __init__(self, what: str, total: int) -> None:
+        self.bar: Any = None
+        if not sys.stderr.isatty():
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        from huntaze_cli.output import stderr_console
+
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[note]}"),
+            TimeRemainingColumn(),
+            console=stderr_console(),
+            transient=False,
+        )
+        self.task = self.bar.add_task(what, total=total, note="")
+        self.bar.start()
+
+    def update(self, done: int, note: str) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, note=note)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
+def status(
+    ctx: typer.Context,
+    campaign_id: Annotated[
+        str | None, typer.Argument(help="A campaign id; omit to list recent campaigns.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many recent campaigns.")] = 20,
+    as_json: JsonFlag = False,
+) -> None:
+    """One campaign in detail, or recent campaigns with queue depth per account.
+
+    Example: huntaze status cmp_0193a1b2c3d4e5f6 --json | jq .counts
+    """
+    from huntaze_cli.core.campaigns import campaign_report
+
+    st = state(ctx)
+    config = st.config()
+    if campaign_id:
+        report = campaign_report(config, st.store(), st.ledger(), campaign_id)
+        emit(report, as_json=as_json, render=lambda console: _render_campaign(console, report))
+        return
+    overview = _overview(st, limit)
+    emit(overview, as_json=as_json, render=lambda console: _render_overview(console, overview))
+
+
+def _overview(st: State, limit: int) -> StatusOverview:
+    from huntaze_cli.core.campaigns import campaign_report
+    from huntaze_cli.models import QueueDepth, StatusOverview, WorkerBeat
+
+    config = st.config()
+    store = st.store()
+    ledger = st.ledger()
+    now = datetime.now(UTC)
+    return StatusOverview(
+        campaigns=[campaign_report(config, store, ledger, c.id) for c in store.recent(limit)],
+        queue={
+            account: QueueDepth(queued=d.queued, in_flight=d.in_flight, dead=d.dead)
+            for account, d in sorted(st.queue().depth().items())
+        },
+        workers=[
+            WorkerBeat(
+                worker_id=b.worker_id,
+                host=b.host,
+                pid=b.pid,
+                beat_at=b.beat_at,
+                age_seconds=round((now - b.beat_at).total_seconds(), 1),
+                delivered=b.delivered,
+                stopped=b.stopped,
+            )
+            for b in store.heartbeats()[:10]
+        ],
+    )
+
+
+def worker(
+    ctx: typer.Context,
+    once: Annotated[
+        bool, typer.Option("--once", help="Deliver what is due now, then exit (for cron).")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Drain the delivery queue for every account until stopped (SIGINT/SIGTERM).
+
+    Honours the per-account rate limit shared with every other worker, retries failed
+    deliveries with backoff and moves them to dead letters after [queue] max_attempts.
+    Stopping finishes deliveries in flight and returns the rest to the queue.
+
+    Example: huntaze worker --once --json
+    """
+    from huntaze_cli.core.worker import DeliveryWorker
+
+    st = state(ctx)
+    instance = DeliveryWorker(
+        st.config(), queue=st.queue(), limiter=st.limiter(), sink=st.sink(), store=st.store()
+    )
+
+    async def main() -> None:
+        _stop_on_signals(instance)
+        await instance.run(once=once)
+
+    if not once:
+        sys.stderr.write(f"worker {instance.worker_id} delivering; Ctrl-C to stop\n")
+    _run(main())
+    stats = instance.stats
+    result = {
+        "worker_id": instance.worker_id,
+        "delivered": stats.delivered,
+        "replayed": stats.replayed,
+        "retried": stats.retried,
+        "dead": stats.dead,
+        "released": stats.released,
+    }
+    emit(
+        result,
+        as_json=as_json,
+        render=lambda console: console.print(
+            f"delivered {stats.delivered:,}, retried {stats.retried:,}, dead {stats.dead:,}"
+        ),
+    )
+
+
+def requeue(
+    ctx: typer.Context,
+    campaign_id: Annotated[str, typer.Argument(help="The campaign whose dead letters to retry.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Put a campaign's dead letters back in the delivery queue with attempts reset.
+
+    Messages whose generation failed are not in the queue: re-run send-campaign with the
+    campaign's --idempotency-key to generate them again.
+
+    Example: huntaze requeue cmp_0193a1b2c3d4e5f6 && huntaze worker --once
+    """
+    from huntaze_cli.errors import NotFoundError
+    from huntaze_cli.models import RequeueReport
+
+    st = state(ctx)
+    store = st.store()
+    if store.get(campaign_id) is None:
+        raise NotFoundError(f"campaign {campaign_id!r} not found")
+    moved = st.queue().requeue_dead(campaign_id)
+    store.requeued(campaign_id)
+    report = RequeueReport(campaign_id=campaign_id, requeued=moved)
+    emit(
+        report,
+        as_json=as_json,
+        render=lambda console: console.print(f"requeued {moved:,} dead messages"),
+    )
+
+
+# --- rendering ---------------------------------------------------------------------------
+
+
+def _render_campaign(console: Console, report: CampaignReport) -> None:
+    counts = report.counts
+    console.print(
+        f"[bold]{report.name}[/] {report.campaign_id}  account {report.account}  "
+        f"state [bold]{report.state}[/]"
+    )
+    console.print(
+        table(
+            None,
+            ["recipients", *counts, "cost", "estimated", "eta"],
+            [
+                [
+                    f"{report.recipients:,}",
+                    *(f"{n:,}" for n in counts.values()),
+                    f"${report.cost_usd:,.6f}",
+                    f"${report.estimated_cost_usd:,.6f}",
+                    f"{report.eta_seconds:,.0f} s",
+                ]
+            ],
+        )
+    )
+    if report.providers:
+        console.print(
+            table(
+                "Providers",
+                ["provider", "requests", "cost"],
+                [
+                    [n, f"{p.requests:,}", f"${p.cost_usd:,.6f}"]
+                    for n, p in report.providers.items()
+                ],
+                right=["requests", "cost"],
+            )
+        )
+
+
+def _render_dry_run(console: Console, report: Any) -> None:
+    console.print(
+        f"[bold]dry run[/]: {report.name} for {report.account}, {report.recipients:,} "
+        f"recipients, model {report.model}; nothing was called, stored or sent"
+    )
+    routing = report.routing
+    console.print(
+        f"routing: {routing['strategy']} ({routing['reason']}), order "
+        f"{' -> '.join(routing['order'])}{'' if routing['fallback'] else ', no fallback'}"
+    )
+
+    def usd(value: float | None) -> str:
+        return "unpriced" if value is None else f"${value:,.6f}"
+
+    console.print(
+        table(
+            "Estimate",
+            ["provider", "kind", "input tokens", "max output tokens", "cost low", "cost high"],
+            [
+                [
+                    name,
+                    p.kind,
+                    f"{p.input_tokens:,}",
+                    f"{p.output_tokens_max:,}",
+                    usd(p.cost_low_usd),
+                    usd(p.cost_high_usd),
+                ]
+                for name, p in report.providers.items()
+            ],
+        )
+    )
+    console.print(f"delivery ETA under the rate limit: {report.eta_seconds:,.0f} s")
+
+
+def _render_overview(console: Console, overview: StatusOverview) -> None:
+    console.print(
+        table(
+            "Recent campaigns",
+            ["campaign", "name", "account", "state", "sent", "queued", "dead", "cost"],
+            [
+                [
+                    c.campaign_id,
+                    c.name,
+                    c.account,
+                    c.state,
+                    f"{c.counts['sent']:,}",
+                    f"{c.counts['queued']:,}",
+                    f"{c.counts['dead']:,}",
+                    f"${c.cost_usd:,.6f}",
+                ]
+                for c in overview.campaigns
+            ],
+        )
+    )
+    console.print(
+        table(
+            "Queue per account",
+            ["account", "queued", "in flight", "dead"],
+            [[a, d.queued, d.in_flight, d.dead] for a, d in overview.queue.items()],
+            right=["queued", "in flight", "dead"],
+        )
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("send-campaign")(send_campaign)
+    app.command("status")(status)
+    app.command("worker")(worker)
+    app.command("requeue")(requeue)
