@@ -120,7 +120,13 @@ class CostEvent(BaseModel):
 # --- reports -------------------------------------------------------------------------
 
 
-class Totals(BaseModel):
+class _Report(BaseModel):
+    """Base of output models: their schema is built on first use, not at import."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class Totals(_Report):
     requests: int = 0
     errors: int = 0
     input_tokens: int = 0
@@ -141,7 +147,7 @@ class BreakdownRow(BaseModel):
     share_pct: float
 
 
-class BreakdownReport(BaseModel):
+class BreakdownReport(_Report):
     since: datetime
     until: datetime
     group_by: list[str]
@@ -150,7 +156,7 @@ class BreakdownReport(BaseModel):
     unpriced_requests: int
 
 
-class PeriodFigures(BaseModel):
+class PeriodFigures(_Report):
     requests: int = 0
     errors: int = 0
     cost_usd: float = 0.0
@@ -160,7 +166,7 @@ class LastHourFigures(PeriodFigures):
     since: datetime
 
 
-class ProviderStats(BaseModel):
+class ProviderStats(_Report):
     requests: int
     errors: int
     cost_usd: float
@@ -169,13 +175,13 @@ class ProviderStats(BaseModel):
     latency_p95_ms: float | None
 
 
-class ThresholdUse(BaseModel):
+class ThresholdUse(_Report):
     limit_usd: float
     spent_usd: float
     used_pct: float
 
 
-class StatsReport(BaseModel):
+class StatsReport(_Report):
     generated_at: datetime
     timezone: str
     last_hour: LastHourFigures
@@ -187,7 +193,7 @@ class StatsReport(BaseModel):
     thresholds: dict[str, ThresholdUse]
 
 
-class ThresholdResult(BaseModel):
+class ThresholdResult(_Report):
     name: str
     period: str
     limit_usd: float
@@ -199,7 +205,7 @@ class ThresholdResult(BaseModel):
     alert_errors: list[str] = Field(default_factory=list)
 
 
-class ThresholdReport(BaseModel):
+class ThresholdReport(_Report):
     checked_at: datetime
     timezone: str
     breached: bool
@@ -207,7 +213,7 @@ class ThresholdReport(BaseModel):
     cloudwatch_published: int | None = None
 
 
-class ImportReport(BaseModel):
+class ImportReport(_Report):
     read: int
     imported: int
     duplicates: int
@@ -225,12 +231,12 @@ def utcnow() -> datetime:
 HealthStatus = Literal["ok", "degraded", "fail"]
 
 
-class CheckResult(BaseModel):
+class CheckResult(_Report):
     status: HealthStatus
     detail: str
 
 
-class ProviderHealth(BaseModel):
+class ProviderHealth(_Report):
     kind: str
     status: HealthStatus
     configured: bool
@@ -245,7 +251,7 @@ class ProviderHealth(BaseModel):
     probe_ms: float | None = None
 
 
-class HealthReport(BaseModel):
+class HealthReport(_Report):
     status: Literal["healthy", "degraded", "unhealthy"]
     checked_at: datetime
     checks: dict[str, CheckResult]
@@ -259,12 +265,12 @@ CampaignState = Literal[
 ]
 
 
-class ProviderSpend(BaseModel):
+class ProviderSpend(_Report):
     requests: int
     cost_usd: float
 
 
-class CampaignReport(BaseModel):
+class CampaignReport(_Report):
     """A campaign as `send-campaign`, `status CAMPAIGN_ID` and the HTTP API show it."""
 
     campaign_id: str
@@ -285,7 +291,7 @@ class CampaignReport(BaseModel):
     updated_at: datetime
 
 
-class DryRunProvider(BaseModel):
+class DryRunProvider(_Report):
     kind: str
     priced: bool
     input_tokens: int
@@ -294,7 +300,7 @@ class DryRunProvider(BaseModel):
     cost_high_usd: float | None
 
 
-class DryRunReport(BaseModel):
+class DryRunReport(_Report):
     """What `send-campaign --dry-run` prints: nothing was called, stored or sent."""
 
     dry_run: Literal[True] = True
@@ -310,13 +316,13 @@ class DryRunReport(BaseModel):
     rate_limit: dict[str, float]
 
 
-class QueueDepth(BaseModel):
+class QueueDepth(_Report):
     queued: int
     in_flight: int
     dead: int
 
 
-class WorkerBeat(BaseModel):
+class WorkerBeat(_Report):
     worker_id: str
     host: str
     pid: int
@@ -326,7 +332,7 @@ class WorkerBeat(BaseModel):
     stopped: bool
 
 
-class StatusOverview(BaseModel):
+class StatusOverview(_Report):
     """`huntaze status` without an id: recent campaigns and the queue per account."""
 
     campaigns: list[CampaignReport]
@@ -334,6 +340,6 @@ class StatusOverview(BaseModel):
     workers: list[WorkerBeat]
 
 
-class RequeueReport(BaseModel):
+class RequeueReport(_Report):
     campaign_id: str
     requeued: int

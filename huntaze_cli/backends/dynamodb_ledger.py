@@ -101,6 +101,7 @@ from huntaze_cli.backends.ledger import (
     daily_key,
     dedupe_batch,
     group_daily,
+    group_slots,
     retention_cutoff,
     slot_of,
 )
@@ -283,6 +284,16 @@ class DynamoDBLedger:
         summing them here costs what reading them costs.
         """
         return group_daily(self.daily(since, until), group_by)
+
+    def slot_groups(
+        self, ranges: Sequence[tuple[datetime, datetime]]
+    ) -> list[dict[str, SlotRollup]]:
+        """Per range, slot rollups summed by provider: one read of the whole span."""
+        if not ranges:
+            return []
+        since = min(start for start, _ in ranges)
+        until = max(end for _, end in ranges)
+        return group_slots(self.slots(since, until), ranges)
 
     def slots(self, since: datetime, until: datetime) -> list[SlotRollup]:
         """Quarter-hour rollups whose slot starts in ``[since, until)``: one Query per day."""

@@ -16,6 +16,7 @@ their id could have been pruned, a replay could no longer be recognised as one.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -200,6 +201,28 @@ def group_daily(
     return list(groups.items())
 
 
+def group_slots(
+    slots: Iterable[SlotRollup], ranges: Sequence[tuple[datetime, datetime]]
+) -> list[dict[str, SlotRollup]]:
+    """For each ``[start, end)`` range, the slots in it summed per provider.
+
+    Each result's ``slot`` is the range's start (epoch seconds).
+    """
+    # A slot starts on a whole second: "slot >= start" is "slot >= ceil(start)".
+    bounds = [(math.ceil(start.timestamp()), math.ceil(end.timestamp())) for start, end in ranges]
+    out: list[dict[str, SlotRollup]] = [{} for _ in bounds]
+    for slot in slots:
+        for index, (lo, hi) in enumerate(bounds):
+            if lo <= slot.slot < hi:
+                total = out[index].get(slot.provider)
+                if total is None:
+                    total = out[index][slot.provider] = SlotRollup(lo, slot.provider, Counters())
+                total.counters.add(slot.counters)
+                for bucket, count in enumerate(slot.latency):
+                    total.latency[bucket] += count
+    return out
+
+
 def dedupe_batch(events: Sequence[CostEvent]) -> tuple[list[CostEvent], int]:
     """Drop repeats of an attempt_id within one batch (first wins); count them."""
     seen: set[str] = set()
@@ -241,6 +264,16 @@ class Ledger(Protocol):
 
     def slots(self, since: datetime, until: datetime) -> list[SlotRollup]:
         """Quarter-hour rollups whose slot starts in ``[since, until)``."""
+        ...
+
+    def slot_groups(
+        self, ranges: Sequence[tuple[datetime, datetime]]
+    ) -> list[dict[str, SlotRollup]]:
+        """Per ``[start, end)`` range, quarter-hour rollups summed by provider.
+
+        Same answer as ``group_slots(self.slots(min start, max end), ranges)``; a backend
+        may sum closer to the data (SQLite does it in SQL). Stats and thresholds use it.
+        """
         ...
 
     def events(

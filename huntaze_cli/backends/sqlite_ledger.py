@@ -170,6 +170,12 @@ _SELECT_SLOTS = (
     f"SELECT {', '.join((*_SLOT_KEYS, *COUNTER_FIELDS, *_LATENCY_COLUMNS))} FROM rollup_slot "
     "WHERE slot >= ? AND slot < ? ORDER BY slot, provider"
 )
+# Slot rollups of one range summed per provider, in SQL: stats and thresholds read only this.
+_SUM_SLOTS = (
+    "SELECT provider, "
+    + ", ".join(f"SUM({c})" for c in (*COUNTER_FIELDS, *_LATENCY_COLUMNS))
+    + " FROM rollup_slot WHERE slot >= ? AND slot < ? GROUP BY provider"
+)
 _SELECT_ALERTS = "SELECT threshold, period, channel, sent_at, ok, error FROM alerts"
 _counter_values = attrgetter(*COUNTER_FIELDS)
 # An events row is the CostEvent's fields in _EVENT_COLUMNS order, ts (third) in microseconds.
@@ -449,6 +455,23 @@ class SQLiteLedger:
             rows = conn.execute(_SELECT_SLOTS, (lo, hi)).fetchall()
         n = 2 + len(COUNTER_FIELDS)
         return [SlotRollup(row[0], row[1], Counters(*row[2:n]), list(row[n:])) for row in rows]
+
+    def slot_groups(
+        self, ranges: Sequence[tuple[datetime, datetime]]
+    ) -> list[dict[str, SlotRollup]]:
+        """Per ``[start, end)`` range, slot rollups summed by provider (in SQL)."""
+        n = 1 + len(COUNTER_FIELDS)
+        out: list[dict[str, SlotRollup]] = []
+        with self._reading("reading quarter-hour cost rollups") as conn:
+            for start, end in ranges:
+                lo, hi = _ceil_seconds(_micros(start)), _ceil_seconds(_micros(end))
+                out.append(
+                    {
+                        row[0]: SlotRollup(lo, row[0], Counters(*row[1:n]), list(row[n:]))
+                        for row in conn.execute(_SUM_SLOTS, (lo, hi))
+                    }
+                )
+        return out
 
     def events(
         self, since: datetime | None = None, until: datetime | None = None

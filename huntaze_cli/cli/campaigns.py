@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
 import sys
 from collections.abc import Coroutine
 from datetime import UTC, datetime
@@ -157,6 +155,9 @@ async def _deliver_foreground(st: State, campaign_id: str) -> bool:
 
 def _stop_on_signals(worker: DeliveryWorker) -> None:
     """First SIGINT/SIGTERM stops gracefully; a second one interrupts at once."""
+    import asyncio
+    import signal
+
     loop = asyncio.get_running_loop()
 
     def first() -> None:
@@ -174,6 +175,8 @@ def _stop_on_signals(worker: DeliveryWorker) -> None:
 
 def _run(coro: Coroutine[Any, Any, bool | None]) -> bool:
     """Run ``coro``; True when it was interrupted (Ctrl-C), False when it finished."""
+    import asyncio
+
     try:
         return bool(asyncio.run(coro))
     except KeyboardInterrupt:

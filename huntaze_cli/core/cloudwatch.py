@@ -17,9 +17,9 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from huntaze_cli.backends.ledger import Counters, Ledger, SlotRollup
+from huntaze_cli.backends.ledger import Counters, Ledger
 from huntaze_cli.config import Config
-from huntaze_cli.core.periods import Period, day_period, month_period
+from huntaze_cli.core.periods import day_period, month_period, provider_totals
 from huntaze_cli.errors import BackendError
 from huntaze_cli.models import utcnow
 from huntaze_cli.money import nano_to_decimal
@@ -49,19 +49,16 @@ def publish_costs(
     now = (now or utcnow()).astimezone(UTC)
     tz = config.thresholds.tz
     day, month = day_period(now, tz), month_period(now, tz)
-    # The local day lies inside the local month: one read serves both.
-    slots = ledger.slots(month.start, month.end)
-    datums = build_datums(slots, day=day, month=month, timestamp=now)
+    today, month_to_date = provider_totals(ledger, [day, month])
+    datums = build_datums(today, month_to_date, timestamp=now)
     _put(config, datums, chunk_size)
     return len(datums)
 
 
 def build_datums(
-    slots: Sequence[SlotRollup], *, day: Period, month: Period, timestamp: datetime
+    today: dict[str, Counters], month_to_date: dict[str, Counters], *, timestamp: datetime
 ) -> list[Datum]:
-    """The MetricData entries for the slot rollups of ``month`` (which holds ``day``)."""
-    today = _by_provider(slots, day)
-    month_to_date = _by_provider(slots, month)
+    """The MetricData entries for today's and this month's spend per provider."""
     datums: list[Datum] = []
     for provider in sorted(month_to_date.keys() | today.keys()):
         daily = today.get(provider, Counters())
@@ -80,15 +77,6 @@ def build_datums(
         _datum("MonthToDateCostUSD", _usd(month_total), "None", timestamp, []),
     ]
     return datums
-
-
-def _by_provider(slots: Sequence[SlotRollup], period: Period) -> dict[str, Counters]:
-    lo, hi = int(period.start.timestamp()), int(period.end.timestamp())
-    totals: dict[str, Counters] = {}
-    for slot in slots:
-        if lo <= slot.slot < hi:
-            totals.setdefault(slot.provider, Counters()).add(slot.counters)
-    return totals
 
 
 def _usd(nano: int) -> float:

@@ -14,14 +14,13 @@ from typing import Any
 from huntaze_cli.backends.ledger import (
     GROUP_FIELDS,
     LATENCY_BOUNDS_MS,
-    LATENCY_BUCKETS,
     SLOT_SECONDS,
     Counters,
     Ledger,
     SlotRollup,
 )
 from huntaze_cli.config import Config
-from huntaze_cli.core.periods import Period, day_period, month_period, sum_slots
+from huntaze_cli.core.periods import day_period, month_period
 from huntaze_cli.errors import UsageError
 from huntaze_cli.models import (
     BreakdownReport,
@@ -198,49 +197,45 @@ def stats(config: Config, ledger: Ledger, *, now: datetime | None = None) -> Sta
     month = month_period(now, tz)
     epoch = int(now.timestamp())
     hour_start = datetime.fromtimestamp(epoch - 3600 - (epoch - 3600) % SLOT_SECONDS, UTC)
-    earliest = min(yesterday.start, month.start, hour_start)
-    slots = ledger.slots(earliest, today.end)
-
-    last_hour = sum_slots(slots, hour_start, today.end)
-    day = sum_slots(slots, today.start, today.end)
-    month_total = sum_slots(slots, month.start, month.end)
+    hour, day, before, month_groups = ledger.slot_groups(
+        [(hour_start, today.end), (today.start, today.end),
+         (yesterday.start, yesterday.end), (month.start, month.end)]
+    )  # fmt: skip
+    day_total = _sum(day)
+    month_total = _sum(month_groups)
     return StatsReport(
         generated_at=now,
         timezone=config.thresholds.timezone,
-        last_hour=LastHourFigures(since=hour_start, **_figures(last_hour).model_dump()),
-        today=_figures(day),
-        yesterday=_figures(sum_slots(slots, yesterday.start, yesterday.end)),
+        last_hour=LastHourFigures(since=hour_start, **_figures(_sum(hour)).model_dump()),
+        today=_figures(day_total),
+        yesterday=_figures(_sum(before)),
         month_to_date=_figures(month_total),
-        providers=_provider_stats(slots, today, day.cost_nano),
+        providers=_provider_stats(day, day_total.cost_nano),
         unpriced_requests=month_total.unpriced,
         thresholds={
-            "daily": _threshold_use(config.thresholds.daily_usd, day.cost_nano),
+            "daily": _threshold_use(config.thresholds.daily_usd, day_total.cost_nano),
             "monthly": _threshold_use(config.thresholds.monthly_usd, month_total.cost_nano),
         },
     )
 
 
-def _provider_stats(
-    slots: Sequence[SlotRollup], period: Period, total_nano: int
-) -> dict[str, ProviderStats]:
-    lo, hi = int(period.start.timestamp()), int(period.end.timestamp())
-    per: dict[str, tuple[Counters, list[int]]] = {}
-    for slot in slots:
-        if not lo <= slot.slot < hi:
-            continue
-        counters, histogram = per.setdefault(slot.provider, (Counters(), [0] * LATENCY_BUCKETS))
-        counters.add(slot.counters)
-        for index, count in enumerate(slot.latency):
-            histogram[index] += count
-    ordered = sorted(per.items(), key=lambda item: (-item[1][0].cost_nano, item[0]))
+def _sum(groups: dict[str, SlotRollup]) -> Counters:
+    out = Counters()
+    for slot in groups.values():
+        out.add(slot.counters)
+    return out
+
+
+def _provider_stats(groups: dict[str, SlotRollup], total_nano: int) -> dict[str, ProviderStats]:
+    ordered = sorted(groups.values(), key=lambda s: (-s.counters.cost_nano, s.provider))
     return {
-        name: ProviderStats(
-            requests=c.requests,
-            errors=c.errors,
-            cost_usd=nano_to_usd(c.cost_nano),
-            share_pct=pct(c.cost_nano, total_nano),
-            latency_p50_ms=percentile(h, 0.50),
-            latency_p95_ms=percentile(h, 0.95),
+        slot.provider: ProviderStats(
+            requests=slot.counters.requests,
+            errors=slot.counters.errors,
+            cost_usd=nano_to_usd(slot.counters.cost_nano),
+            share_pct=pct(slot.counters.cost_nano, total_nano),
+            latency_p50_ms=percentile(slot.latency, 0.50),
+            latency_p95_ms=percentile(slot.latency, 0.95),
         )
-        for name, (c, h) in ordered
+        for slot in ordered
     }

@@ -6,11 +6,12 @@ quarter-hour rollups, which tile every real time zone exactly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from huntaze_cli.backends.ledger import Counters, Ledger, SlotRollup
+from huntaze_cli.backends.ledger import Counters, Ledger
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,16 +42,15 @@ def month_period(now: datetime, tz: ZoneInfo) -> Period:
     )
 
 
-def sum_slots(slots: list[SlotRollup], start: datetime, end: datetime) -> Counters:
-    """Totals of the slots starting in ``[start, end)``."""
-    lo, hi = int(start.timestamp()), int(end.timestamp())
-    total = Counters()
-    for slot in slots:
-        if lo <= slot.slot < hi:
-            total.add(slot.counters)
-    return total
+def provider_totals(ledger: Ledger, periods: Sequence[Period]) -> list[dict[str, Counters]]:
+    """For each period, what each provider spent in it (one rollup read per period)."""
+    groups = ledger.slot_groups([(p.start, p.end) for p in periods])
+    return [{name: slot.counters for name, slot in group.items()} for group in groups]
 
 
-def spent(ledger: Ledger, period: Period) -> Counters:
-    """Totals of everything recorded in ``period``."""
-    return sum_slots(ledger.slots(period.start, period.end), period.start, period.end)
+def total(per_provider: dict[str, Counters]) -> Counters:
+    """The sum over providers."""
+    out = Counters()
+    for counters in per_provider.values():
+        out.add(counters)
+    return out

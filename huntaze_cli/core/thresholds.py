@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from huntaze_cli.backends.ledger import AlertRecord, Counters, Ledger, SlotRollup
+from huntaze_cli.backends.ledger import AlertRecord, Counters, Ledger
 from huntaze_cli.config import Config
 from huntaze_cli.core.alerts import CHANNELS
-from huntaze_cli.core.periods import Period, day_period, month_period
+from huntaze_cli.core.periods import Period, day_period, month_period, provider_totals
 from huntaze_cli.errors import AlertError
 from huntaze_cli.models import ThresholdReport, ThresholdResult, utcnow
 from huntaze_cli.money import format_usd, nano_to_usd, pct, round_to_nano
@@ -78,11 +78,10 @@ def evaluate_thresholds(
     now = (now or utcnow()).astimezone(UTC)
     tz = config.thresholds.tz
     day, month = day_period(now, tz), month_period(now, tz)
-    # The local day lies inside the local month: one read of the rollups serves both.
-    slots = ledger.slots(month.start, month.end)
+    today, this_month = provider_totals(ledger, [day, month])
     checks = [
-        _check(day, config.thresholds.daily_usd, slots),
-        _check(month, config.thresholds.monthly_usd, slots),
+        _check(day, config.thresholds.daily_usd, today),
+        _check(month, config.thresholds.monthly_usd, this_month),
     ]
     for check in checks:
         check.sent = _sent_channels(ledger.alerts(check.name, check.period.label))
@@ -124,12 +123,7 @@ def publish_cloudwatch(config: Config, ledger: Ledger, report: ThresholdReport) 
     return report.cloudwatch_published
 
 
-def _check(period: Period, limit_usd: Decimal, slots: list[SlotRollup]) -> _Check:
-    lo, hi = int(period.start.timestamp()), int(period.end.timestamp())
-    providers: dict[str, Counters] = {}
-    for slot in slots:
-        if lo <= slot.slot < hi:
-            providers.setdefault(slot.provider, Counters()).add(slot.counters)
+def _check(period: Period, limit_usd: Decimal, providers: dict[str, Counters]) -> _Check:
     return _Check(
         period=period,
         limit_nano=round_to_nano(limit_usd),

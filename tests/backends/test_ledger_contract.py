@@ -28,6 +28,7 @@ from huntaze_cli.backends.ledger import (
     RecordResult,
     SlotRollup,
     group_daily,
+    group_slots,
     latency_bucket,
     slot_of,
     slot_start,
@@ -330,6 +331,36 @@ def test_daily_groups_match_grouping_the_daily_rollups(ledger: Ledger) -> None:
         assert got == dict(group_daily(ledger.daily(since, until), group_by)), group_by
     assert dict(ledger.daily_groups(since, until, [])) == {(): expected_counters(events)}
     assert ledger.daily_groups(until, until + timedelta(days=3), ["provider"]) == []
+
+
+def test_slot_groups_match_grouping_the_slot_rollups(ledger: Ledger) -> None:
+    now = datetime.now(UTC)
+    events = [
+        make_event(
+            f"s-{n}",
+            now - timedelta(minutes=37 * n),
+            provider=("azure", "openai", "simulated")[n % 3],
+            latency_ms=float(n * 13 % 4000),
+            cost_nano=n * 999_983,
+            status="error" if n % 6 == 0 else "ok",
+        )
+        for n in range(60)
+    ]
+    ledger.record(events)
+    ranges = [
+        (now - timedelta(hours=1), now + timedelta(minutes=1)),
+        (now - timedelta(hours=10), now - timedelta(hours=2)),
+        (now - timedelta(days=3), now + timedelta(days=1)),
+        (now + timedelta(days=1), now + timedelta(days=2)),  # empty
+    ]
+    got = ledger.slot_groups(ranges)
+    since, until = wide_times()
+    assert got == group_slots(ledger.slots(since, until), ranges)
+    everything = got[2]
+    assert sum(s.counters.cost_nano for s in everything.values()) == sum(
+        e.cost_nano for e in events
+    )
+    assert got[3] == {}
 
 
 def test_latency_histogram_counts_each_event_in_its_bucket(ledger: Ledger) -> None:
