@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from huntaze_cli.backends.ledger import Ledger
+    from huntaze_cli.backends.queue import DeliveryQueue
+    from huntaze_cli.backends.ratelimit import RateLimiter
     from huntaze_cli.config import Config
 
 
@@ -21,3 +23,25 @@ def open_ledger(config: Config) -> Ledger:
     from huntaze_cli.backends.sqlite_ledger import SQLiteLedger
 
     return SQLiteLedger.from_config(config)
+
+
+def open_rate_limiter(config: Config) -> RateLimiter:
+    """The per-account rate limiter ``[rate_limit] backend`` selects, ready to use."""
+    if config.rate_limit.backend == "dynamodb":
+        from huntaze_cli.backends.dynamodb_ratelimit import DynamoDBRateLimiter
+
+        return DynamoDBRateLimiter.from_config(config)
+    from huntaze_cli.backends.sqlite_ratelimit import SQLiteRateLimiter
+
+    return SQLiteRateLimiter.from_config(config)
+
+
+def open_queue(config: Config) -> DeliveryQueue:
+    """The delivery queue the config selects, ready to use."""
+    if config.queue.backend == "sqs":
+        from huntaze_cli.backends.sqs_queue import SQSQueue
+
+        return SQSQueue.from_config(config)
+    from huntaze_cli.backends.sqlite_queue import SQLiteQueue
+
+    return SQLiteQueue.from_config(config)
