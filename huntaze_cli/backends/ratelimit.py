@@ -9,9 +9,11 @@ message that may not go yet waits, it is never dropped. Accounts are independent
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Protocol
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,3 +40,66 @@ class RateLimiter(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+# --- the window rule both implementations apply -------------------------------------
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+US_PER_S = 1_000_000
+
+# Grants idle this long are dropped; far beyond any window, so a clock stepped back
+# a little never finds an account's history gone.
+IDLE_MARGIN_US = 86_400 * US_PER_S
+
+
+class Slot(NamedTuple):
+    """One acquire decided: a grant stamped ``at_us``, or a wait of ``wait_us``."""
+
+    at_us: int | None  # None: refused
+    grants: list[int]  # after a grant: what the account's log holds now
+    wait_us: int = 0  # after a refusal: at least 1
+
+
+def next_slot(grants: Sequence[int], now_us: int, *, messages: int, per_us: int) -> Slot:
+    """Decide one acquire from an account's stored grants (sorted microseconds).
+
+    A slot is free at ``now_us``, or at the latest grant when the clock is behind it;
+    ``wait_us`` is counted on the caller's clock, so sleeping it lands on the instant
+    the next slot frees.
+    """
+    at = max(now_us, grants[-1]) if grants else now_us
+    # Grants at or before at - per_us have left the window, for good: later decisions
+    # are made at `at` or after.
+    first = bisect_right(grants, at - per_us)
+    if len(grants) - first < messages:
+        kept = list(grants[first:])
+        kept.append(at)
+        return Slot(at, kept[-messages:])
+    # The window is full. A slot frees when fewer than `messages` would remain: when the
+    # grant `messages` places from the end turns per_us old. (More than `messages` are
+    # stored only if `messages` was lowered since they were granted.)
+    return Slot(None, [], grants[len(grants) - messages] + per_us - now_us)
+
+
+def micros(moment: datetime) -> int:
+    """Exact microseconds since the epoch; a naive datetime is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def from_micros(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def window_micros(per_seconds: float) -> int:
+    """The window in whole microseconds, the unit every comparison is made in."""
+    per_us = round(per_seconds * US_PER_S)
+    if per_us < 1:
+        raise ValueError(f"per_seconds must be at least one microsecond, got {per_seconds}")
+    return per_us
+
+
+def refusal(wait_us: int) -> Grant:
+    return Grant(False, retry_after_s=wait_us / US_PER_S)
