@@ -344,6 +344,15 @@ class CampaignStore:
                 (_now(), campaign_id),
             ).rowcount
 
+    def needs_generation(self, campaign_id: str) -> bool:
+        """Whether any message is pending or gave up generating (a resume retries it)."""
+        rows = self._read(
+            "SELECT 1 FROM messages WHERE campaign_id = ? AND (state = 'pending' "
+            "OR (state = 'dead' AND text IS NULL)) LIMIT 1",
+            (campaign_id,),
+        )
+        return bool(rows)
+
     def sent_at(self, campaign_id: str) -> list[tuple[str, str]]:
         return self._read(
             "SELECT recipient_id, sent_at FROM messages WHERE campaign_id = ? AND state = 'sent'",

@@ -102,7 +102,7 @@ async def _send(st: State, campaign_id: str, *, wait: bool) -> bool:
     campaign = store.get(campaign_id)
     assert campaign is not None
     ledger = st.ledger() if config.flags.cost_tracking else None
-    if campaign.state in ("estimating", "generating") or store.counts(campaign_id)["pending"]:
+    if campaign.state in ("estimating", "generating") or store.needs_generation(campaign_id):
         orchestrator = Orchestrator.from_config(config, ledger=ledger, warn=warn)
         progress = _Progress("generating", campaign.recipients)
         try:

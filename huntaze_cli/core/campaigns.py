@@ -114,7 +114,15 @@ def dry_run(config: Config, loaded: LoadedCampaign) -> DryRunReport:
         estimate.input_tokens += estimate_input_tokens(request_for(row, recipient_id, fields))
     providers = effective_provider_configs(config)
     router = Router(config, list(providers))
-    plan = router.plan(request_for(row, "estimate", {}))
+    plan = router.plan(
+        GenerationRequest(
+            request_id=f"{row.account}:estimate",
+            model=row.model,
+            messages=[],
+            provider=row.provider,
+            account=row.account,
+        )
+    )
     prices = PriceBook(config.pricing.overrides)
     max_out = (row.max_tokens or DEFAULT_MAX_TOKENS) * estimate.recipients
     per_provider: dict[str, DryRunProvider] = {}

@@ -133,7 +133,8 @@ class DeliveryWorker:
         for index, lease in enumerate(leases):
             grant = None
             while not self._stop.is_set():
-                grant = self.limiter.acquire(account)
+                # A DynamoDB limiter makes network calls: keep them off the event loop.
+                grant = await asyncio.to_thread(self.limiter.acquire, account)
                 if grant.granted:
                     break
                 left = (lease.leased_until - datetime.now(UTC)).total_seconds()
