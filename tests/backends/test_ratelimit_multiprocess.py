@@ -10,13 +10,8 @@ check, one that starves its callers (lost races, waits too long) the second.
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
@@ -134,45 +129,6 @@ def test_processes_sharing_one_sqlite_file_keep_the_limit(tmp_path: Path) -> Non
     path = tmp_path / "ratelimit.db"
     SQLiteRateLimiter(path).close()  # create the schema before the race starts
     assert_exact_and_not_starved(run_workers("sqlite", str(path)))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """moto in server mode on a loopback port; yields its endpoint.
-
-    moto checks a PutItem's condition and then stores the item as two steps, and its
-    server handles requests in threads: two writers could both pass a condition that
-    only one may pass. DynamoDB makes a conditional write atomic, so the emulation
-    gets a lock around exactly that step (reads and other requests stay parallel).
-    """
-    from moto.dynamodb.models.table import Table
-    from moto.server import ThreadedMotoServer
-
-    lock = threading.Lock()
-    unlocked: Callable[..., Any] = Table.put_item
-
-    @wraps(unlocked)
-    def atomic_put_item(self: Table, *args: Any, **kwargs: Any) -> Any:
-        with lock:
-            return unlocked(self, *args, **kwargs)
-
-    monkeypatch.setattr(Table, "put_item", atomic_put_item)
-    # One log line per request otherwise, thousands of them in a failure report.
-    requests_log = logging.getLogger("werkzeug")
-    monkeypatch.setattr(requests_log, "level", logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 def test_processes_sharing_one_dynamodb_table_keep_the_limit(moto_server: str) -> None:
