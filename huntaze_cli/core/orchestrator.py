@@ -11,9 +11,9 @@ cost event, priced from the reported usage, and is handed to a batching ledger w
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -55,6 +55,16 @@ class GenerationFailed(ProviderError):
         self.attempts = attempts
 
 
+def _attempt_id() -> str:
+    """Unique and time-ordered (nanoseconds, then randomness), as 32 hex digits.
+
+    Ordered ids keep the ledger's primary-key index appending at its end; random ids
+    scatter every batch over the whole index and cut SQLite's write rate several-fold
+    on a million-event ledger.
+    """
+    return f"{time.time_ns():016x}{os.urandom(8).hex()}"
+
+
 class LedgerWriter:
     """Batches cost events and writes them off the event loop.
 
@@ -77,15 +87,21 @@ class LedgerWriter:
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task[None] | None = None
         self._flushing: set[asyncio.Task[None]] = set()
+        # A full buffer has a flush scheduled that has not taken it yet: events added
+        # meanwhile ride along with it instead of each scheduling a flush of its own
+        # (which, while a slow write holds the lock, would be a task per event).
+        self._full_flush_pending = False
         self._warn = warn
         self.written = 0
 
     def add(self, event: CostEvent) -> None:
         self._buffer.append(event)
         if len(self._buffer) >= self.max_batch:
-            task = asyncio.get_running_loop().create_task(self._flush_quietly())
-            self._flushing.add(task)
-            task.add_done_callback(self._flushing.discard)
+            if not self._full_flush_pending:
+                self._full_flush_pending = True
+                task = asyncio.get_running_loop().create_task(self._flush_quietly())
+                self._flushing.add(task)
+                task.add_done_callback(self._flushing.discard)
         elif self._timer is None or self._timer.done():
             self._timer = asyncio.get_running_loop().create_task(self._tick())
 
@@ -105,6 +121,7 @@ class LedgerWriter:
             if not self._buffer:
                 return
             batch, self._buffer = self._buffer, []
+            self._full_flush_pending = False
             try:
                 await asyncio.to_thread(self.ledger.record, batch)
             except BackendError:
@@ -336,7 +353,7 @@ class Orchestrator:
         price = self.prices.price(provider.name, provider.kind, request.model)
         cost = self.prices.cost_nano(price, usage) if price is not None else 0
         attempt = Attempt(
-            attempt_id=uuid.uuid4().hex,
+            attempt_id=_attempt_id(),
             provider=provider.name,
             route_reason=reason,
             latency_ms=round(latency_ms, 3),
