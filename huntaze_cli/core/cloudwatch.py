@@ -13,7 +13,8 @@ sums at the very end. boto3 is imported only when publishing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -128,3 +129,82 @@ def _failure(namespace: str, region: str, published: int, total: int, detail: st
     done = f" after {published} of {total} datums" if published else ""
     detail = " ".join(detail.split())
     return f"CloudWatch metrics to namespace {namespace} in {region} failed{done}: {detail}"
+
+
+class CallMetricsPublisher:
+    """Orchestrator figures per provider and model, batched to CloudWatch off the hot path.
+
+    ``observe`` only adds to in-memory totals (no I/O); ``flush`` sends what accumulated
+    since the last flush as ``LLMRequests``, ``LLMFailures``, ``LLMCostUSD`` and a
+    ``LLMLatency`` statistic set (milliseconds), dimensions ``Provider`` and ``Model``.
+    The orchestrator flushes every ``interval_s`` in a worker thread and on close; a
+    failed put is reported to ``warn`` and dropped, never raised into a generation.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        interval_s: float = 60.0,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.interval_s = interval_s
+        self._warn = warn
+        self._lock = threading.Lock()
+        self._totals: dict[tuple[str, str], list[float]] = {}
+        self.published = 0
+
+    def observe(
+        self, provider: str, model: str, *, latency_ms: float, cost_nano: int, failed: bool
+    ) -> None:
+        with self._lock:
+            entry = self._totals.get((provider, model))
+            if entry is None:
+                # requests, failures, cost nano, latency count, sum, min, max
+                entry = self._totals[(provider, model)] = [0, 0, 0, 0, 0.0, latency_ms, latency_ms]
+            entry[0] += 1
+            entry[1] += failed
+            entry[2] += cost_nano
+            entry[3] += 1
+            entry[4] += latency_ms
+            entry[5] = min(entry[5], latency_ms)
+            entry[6] = max(entry[6], latency_ms)
+
+    def flush(self) -> int:
+        """Send and forget what accumulated; returns the datums published (0 on failure)."""
+        with self._lock:
+            totals, self._totals = self._totals, {}
+        if not totals:
+            return 0
+        now = utcnow()
+        datums: list[Datum] = []
+        for (provider, model), (requests, failures, nano, count, total, low, high) in sorted(
+            totals.items()
+        ):
+            dims = [{"Name": "Provider", "Value": provider}, {"Name": "Model", "Value": model}]
+            datums += [
+                _datum("LLMRequests", float(requests), "Count", now, dims),
+                _datum("LLMFailures", float(failures), "Count", now, dims),
+                _datum("LLMCostUSD", _usd(int(nano)), "None", now, dims),
+                {
+                    "MetricName": "LLMLatency",
+                    "Unit": "Milliseconds",
+                    "Timestamp": now,
+                    "Dimensions": dims,
+                    "StatisticValues": {
+                        "SampleCount": float(count),
+                        "Sum": total,
+                        "Minimum": low,
+                        "Maximum": high,
+                    },
+                },
+            ]
+        try:
+            _put(self.config, datums, MAX_DATUMS_PER_REQUEST)
+        except BackendError as exc:
+            if self._warn:
+                self._warn(exc.message)
+            return 0
+        self.published += len(datums)
+        return len(datums)

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from prometheus_client import Counter, Histogram
 
     from huntaze_cli.backends.ledger import Ledger
+    from huntaze_cli.core.cloudwatch import CallMetricsPublisher
     from huntaze_cli.core.pricing import PriceBook
     from huntaze_cli.metrics import Metrics
 
@@ -151,6 +152,7 @@ class Orchestrator:
         state_store: StateStore | None = None,
         warn: Callable[[str], None] | None = None,
         rng: random.Random | None = None,
+        cloudwatch: CallMetricsPublisher | None = None,
     ) -> None:
         self.config = config
         self.routing = config.routing
@@ -177,6 +179,8 @@ class Orchestrator:
             else None
         )
         self._state_store = state_store
+        self.cloudwatch = cloudwatch
+        self._cloudwatch_task: asyncio.Task[None] | None = None
         self._rng = rng or random.Random()
         self._semaphore = asyncio.Semaphore(self.routing.concurrency)
         self._children: dict[tuple[str, str], _Children] = {}
@@ -202,6 +206,11 @@ class Orchestrator:
                 'unpriced; add [pricing.overrides."<provider>/<model>"]'
             ),
         )
+        cloudwatch = None
+        if config.metrics.cloudwatch:
+            from huntaze_cli.core.cloudwatch import CallMetricsPublisher
+
+            cloudwatch = CallMetricsPublisher(config, warn=warn)
         return cls(
             config,
             build_providers(config),
@@ -210,6 +219,7 @@ class Orchestrator:
             metrics=metrics,
             state_store=StateStore(config.data_dir / "providers.db"),
             warn=warn,
+            cloudwatch=cloudwatch,
         )
 
     def _unit_price(self, provider: str, model: str) -> Decimal | None:
@@ -387,7 +397,26 @@ class Orchestrator:
             )
         if self.metrics is not None:
             self._observe(provider.name, request.model, attempt, usage)
+        if self.cloudwatch is not None:
+            self.cloudwatch.observe(
+                provider.name,
+                request.model,
+                latency_ms=attempt.latency_ms,
+                cost_nano=cost,
+                failed=failure is not None,
+            )
+            if self._cloudwatch_task is None:
+                self._cloudwatch_task = asyncio.get_running_loop().create_task(
+                    self._publish_periodically(self.cloudwatch)
+                )
         return attempt
+
+    @staticmethod
+    async def _publish_periodically(publisher: CallMetricsPublisher) -> None:
+        """Flush CloudWatch figures every interval, in a thread: never on a request's path."""
+        while True:
+            await asyncio.sleep(publisher.interval_s)
+            await asyncio.to_thread(publisher.flush)
 
     def _observe(self, provider: str, model: str, attempt: Attempt, usage: Usage) -> None:
         assert self.metrics is not None
@@ -434,8 +463,12 @@ class Orchestrator:
         )
 
     async def aclose(self) -> None:
-        """Write every pending cost event, then close provider clients."""
+        """Write every pending cost event and metric, then close provider clients."""
         try:
+            if self._cloudwatch_task is not None:
+                self._cloudwatch_task.cancel()
+            if self.cloudwatch is not None:
+                await asyncio.to_thread(self.cloudwatch.flush)
             if self.writer is not None:
                 await self.writer.aclose()
         finally:

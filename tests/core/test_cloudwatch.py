@@ -231,3 +231,66 @@ def test_a_cloudwatch_failure_leaves_the_evaluation_intact(
     with pytest.raises(BackendError):
         publish_cloudwatch(config(), ledger, report)
     assert report.breached and report.cloudwatch_published is None
+
+
+def test_orchestrator_publishes_call_metrics_batched_off_the_request_path(
+    aws: Any, tmp_path: Path, put_calls: list[int]
+) -> None:
+    import asyncio
+
+    from huntaze_cli.core.llm import GenerationRequest, Message
+    from huntaze_cli.core.orchestrator import Orchestrator
+
+    config = Config.model_validate(
+        {
+            "ledger": {"path": str(tmp_path / "l.db")},
+            "metrics": {"cloudwatch": True, "namespace": NAMESPACE, "region": REGION},
+        }
+    )
+
+    async def scenario() -> Orchestrator:
+        orch = Orchestrator.from_config(config, ledger=None)
+        assert orch.cloudwatch is not None
+        for n in range(5):
+            await orch.generate(
+                GenerationRequest(f"r{n}", "gpt-4o-mini", [Message("user", "hello there")])
+            )
+        assert put_calls == []  # nothing sent while generating
+        await orch.aclose()
+        return orch
+
+    orch = asyncio.run(scenario())
+    assert put_calls == [4]  # one batched request at close: 4 datums for one provider/model
+    assert orch.cloudwatch is not None and orch.cloudwatch.published == 4
+    now = datetime.now(UTC)
+    stats = aws.get_metric_statistics(
+        Namespace=NAMESPACE,
+        MetricName="LLMRequests",
+        Dimensions=[
+            {"Name": "Provider", "Value": "simulated"},
+            {"Name": "Model", "Value": "gpt-4o-mini"},
+        ],
+        StartTime=now - timedelta(minutes=5),
+        EndTime=now + timedelta(minutes=5),
+        Period=60,
+        Statistics=["Sum"],
+    )
+    assert sum(point["Sum"] for point in stats["Datapoints"]) == 5
+
+
+def test_a_cloudwatch_failure_never_fails_a_generation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from huntaze_cli.core.cloudwatch import CallMetricsPublisher
+
+    warnings: list[str] = []
+    config = Config.model_validate(
+        {"metrics": {"cloudwatch": True, "namespace": NAMESPACE, "region": REGION}}
+    )
+    publisher = CallMetricsPublisher(config, warn=warnings.append)
+    publisher.observe("azure", "gpt-4o", latency_ms=12.5, cost_nano=10, failed=False)
+    # No moto here and an unreachable endpoint: the put fails, is reported, and dropped.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    assert publisher.flush() == 0
+    assert warnings and "CloudWatch" in warnings[0]
+    assert publisher.flush() == 0  # the failed batch was dropped, not retried forever
