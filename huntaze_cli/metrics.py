@@ -1,4 +1,4 @@
-"""Prometheus metrics of the orchestrator (and later the queue and ledger), one registry.
+"""Prometheus metrics of the orchestrator, the delivery queue and the ledger, one registry.
 
 Each ``Metrics`` owns its registry, so tests and several orchestrators in one process do
 not collide; `serve` exposes the registry of its orchestrator at ``/metrics``.
@@ -6,12 +6,15 @@ not collide; `serve` exposes the registry of its orchestrator at ``/metrics``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
 LATENCY_BUCKETS_S = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+RATELIMIT_WAIT_BUCKETS_S = (0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 300.0)
+LEDGER_WRITE_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
 CIRCUIT_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 
 
@@ -66,6 +69,57 @@ class Metrics:
             ("provider",),
             registry=self.registry,
         )
+
+        # Delivery: queue depth (set at scrape time), worker outcomes, rate-limit waits.
+        self.queue_depth = Gauge(
+            "huntaze_queue_depth",
+            "Messages in the delivery queue per account and state (queued, in_flight, dead)",
+            ("account", "state"),
+            registry=self.registry,
+        )
+        self.deliveries = Counter(
+            "huntaze_deliveries",
+            "Delivery attempts by outcome (sent, failed, dead)",
+            ("outcome",),
+            registry=self.registry,
+        )
+        self.ratelimit_acquires = Counter(
+            "huntaze_ratelimit_acquires",
+            "Rate-limit slot requests by outcome (granted, wait)",
+            ("outcome",),
+            registry=self.registry,
+        )
+        self.ratelimit_wait = Histogram(
+            "huntaze_ratelimit_wait_seconds",
+            "Waits the rate limiter asked for before the next slot of an account",
+            buckets=RATELIMIT_WAIT_BUCKETS_S,
+            registry=self.registry,
+        )
+        # Ledger writes of this process.
+        self.ledger_events = Counter(
+            "huntaze_ledger_events",
+            "Cost events handed to the ledger by result (stored, duplicate, expired)",
+            ("result",),
+            registry=self.registry,
+        )
+        self.ledger_write_latency = Histogram(
+            "huntaze_ledger_write_seconds",
+            "Latency of one batched ledger write",
+            buckets=LEDGER_WRITE_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.ledger_write_errors = Counter(
+            "huntaze_ledger_write_errors",
+            "Ledger writes that failed (their events are kept and written again)",
+            registry=self.registry,
+        )
+
+    def set_queue_depth(self, depth: Mapping[str, Any]) -> None:
+        """Replace the queue-depth gauge with ``depth`` (account -> queued/in_flight/dead)."""
+        self.queue_depth.clear()  # accounts that drained disappear instead of staying stale
+        for account, counts in depth.items():
+            for state in ("queued", "in_flight", "dead"):
+                self.queue_depth.labels(account, state).set(getattr(counts, state))
 
     def set_circuit(self, provider: str, state: str) -> None:
         self.circuit.labels(provider).set(CIRCUIT_VALUES[state])

@@ -158,10 +158,11 @@ def _root(
 
 
 def _register() -> None:
-    from huntaze_cli.cli import campaigns, config_cmd, costs, health, thresholds
+    from huntaze_cli.cli import campaigns, config_cmd, costs, health, serve, thresholds
 
     campaigns.register(app)
     health.register(app)
+    serve.register(app)
     app.add_typer(costs.app, name="costs")
     thresholds.register(app)
     app.add_typer(config_cmd.app, name="config")

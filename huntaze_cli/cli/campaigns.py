@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Coroutine
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -242,37 +241,10 @@ def status(
         report = campaign_report(config, st.store(), st.ledger(), campaign_id)
         emit(report, as_json=as_json, render=lambda console: _render_campaign(console, report))
         return
-    overview = _overview(st, limit)
+    from huntaze_cli.core.campaigns import status_overview
+
+    overview = status_overview(config, st.store(), st.ledger(), st.queue(), limit=limit)
     emit(overview, as_json=as_json, render=lambda console: _render_overview(console, overview))
-
-
-def _overview(st: State, limit: int) -> StatusOverview:
-    from huntaze_cli.core.campaigns import campaign_report
-    from huntaze_cli.models import QueueDepth, StatusOverview, WorkerBeat
-
-    config = st.config()
-    store = st.store()
-    ledger = st.ledger()
-    now = datetime.now(UTC)
-    return StatusOverview(
-        campaigns=[campaign_report(config, store, ledger, c.id) for c in store.recent(limit)],
-        queue={
-            account: QueueDepth(queued=d.queued, in_flight=d.in_flight, dead=d.dead)
-            for account, d in sorted(st.queue().depth().items())
-        },
-        workers=[
-            WorkerBeat(
-                worker_id=b.worker_id,
-                host=b.host,
-                pid=b.pid,
-                beat_at=b.beat_at,
-                age_seconds=round((now - b.beat_at).total_seconds(), 1),
-                delivered=b.delivered,
-                stopped=b.stopped,
-            )
-            for b in store.heartbeats()[:10]
-        ],
-    )
 
 
 def worker(

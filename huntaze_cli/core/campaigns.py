@@ -29,6 +29,9 @@ from huntaze_cli.models import (
     DryRunProvider,
     DryRunReport,
     ProviderSpend,
+    QueueDepth,
+    StatusOverview,
+    WorkerBeat,
 )
 from huntaze_cli.money import nano_to_usd
 
@@ -365,3 +368,34 @@ def _spend(ledger: Ledger, campaign: CampaignRow) -> dict[str, tuple[int, int]]:
             requests, nano = spend.get(provider, (0, 0))
             spend[provider] = (requests + counters.requests, nano + counters.cost_nano)
     return spend
+
+
+def status_overview(
+    config: Config,
+    store: CampaignStore,
+    ledger: Ledger | None,
+    queue: DeliveryQueue,
+    *,
+    limit: int = 20,
+) -> StatusOverview:
+    """Recent campaigns, queue depth per account and worker heartbeats (`status`)."""
+    now = datetime.now(UTC)
+    return StatusOverview(
+        campaigns=[campaign_report(config, store, ledger, c.id) for c in store.recent(limit)],
+        queue={
+            account: QueueDepth(queued=d.queued, in_flight=d.in_flight, dead=d.dead)
+            for account, d in sorted(queue.depth().items())
+        },
+        workers=[
+            WorkerBeat(
+                worker_id=b.worker_id,
+                host=b.host,
+                pid=b.pid,
+                beat_at=b.beat_at,
+                age_seconds=round((now - b.beat_at).total_seconds(), 1),
+                delivered=b.delivered,
+                stopped=b.stopped,
+            )
+            for b in store.heartbeats()[:10]
+        ],
+    )

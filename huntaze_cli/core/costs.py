@@ -75,6 +75,15 @@ def time_range(
         raise UsageError("--days and --since cannot be used together")
     if days is not None and days < 1:
         raise UsageError("--days must be at least 1")
+    try:
+        return _time_range(since=since, until=until, days=days, now=now)
+    except OverflowError:
+        raise UsageError("--since/--until/--days: the range runs past year 9999") from None
+
+
+def _time_range(
+    *, since: str | None, until: str | None, days: int | None, now: datetime
+) -> tuple[datetime, datetime]:
     if until is None:
         today = now.astimezone(UTC).date()
         end = _start_of(today + timedelta(days=1))

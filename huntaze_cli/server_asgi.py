@@ -1,0 +1,245 @@
+"""The daemon's front door: JSON logs, bearer-token auth, the body limit, the last-resort 500.
+
+``Guard`` is one plain ASGI middleware (Starlette's ``BaseHTTPMiddleware`` costs a task
+and a stream per request, which shows at 1,000 req/s) wrapped around the FastAPI app. For
+each HTTP request, in this order:
+
+1. starts the clock and, once the response is done, writes one JSON access-log line
+   (method, path without the query, status, duration_ms, client) — never a header, so a
+   token cannot reach the log;
+2. when a token is configured, answers 401 to any ``/api`` or ``/metrics`` request whose
+   ``Authorization: Bearer`` does not match (``hmac.compare_digest``), before reading the
+   body; ``/openapi.json`` and ``/docs`` stay open (they describe the API, hold no data);
+3. answers 413 to a body over ``[server] max_body_bytes``, by its Content-Length or by
+   counting a streamed (chunked) body, which is read here and replayed to the app;
+4. turns any exception that escaped the app into ``500 {"detail": "internal error"}``
+   and one log line, so no traceback ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import sys
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import UTC, datetime
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = logging.getLogger("huntaze.server")
+access = logging.getLogger("huntaze.access")
+
+PROTECTED = ("/api/", "/metrics")
+_BODYLESS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
+
+
+# --- logging ---------------------------------------------------------------------------
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any ``extra`` fields."""
+
+    _STANDARD = frozenset(vars(logging.makeLogRecord({})))
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in self._STANDARD and key not in ("color_message", "message"):
+                line[key] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            line["error_type"] = record.exc_info[0].__name__
+            line["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at the time (tests swap it per test)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:  # a closed or broken stderr must never fail a request
+            self.handleError(record)
+
+
+def configure_logging(level: str) -> None:
+    """JSON lines on stderr for the daemon's and uvicorn's loggers, at ``level``."""
+    handler = _StderrHandler()
+    handler.setFormatter(JsonFormatter())
+    for name in ("huntaze.server", "huntaze.access", "uvicorn", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        for old in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
+            logger.removeHandler(old)
+        logger.addHandler(handler)
+        logger.setLevel(level.upper())
+        logger.propagate = False
+    # uvicorn's own access log is replaced by ours (JSON, one line, duration included).
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+# --- the middleware --------------------------------------------------------------------
+
+
+class Guard:
+    """Access log, auth, body limit and last-resort error handling around the app."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        token: Callable[[], str | None],
+        max_body: Callable[[], int],
+    ) -> None:
+        self.app = app
+        # Callables, so a SIGHUP reload of the config applies to the next request.
+        self.token = token
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        state = {"status": 0}
+
+        async def tracking_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state["status"] = message["status"]
+            await send(message)
+
+        try:
+            await self._guarded(scope, receive, tracking_send)
+        except Exception as exc:
+            log.error(
+                "unhandled error in a request",
+                exc_info=exc,
+                extra={"method": scope["method"], "path": scope["path"]},
+            )
+            if not state["status"]:
+                await _send_json(tracking_send, 500, {"detail": "internal error"})
+        finally:
+            if access.isEnabledFor(logging.INFO):
+                client = scope.get("client")
+                access.info(
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": state["status"],
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                        "client": f"{client[0]}:{client[1]}" if client else None,
+                    },
+                )
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token = self.token()
+        if token and scope["path"].startswith(PROTECTED) and not _authorized(scope, token):
+            await _send_json(
+                send,
+                401,
+                {"detail": "missing or wrong bearer token (Authorization: Bearer <token>)"},
+                headers=[(b"www-authenticate", b"Bearer")],
+            )
+            return
+        limit = self.max_body()
+        length = _header(scope, b"content-length")
+        if length is not None:
+            if not length.isdigit():
+                await _send_json(send, 400, {"detail": "invalid Content-Length header"})
+                return
+            if int(length) > limit:
+                await _too_large(send, limit)
+                return
+        elif scope["method"] in _BODYLESS and _header(scope, b"transfer-encoding") is None:
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive, limit)
+        if body is None:
+            await _too_large(send, limit)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1")).strip()
+    return None
+
+
+def _authorized(scope: Scope, token: str) -> bool:
+    given = _header(scope, b"authorization") or ""
+    scheme, _, credentials = given.partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(credentials.strip().encode(), token.encode())
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None as soon as it grows past ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # after the body: wait for the disconnect as usual
+
+    return replay
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    await _send_json(
+        send,
+        413,
+        {"detail": f"request body larger than {limit:,} bytes ([server] max_body_bytes)"},
+        headers=[(b"connection", b"close")],
+    )
+
+
+async def _send_json(
+    send: Send, status: int, content: Any, *, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    body = json.dumps(content).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
