@@ -71,6 +71,11 @@ QUEUE_MIGRATIONS: list[Migration] = [
     ),
 ]
 
+# SQLite page cache of this connection: enqueues, leases and acks by key, in batches, go
+# as fast with 8 MB as with the 64 MB default (sized for the ledger), which a large
+# campaign filled, growing the process with every message queued.
+CACHE_MB = 8
+
 # Rows per INSERT batch of enqueue; each batch is one executemany in the transaction.
 _ENQUEUE_CHUNK = 500
 
@@ -98,7 +103,7 @@ class SQLiteQueue:
         # One connection per queue; the lock keeps threads from interleaving statements
         # of different transactions on it.
         self._lock = threading.Lock()
-        conn = connect(self.path, what="delivery queue")
+        conn = connect(self.path, what="delivery queue", cache_mb=CACHE_MB)
         try:
             with sqlite_errors(self.path, "preparing the delivery queue"):
                 migrate(conn, QUEUE_MIGRATIONS)

@@ -117,6 +117,34 @@ def test_bad_csv_names_the_line(tmp_path: Path, csv_text: str, needle: str) -> N
         ids(path)
 
 
+def test_duplicates_are_told_from_colliding_hashes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every id hashes alike: only the rescan can tell a repeated id from another one.
+    import huntaze_cli.core.campaign_file as campaign_file
+
+    monkeypatch.setattr(campaign_file, "hash", lambda value: 7, raising=False)
+    (tmp_path / "fans.csv").write_text("id,name,interest\nf1,A,x\nf2,B,y\n\nf3,C,z\n 2 ,D,w\n")
+    path = campaign(tmp_path, 'recipients_file = "fans.csv"\n')
+    assert ids(path) == ["f1", "f2", "f3", "2"]
+    (tmp_path / "fans.csv").write_text("id,name,interest\nf1,A,x\nf2,B,y\nf3,C,z\nf2,D,w\n")
+    with pytest.raises(
+        InputError, match=r"line 5: duplicate recipient id 'f2' \(first seen at 3\)"
+    ):
+        ids(path)
+    inline = campaign(
+        tmp_path,
+        "[[recipients]]\nid = 0\nname = 'A'\ninterest = 'x'\n"
+        "[[recipients]]\nid = '1'\nname = 'B'\ninterest = 'y'\n"
+        "[[recipients]]\nid = ' 0'\nname = 'C'\ninterest = 'z'\n",
+        name="inline.toml",
+    )
+    with pytest.raises(
+        InputError, match=r"recipients\[3\]: duplicate recipient id '0' \(first seen at 1\)"
+    ):
+        ids(inline)
+
+
 def test_bad_jsonl_names_the_line(tmp_path: Path) -> None:
     (tmp_path / "fans.jsonl").write_text(
         '{"id": "a", "name": "A", "interest": "x"}\n{"id": "b", "name": \n'
@@ -150,5 +178,5 @@ def test_100k_recipients_stream_in_bounded_memory(tmp_path: Path) -> None:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert count == 100_000
-    # Only the set of seen ids grows (~100 bytes each); rows are never all held at once.
+    # Only the set of seen id hashes grows (~90 bytes each); rows are never all held.
     assert peak < 30 * 1024 * 1024
