@@ -47,29 +47,6 @@ def campaign_file(tmp_path: Path, account: str, count: int) -> Path:
     return path
 
 
-@pytest.fixture(params=["sqlite", "aws"])
-def backends(request: pytest.FixtureRequest) -> dict[str, str]:
-    """Queue and rate limiter: SQLite files, or SQS + DynamoDB on one moto server."""
-    if request.param == "sqlite":
-        return {}
-    import boto3
-
-    endpoint = request.getfixturevalue("moto_server")
-    sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1")
-    url = sqs.create_queue(QueueName=f"huntaze-{os.getpid()}-{time.time_ns()}")["QueueUrl"]
-    return {
-        "HUNTAZE_QUEUE__BACKEND": "sqs",
-        "HUNTAZE_QUEUE__QUEUE_URL": url,
-        "HUNTAZE_QUEUE__ENDPOINT_URL": endpoint,
-        "HUNTAZE_QUEUE__REGION": "us-east-1",
-        "HUNTAZE_RATE_LIMIT__BACKEND": "dynamodb",
-        "HUNTAZE_RATE_LIMIT__ENDPOINT_URL": endpoint,
-        "HUNTAZE_RATE_LIMIT__REGION": "us-east-1",
-        "HUNTAZE_RATE_LIMIT__CREATE_TABLES": "true",
-        "HUNTAZE_RATE_LIMIT__TABLE": f"rl-{time.time_ns()}",
-    }
-
-
 def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "huntaze_cli", "worker"],

@@ -87,8 +87,11 @@ def assert_window(times: list[datetime], messages: int, per_seconds: float) -> N
         assert gap >= per_seconds - 1e-6, f"{messages + 1} deliveries within {gap:.3f} s"
 
 
-def test_two_daemons_share_queue_rate_limit_and_ledger(spawn: Callable[..., Process]) -> None:
-    env = {**AUTH, "HUNTAZE_RATE_LIMIT__MESSAGES": "3"}
+def test_two_daemons_share_queue_rate_limit_and_ledger(
+    spawn: Callable[..., Process], backends: dict[str, str]
+) -> None:
+    """Two daemons on one data dir; with "aws", queue and limiter on one moto server."""
+    env = {**AUTH, "HUNTAZE_RATE_LIMIT__MESSAGES": "3", **backends}
     first, second = spawn(env=env), spawn(env=env)
     ids = []
     for daemon in (first, second):
