@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from huntaze_cli.backends.migrations import connect, migrate, sqlite_errors
+from huntaze_cli.backends.migrations import open_migrated, sqlite_errors
 from huntaze_cli.errors import BackendError
 
 MESSAGE_STATES = ("pending", "generated", "queued", "sent", "failed", "dead")
@@ -135,9 +135,7 @@ class CampaignStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._conn = connect(path, what="campaign store", cache_mb=CACHE_MB)
-        with sqlite_errors(path, "preparing the campaign store"):
-            migrate(self._conn, _MIGRATIONS)
+        self._conn = open_migrated(path, _MIGRATIONS, what="campaign store", cache_mb=CACHE_MB)
 
     # --- transactions ------------------------------------------------------------------
 

@@ -107,6 +107,20 @@ def _enable_wal(conn: sqlite3.Connection, timeout_s: float) -> str:
             delay = min(delay * 2, 0.1)
 
 
+def open_migrated(
+    path: Path, migrations: Sequence[Migration], *, what: str, cache_mb: int = CACHE_MB
+) -> sqlite3.Connection:
+    """``connect`` then ``migrate``: a store's file, open and with its schema up to date."""
+    conn = connect(path, what=what, cache_mb=cache_mb)
+    try:
+        with sqlite_errors(path, f"preparing the {what}"):
+            migrate(conn, migrations)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 @contextmanager
 def sqlite_errors(path: Path, doing: str) -> Iterator[None]:
     """Turn any sqlite3 error raised inside into a BackendError naming the file."""

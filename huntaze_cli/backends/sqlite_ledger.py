@@ -34,7 +34,7 @@ from huntaze_cli.backends.ledger import (
     retention_cutoff,
     slot_of,
 )
-from huntaze_cli.backends.migrations import Migration, connect, migrate, sqlite_errors
+from huntaze_cli.backends.migrations import Migration, open_migrated, sqlite_errors
 from huntaze_cli.errors import BackendError
 from huntaze_cli.models import CostEvent
 
@@ -214,14 +214,9 @@ class SQLiteLedger:
         # of different transactions on it.
         self._lock = threading.Lock()
         self._next_prune = 0.0
-        conn = connect(self.path, what="cost ledger")
-        try:
-            with sqlite_errors(self.path, "preparing the cost ledger"):
-                migrate(conn, LEDGER_MIGRATIONS)
-        except BaseException:
-            conn.close()
-            raise
-        self._conn: sqlite3.Connection | None = conn
+        self._conn: sqlite3.Connection | None = open_migrated(
+            self.path, LEDGER_MIGRATIONS, what="cost ledger"
+        )
 
     @classmethod
     def from_config(cls, config: Config) -> SQLiteLedger:

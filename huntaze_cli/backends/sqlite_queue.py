@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from huntaze_cli.backends.migrations import Migration, connect, migrate, sqlite_errors
+from huntaze_cli.backends.migrations import Migration, open_migrated, sqlite_errors
 from huntaze_cli.backends.queue import AccountDepth, DeadLetter, Lease, Outcome, QueueItem
 from huntaze_cli.errors import BackendError
 
@@ -103,14 +103,9 @@ class SQLiteQueue:
         # One connection per queue; the lock keeps threads from interleaving statements
         # of different transactions on it.
         self._lock = threading.Lock()
-        conn = connect(self.path, what="delivery queue", cache_mb=CACHE_MB)
-        try:
-            with sqlite_errors(self.path, "preparing the delivery queue"):
-                migrate(conn, QUEUE_MIGRATIONS)
-        except BaseException:
-            conn.close()
-            raise
-        self._conn: sqlite3.Connection | None = conn
+        self._conn: sqlite3.Connection | None = open_migrated(
+            self.path, QUEUE_MIGRATIONS, what="delivery queue", cache_mb=CACHE_MB
+        )
 
     @classmethod
     def from_config(cls, config: Config) -> SQLiteQueue:

@@ -36,7 +36,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from huntaze_cli.backends.migrations import Migration, connect, migrate, sqlite_errors
+from huntaze_cli.backends.migrations import Migration, open_migrated, sqlite_errors
 from huntaze_cli.backends.ratelimit import (
     IDLE_MARGIN_US,
     US_PER_S,
@@ -107,14 +107,9 @@ class SQLiteRateLimiter:
         # of different transactions on it.
         self._lock = threading.Lock()
         self._next_prune = 0.0
-        conn = connect(self.path, what="rate limiter")
-        try:
-            with sqlite_errors(self.path, "preparing the rate limiter"):
-                migrate(conn, RATELIMIT_MIGRATIONS)
-        except BaseException:
-            conn.close()
-            raise
-        self._conn: sqlite3.Connection | None = conn
+        self._conn: sqlite3.Connection | None = open_migrated(
+            self.path, RATELIMIT_MIGRATIONS, what="rate limiter"
+        )
 
     @classmethod
     def from_config(cls, config: Config) -> SQLiteRateLimiter:

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from huntaze_cli.backends.migrations import connect, migrate, sqlite_errors
+from huntaze_cli.backends.migrations import open_migrated, sqlite_errors
 
 State = Literal["closed", "open", "half_open"]
 
@@ -69,9 +69,7 @@ class StateStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._conn = connect(path, what="provider state")
-        with sqlite_errors(path, "preparing the provider state"):
-            migrate(self._conn, _MIGRATIONS)
+        self._conn = open_migrated(path, _MIGRATIONS, what="provider state")
 
     def save(self, state: ProviderState) -> None:
         with sqlite_errors(self.path, "saving provider state"):
