@@ -19,7 +19,8 @@ Errors are sorted by who can fix them:
 * anything else SQS refuses (an invalid body, say) is about this message:
   ``PermanentDelivery``.
 
-Region: the one in the queue URL (``sqs.<region>.amazonaws.com``), else boto3's default.
+Region: the one in the queue URL's host (``sqs.<region>.amazonaws.com``, or a local server
+that names hosts the same way), else boto3's default.
 A queue URL on another host (a local SQS-compatible server) is also the endpoint,
 unless ``AWS_ENDPOINT_URL``/``AWS_ENDPOINT_URL_SQS`` names one.
 """
@@ -34,8 +35,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import boto3
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -45,6 +44,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
+from huntaze_cli.backends.aws import AUTH_CODES, make_client, one_line, region_from_queue_url
 from huntaze_cli.errors import ConfigError, DeliveryError, HuntazeError
 from huntaze_cli.sinks import PermanentDelivery, RetryableDelivery, encode_payload
 
@@ -55,20 +55,11 @@ _URL_KEY = "delivery.sqs_queue_url"
 _FIFO_ID_CHARS = frozenset(string.ascii_letters + string.digits + string.punctuation)
 _FIFO_ID_MAX = 128
 _AWS_HOST = re.compile(r"(?:^|\.)amazonaws\.com(?:\.cn)?$")
-_REGION_IN_HOST = re.compile(r"^(?:sqs\.)?([a-z]{2}(?:-[a-z]+)+-\d+)\.(?:queue\.)?amazonaws\.com")
+_DETAIL_MAX = 300  # characters of an SQS or botocore message kept in ours
 
 _MISSING_QUEUE = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
-_REFUSED = frozenset(
+_REFUSED = AUTH_CODES | frozenset(
     {
-        "AccessDenied",
-        "AccessDeniedException",
-        "InvalidClientTokenId",
-        "UnrecognizedClientException",
-        "SignatureDoesNotMatch",
-        "IncompleteSignature",
-        "InvalidSecurity",
-        "ExpiredToken",
-        "MissingAuthenticationToken",
         "KmsAccessDenied",
         "KmsDisabled",
         "KmsInvalidKeyUsage",
@@ -104,17 +95,13 @@ class SQSSink:
         # Short timeouts so a dead endpoint costs seconds, not minutes; one quick retry in
         # botocore rides out a blip without spending another rate-limit slot, and the
         # worker's backoff handles anything longer.
-        boto_config = BotoConfig(
-            connect_timeout=3,
-            read_timeout=10,
-            retries={"max_attempts": 2, "mode": "standard"},
-        )
         try:
-            self._client: Any = boto3.session.Session().client(
+            self._client: Any = make_client(
                 "sqs",
-                region_name=region or region_from_queue_url(queue_url),
+                region=region or region_from_queue_url(queue_url),
                 endpoint_url=endpoint_url or _endpoint_for(queue_url),
-                config=boto_config,
+                connect_timeout=3,
+                read_timeout=10,
             )
         except NoRegionError:
             raise ConfigError(
@@ -158,12 +145,12 @@ class SQSSink:
                 hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or a role",
             ) from None
         except ParamValidationError as exc:
-            raise PermanentDelivery(f"SQS refused message {key}: {_one_line(exc)}") from None
+            raise PermanentDelivery(
+                f"SQS refused message {key}: {one_line(exc, _DETAIL_MAX)}"
+            ) from None
         except BotoCoreError as exc:
             # Connection refused/reset, endpoint unreachable, timeouts, credential fetches.
-            raise RetryableDelivery(
-                f"SQS {self.queue_url} unreachable: {type(exc).__name__}: {_one_line(exc)}"
-            ) from None
+            raise RetryableDelivery(self._unreachable(exc)) from None
         return True
 
     def check(self) -> None:
@@ -174,19 +161,22 @@ class SQSSink:
             error = self._classify(exc, "check")
             raise DeliveryError(error.message, hint=error.hint) from None
         except BotoCoreError as exc:
-            raise DeliveryError(
-                f"SQS {self.queue_url} unreachable: {type(exc).__name__}: {_one_line(exc)}"
-            ) from None
+            raise DeliveryError(self._unreachable(exc)) from None
 
     def close(self) -> None:
         self._client.close()
+
+    def _unreachable(self, exc: BotoCoreError) -> str:
+        return (
+            f"SQS {self.queue_url} unreachable: {type(exc).__name__}: {one_line(exc, _DETAIL_MAX)}"
+        )
 
     def _classify(self, exc: ClientError, what: str) -> HuntazeError:
         error: Mapping[str, Any] = exc.response.get("Error", {})
         codes = {str(error.get("Code", "")), str(error.get("QueryErrorCode", ""))} - {""}
         code = str(error.get("Code", "")) or "error"
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        detail = f"{code}: {_one_line(error.get('Message', ''))}".rstrip(": ")
+        detail = f"{code}: {one_line(error.get('Message', ''), _DETAIL_MAX)}".rstrip(": ")
         if codes & _MISSING_QUEUE:
             return ConfigError(
                 f"{_URL_KEY}: queue {self.queue_url} does not exist",
@@ -209,12 +199,6 @@ def fifo_id(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def region_from_queue_url(url: str) -> str | None:
-    """The region in an AWS queue URL (``https://sqs.eu-west-1.amazonaws.com/...``)."""
-    match = _REGION_IN_HOST.match(urlsplit(url).hostname or "")
-    return match.group(1) if match else None
-
-
 def _endpoint_for(url: str) -> str | None:
     """Scheme, host and port of a non-AWS queue URL, unless the environment names one."""
     if os.environ.get("AWS_ENDPOINT_URL_SQS") or os.environ.get("AWS_ENDPOINT_URL"):
@@ -223,7 +207,3 @@ def _endpoint_for(url: str) -> str | None:
     if not parts.hostname or _AWS_HOST.search(parts.hostname):
         return None
     return f"{parts.scheme}://{parts.netloc}"
-
-
-def _one_line(value: object) -> str:
-    return " ".join(str(value).split())[:300]

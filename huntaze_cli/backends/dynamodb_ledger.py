@@ -65,28 +65,26 @@ from __future__ import annotations
 
 import hashlib
 import math
-import random
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import boto3
-from botocore.config import Config as BotoConfig
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    CredentialRetrievalError,
-    HTTPClientError,
-    NoCredentialsError,
-    NoRegionError,
-    PartialCredentialsError,
-)
-from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import BotoCoreError, ClientError
 
+from huntaze_cli.backends.aws import (
+    THROTTLE_CODES,
+    TableSetup,
+    TableSpec,
+    backoff,
+    call_with_backoff,
+    endpoint_of,
+    error_code,
+    error_message,
+    make_client,
+)
 from huntaze_cli.backends.ledger import (
     COUNTER_FIELDS,
     LATENCY_BUCKETS,
@@ -113,6 +111,9 @@ if TYPE_CHECKING:
 
 GSI_NAME = "events_by_time"
 TTL_ATTRIBUTE = "expires_at"
+TABLE = TableSpec(
+    "ledger", role="ledger", index=(GSI_NAME, "gpk", "gsk"), ttl_attribute=TTL_ATTRIBUTE
+)
 
 DAY_SECONDS = 86_400
 MAX_TRANSACT_ITEMS = 100
@@ -122,18 +123,10 @@ MAX_TRANSACT_BYTES = 2_000_000
 MAX_SORT_KEY_BYTES = 1000
 
 # Errors worth another try after a pause, as a whole call or as a transaction reason.
-_RETRYABLE_CODES = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-        "TransactionInProgressException",
-        "TransactionConflictException",
-        "LimitExceededException",
-    }
-)
+_RETRYABLE_CODES = THROTTLE_CODES | {
+    "TransactionInProgressException",
+    "TransactionConflictException",
+}
 _RETRYABLE_REASONS = frozenset(
     {
         "TransactionConflict",
@@ -145,16 +138,6 @@ _RETRYABLE_REASONS = frozenset(
 _MAX_RETRIES = 8
 _BACKOFF_BASE_S = 0.05
 _BACKOFF_MAX_S = 2.0
-_AUTH_CODES = frozenset(
-    {
-        "AccessDeniedException",
-        "UnrecognizedClientException",
-        "InvalidSignatureException",
-        "ExpiredTokenException",
-        "MissingAuthenticationTokenException",
-        "IncompleteSignature",
-    }
-)
 # Parallel Queries when a read spans many day partitions (a month is ~32 of them).
 _READ_THREADS = 8
 
@@ -196,27 +179,23 @@ class DynamoDBLedger:
         self.rollup_retention_days = rollup_retention_days
         self._create_tables = create_tables
         self._endpoint_hint = endpoint_url
+        self._setup = TableSetup(TABLE, create=create_tables)
         self._lock = threading.Lock()
-        self._ready = False
         self._indexed_days: set[str] = set()
         self._pool: ThreadPoolExecutor | None = None
-        # Unset region/endpoint fall through to boto3's own AWS_DEFAULT_REGION,
-        # AWS_ENDPOINT_URL and profile lookup. Short timeouts and a single retry make
-        # an unreachable endpoint fail in seconds; throttling gets our own backoff below.
-        boto_config = BotoConfig(
-            connect_timeout=3,
-            read_timeout=10,
-            retries={"max_attempts": 2, "mode": "standard"},
-            max_pool_connections=_READ_THREADS * 2,
-            # Client-side validation walks every attribute of every item: about 0.5 ms
-            # per recorded event, more than all the rest of record(). The requests are
-            # built here, and DynamoDB validates them anyway.
-            parameter_validation=False,
-        )
+        # Throttling gets our own backoff (see _call).
         try:
-            session = boto3.session.Session(region_name=region)
-            self._client: Any = session.client(
-                "dynamodb", endpoint_url=endpoint_url, config=boto_config
+            self._client: Any = make_client(
+                "dynamodb",
+                region=region,
+                endpoint_url=endpoint_url,
+                connect_timeout=3,
+                read_timeout=10,
+                max_pool_connections=_READ_THREADS * 2,
+                # Client-side validation walks every attribute of every item: about 0.5 ms
+                # per recorded event, more than all the rest of record(). The requests are
+                # built here, and DynamoDB validates them anyway.
+                parameter_validation=False,
             )
         except (BotoCoreError, ValueError) as exc:
             raise self._error(exc, "connect") from exc
@@ -379,7 +358,7 @@ class DynamoDBLedger:
         """Raise BackendError unless the table is usable: DescribeTable + a conditional write."""
         self._ensure_ready()
         table = self._call("describe_table", TableName=self.table)["Table"]
-        self._validate_table(table)
+        TABLE.validate(self.table, table, self._endpoint(), create=self._create_tables)
         status = table.get("TableStatus")
         if status not in ("ACTIVE", "UPDATING"):
             raise BackendError(
@@ -464,7 +443,7 @@ class DynamoDBLedger:
                 ExpressionAttributeValues={":sent_us": item["sent_us"]},
             )
         except ClientError as exc:
-            if _code(exc) != "ConditionalCheckFailedException":
+            if error_code(exc) != "ConditionalCheckFailedException":
                 raise self._error(exc, "PutItem") from exc
         except BotoCoreError as exc:
             raise self._error(exc, "PutItem") from exc
@@ -480,107 +459,8 @@ class DynamoDBLedger:
     # --- table set-up ----------------------------------------------------------------
 
     def _ensure_ready(self) -> None:
-        """Create the table on first use when asked to; otherwise trust it exists.
-
-        Without ``create_tables`` no call is spent up front: a missing table surfaces as
-        ResourceNotFoundException on the first real call and gets the same message.
-        """
-        if self._ready or not self._create_tables:
-            return
-        with self._lock:
-            if self._ready:
-                return
-            try:
-                table = self._client.describe_table(TableName=self.table)["Table"]
-            except ClientError as exc:
-                if _code(exc) != "ResourceNotFoundException":
-                    raise self._error(exc, "DescribeTable") from exc
-                table = self._create_table()
-            except BotoCoreError as exc:
-                raise self._error(exc, "DescribeTable") from exc
-            if table.get("TableStatus") == "CREATING":
-                table = self._wait_active()
-            self._validate_table(table)
-            self._ensure_ttl()
-            self._ready = True
-
-    def _create_table(self) -> dict[str, Any]:
-        try:
-            self._client.create_table(
-                TableName=self.table,
-                BillingMode="PAY_PER_REQUEST",
-                AttributeDefinitions=[
-                    {"AttributeName": name, "AttributeType": "S"}
-                    for name in ("pk", "sk", "gpk", "gsk")
-                ],
-                KeySchema=[
-                    {"AttributeName": "pk", "KeyType": "HASH"},
-                    {"AttributeName": "sk", "KeyType": "RANGE"},
-                ],
-                GlobalSecondaryIndexes=[
-                    {
-                        "IndexName": GSI_NAME,
-                        "KeySchema": [
-                            {"AttributeName": "gpk", "KeyType": "HASH"},
-                            {"AttributeName": "gsk", "KeyType": "RANGE"},
-                        ],
-                        # Export needs every attribute; raw events live only 30 days.
-                        "Projection": {"ProjectionType": "ALL"},
-                    }
-                ],
-                Tags=[{"Key": "app", "Value": "huntaze"}],
-            )
-        except ClientError as exc:
-            # Another process is creating it at the same moment: wait for theirs.
-            if _code(exc) != "ResourceInUseException":
-                raise self._error(exc, "CreateTable") from exc
-        except BotoCoreError as exc:
-            raise self._error(exc, "CreateTable") from exc
-        return self._wait_active()
-
-    def _wait_active(self) -> dict[str, Any]:
-        try:
-            waiter = self._client.get_waiter("table_exists")
-            waiter.wait(TableName=self.table, WaiterConfig={"Delay": 1, "MaxAttempts": 180})
-            table: dict[str, Any] = self._client.describe_table(TableName=self.table)["Table"]
-        except (ClientError, BotoCoreError) as exc:
-            raise self._error(exc, "DescribeTable") from exc
-        return table
-
-    def _ensure_ttl(self) -> None:
-        try:
-            ttl = self._client.describe_time_to_live(TableName=self.table)
-            description = ttl.get("TimeToLiveDescription", {})
-            status = description.get("TimeToLiveStatus", "DISABLED")
-            if status in ("ENABLED", "ENABLING"):
-                if description.get("AttributeName", TTL_ATTRIBUTE) != TTL_ATTRIBUTE:
-                    raise BackendError(
-                        f"DynamoDB table {self.table!r} expires items by "
-                        f"{description.get('AttributeName')!r}, but huntaze uses "
-                        f"{TTL_ATTRIBUTE!r}: change its TTL attribute or use another table"
-                    )
-                return
-            self._client.update_time_to_live(
-                TableName=self.table,
-                TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
-            )
-        except ClientError as exc:
-            # Another process enabled it between our two calls.
-            if _code(exc) == "ValidationException" and "already enabled" in _message(exc):
-                return
-            raise self._error(exc, "UpdateTimeToLive") from exc
-        except BotoCoreError as exc:
-            raise self._error(exc, "UpdateTimeToLive") from exc
-
-    def _validate_table(self, table: dict[str, Any]) -> None:
-        keys = {k["AttributeName"]: k["KeyType"] for k in table.get("KeySchema", [])}
-        indexes = {i["IndexName"] for i in table.get("GlobalSecondaryIndexes") or []}
-        if keys != {"pk": "HASH", "sk": "RANGE"} or GSI_NAME not in indexes:
-            raise BackendError(
-                f"DynamoDB table {self.table!r} at {self._endpoint()} is not a huntaze ledger "
-                f"(it needs string keys pk/sk and the index {GSI_NAME!r}): point [ledger] "
-                "table at a new name and set [ledger] create_tables = true"
-            )
+        """Create the table on first use when asked to; otherwise trust it exists."""
+        self._setup.ensure(self._client, self.table, self._error)
 
     # --- writes ----------------------------------------------------------------------
 
@@ -642,7 +522,7 @@ class DynamoDBLedger:
             try:
                 self._client.transact_write_items(TransactItems=items)
             except ClientError as exc:
-                code = _code(exc)
+                code = error_code(exc)
                 if code == "TransactionCanceledException":
                     reasons = [
                         reason.get("Code") or "None"
@@ -849,48 +729,30 @@ class DynamoDBLedger:
 
     def _call(self, operation: str, **params: Any) -> Any:
         """One client call with backoff on throttling; library errors become BackendError."""
-        method = getattr(self._client, operation)
-        retries = 0
-        while True:
-            try:
-                return method(**params)
-            except ClientError as exc:
-                if _code(exc) in _RETRYABLE_CODES and retries < _MAX_RETRIES:
-                    _backoff(retries)
-                    retries += 1
-                    continue
-                raise self._error(exc, _action_name(operation)) from exc
-            except BotoCoreError as exc:
-                raise self._error(exc, _action_name(operation)) from exc
+        return call_with_backoff(
+            self._client,
+            operation,
+            params,
+            error=self._error,
+            retry_codes=_RETRYABLE_CODES,
+            max_retries=_MAX_RETRIES,
+            base_s=_BACKOFF_BASE_S,
+            max_s=_BACKOFF_MAX_S,
+        )
 
     def _endpoint(self) -> str:
-        client = getattr(self, "_client", None)
-        if client is not None:
-            return str(client.meta.endpoint_url)
-        return self._endpoint_hint or "the default AWS endpoint"
+        return endpoint_of(getattr(self, "_client", None), self._endpoint_hint)
 
     def _error(self, exc: Exception, action: str) -> BackendError:
         """A one-line BackendError for ``exc`` naming the table, endpoint and next step."""
-        table, where = self.table, self._endpoint()
+        resource = TABLE.resource(self.table, self._endpoint())
         if isinstance(exc, ClientError):
-            code, message = _code(exc), _message(exc)
-            if code == "ResourceNotFoundException":
-                return BackendError(
-                    f"DynamoDB table {table!r} does not exist at {where}: set "
-                    "[ledger] create_tables = true (or HUNTAZE_LEDGER__CREATE_TABLES=true) "
-                    f"to create it on first use, or create table {table!r} yourself"
-                )
-            if code in _AUTH_CODES:
-                return BackendError(
-                    f"DynamoDB refused {action} on table {table!r} at {where} ({code}: "
-                    f"{message}): check the AWS credentials and that their IAM policy "
-                    f"allows dynamodb:{action}"
-                )
+            code, message = error_code(exc), error_message(exc)
             if code == "ValidationException" and "index" in message.lower():
                 return BackendError(
-                    f"DynamoDB table {table!r} at {where} has no index {GSI_NAME!r} "
-                    f"({message}): it was not created by huntaze; point [ledger] table at "
-                    "a new name and set [ledger] create_tables = true"
+                    f"DynamoDB table {self.table!r} at {resource.where} has no index "
+                    f"{GSI_NAME!r} ({message}): it was not created by huntaze; point [ledger] "
+                    "table at a new name and set [ledger] create_tables = true"
                 )
             if code == "TransactionCanceledException":
                 reasons = [
@@ -900,31 +762,8 @@ class DynamoDBLedger:
                 ]
                 message = "; ".join(dict.fromkeys(reasons)) or message
             if code in _RETRYABLE_CODES or code == "TransactionCanceledException":
-                return BackendError(
-                    f"DynamoDB {action} on table {table!r} at {where} kept failing "
-                    f"({code}: {message}): retry later; the write is idempotent"
-                )
-            return BackendError(
-                f"DynamoDB {action} on table {table!r} at {where} failed ({code}: {message})"
-            )
-        if isinstance(exc, NoCredentialsError | PartialCredentialsError | CredentialRetrievalError):
-            return BackendError(
-                f"no usable AWS credentials for DynamoDB table {table!r} ({_one_line(exc)}): "
-                "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or an IAM role"
-            )
-        if isinstance(exc, NoRegionError):
-            return BackendError(
-                f"no AWS region for DynamoDB table {table!r}: set [ledger] region "
-                "(HUNTAZE_LEDGER__REGION) or AWS_DEFAULT_REGION"
-            )
-        if isinstance(exc, BotoConnectionError | HTTPClientError):
-            return BackendError(
-                f"cannot reach DynamoDB at {where} for table {table!r} ({_one_line(exc)}): "
-                "check [ledger] endpoint_url / AWS_ENDPOINT_URL and the network"
-            )
-        return BackendError(
-            f"DynamoDB {action} on table {table!r} at {where} failed: {_one_line(exc)}"
-        )
+                return resource.kept_failing(action, code, message, "; the write is idempotent")
+        return resource.error(exc, action)
 
 
 # --- item encoding ---------------------------------------------------------------------
@@ -1087,8 +926,7 @@ def _size_estimate(event: CostEvent) -> int:
 
 
 def _backoff(retries: int) -> None:
-    delay = min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2**retries)
-    time.sleep(delay * (0.5 + random.random() / 2))
+    backoff(retries, base_s=_BACKOFF_BASE_S, max_s=_BACKOFF_MAX_S)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -1122,20 +960,3 @@ def _days_between(first: int, last: int) -> list[date]:
     start = datetime.fromtimestamp(first, UTC).date()
     end = datetime.fromtimestamp(last, UTC).date()
     return [start + timedelta(days=n) for n in range((end - start).days + 1)]
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _message(exc: ClientError) -> str:
-    return _one_line(exc.response.get("Error", {}).get("Message", "") or exc)
-
-
-def _one_line(value: object) -> str:
-    return " ".join(str(value).split())
-
-
-def _action_name(operation: str) -> str:
-    """``put_item`` -> ``PutItem``, the API and IAM action name."""
-    return "".join(part.capitalize() for part in operation.split("_"))

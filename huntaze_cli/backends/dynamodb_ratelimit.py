@@ -31,25 +31,23 @@ and ``dynamodb:UpdateTimeToLive``.
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config as BotoConfig
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    CredentialRetrievalError,
-    HTTPClientError,
-    NoCredentialsError,
-    NoRegionError,
-    PartialCredentialsError,
-)
-from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import BotoCoreError, ClientError
 
+from huntaze_cli.backends.aws import (
+    THROTTLE_CODES,
+    TableSetup,
+    TableSpec,
+    call_with_backoff,
+    endpoint_of,
+    error_code,
+    error_message,
+    make_client,
+)
 from huntaze_cli.backends.ratelimit import (
     IDLE_MARGIN_US,
     US_PER_S,
@@ -67,6 +65,7 @@ if TYPE_CHECKING:
 
 TTL_ATTRIBUTE = "expires_at"
 SORT_KEY = "RL"
+TABLE = TableSpec("rate_limit", label="rate-limit table", ttl_attribute=TTL_ATTRIBUTE)
 
 # Conditional writes lost to other writers before acquire gives up for now and answers
 # "retry shortly" (a refusal, so the caller waits instead of failing). Each loss means
@@ -74,27 +73,8 @@ SORT_KEY = "RL"
 _MAX_CONFLICTS = 12
 _CONFLICT_PAUSE_S = 0.002
 _CONGESTED_RETRY_S = 0.05
-_THROTTLE_CODES = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-        "LimitExceededException",
-    }
-)
 _MAX_THROTTLE_RETRIES = 6
-_AUTH_CODES = frozenset(
-    {
-        "AccessDeniedException",
-        "UnrecognizedClientException",
-        "InvalidSignatureException",
-        "ExpiredTokenException",
-        "MissingAuthenticationTokenException",
-        "IncompleteSignature",
-    }
-)
+_CONFLICT = frozenset({"ConditionalCheckFailedException"})
 
 
 class DynamoDBRateLimiter:
@@ -118,22 +98,18 @@ class DynamoDBRateLimiter:
         self.per_seconds = per_seconds
         self._per_us = window_micros(per_seconds)
         self._clock = clock
-        self._create_tables = create_tables
         self._endpoint_hint = endpoint_url
-        self._lock = threading.Lock()
-        self._ready = False
+        self._setup = TableSetup(TABLE, create=create_tables)
         # A delivery waits on this call: an unreachable endpoint must fail in seconds,
-        # and throttling gets the backoff below rather than botocore's.
-        boto_config = BotoConfig(
-            connect_timeout=2,
-            read_timeout=5,
-            retries={"max_attempts": 2, "mode": "standard"},
-            parameter_validation=False,
-        )
+        # and throttling gets the backoff in _call rather than botocore's.
         try:
-            session = boto3.session.Session(region_name=region)
-            self._client: Any = session.client(
-                "dynamodb", endpoint_url=endpoint_url, config=boto_config
+            self._client: Any = make_client(
+                "dynamodb",
+                region=region,
+                endpoint_url=endpoint_url,
+                connect_timeout=2,
+                read_timeout=5,
+                parameter_validation=False,
             )
         except (BotoCoreError, ValueError) as exc:
             raise self._error(exc, "connect") from exc
@@ -219,8 +195,8 @@ class DynamoDBRateLimiter:
             params["ExpressionAttributeValues"] = {":v": {"N": str(old_version)}}
         try:
             self._call("put_item", **params)
-        except _Conflict as conflict:
-            return False, conflict.item or None
+        except ClientError as exc:  # the condition failed: another writer was first
+            return False, exc.response.get("Item") or None
         return True, None
 
     # --- table set-up ----------------------------------------------------------------
@@ -228,195 +204,42 @@ class DynamoDBRateLimiter:
     def _ensure_ready(self) -> None:
         """Create the table on first use when asked to; otherwise trust it exists.
 
-        Without ``create_tables`` no call is spent up front: a missing table surfaces as
-        ResourceNotFoundException on the first GetItem and gets the same message.
+        Without ``create_tables`` a missing table surfaces on the first GetItem.
         """
-        if self._ready or not self._create_tables:
-            return
-        with self._lock:
-            if self._ready:
-                return
-            try:
-                table = self._client.describe_table(TableName=self.table)["Table"]
-            except ClientError as exc:
-                if _code(exc) != "ResourceNotFoundException":
-                    raise self._error(exc, "DescribeTable") from exc
-                table = self._create_table()
-            except BotoCoreError as exc:
-                raise self._error(exc, "DescribeTable") from exc
-            if table.get("TableStatus") == "CREATING":
-                table = self._wait_active()
-            keys = {k["AttributeName"]: k["KeyType"] for k in table.get("KeySchema", [])}
-            if keys != {"pk": "HASH", "sk": "RANGE"}:
-                raise BackendError(
-                    f"DynamoDB table {self.table!r} at {self._endpoint()} is not a huntaze "
-                    "table (it needs string keys pk/sk): point [rate_limit] table at a new "
-                    "name"
-                )
-            self._ensure_ttl()
-            self._ready = True
-
-    def _create_table(self) -> dict[str, Any]:
-        try:
-            self._client.create_table(
-                TableName=self.table,
-                BillingMode="PAY_PER_REQUEST",
-                AttributeDefinitions=[
-                    {"AttributeName": "pk", "AttributeType": "S"},
-                    {"AttributeName": "sk", "AttributeType": "S"},
-                ],
-                KeySchema=[
-                    {"AttributeName": "pk", "KeyType": "HASH"},
-                    {"AttributeName": "sk", "KeyType": "RANGE"},
-                ],
-                Tags=[{"Key": "app", "Value": "huntaze"}],
-            )
-        except ClientError as exc:
-            # Another process is creating it at the same moment: wait for theirs.
-            if _code(exc) != "ResourceInUseException":
-                raise self._error(exc, "CreateTable") from exc
-        except BotoCoreError as exc:
-            raise self._error(exc, "CreateTable") from exc
-        return self._wait_active()
-
-    def _wait_active(self) -> dict[str, Any]:
-        try:
-            waiter = self._client.get_waiter("table_exists")
-            waiter.wait(TableName=self.table, WaiterConfig={"Delay": 1, "MaxAttempts": 180})
-            table: dict[str, Any] = self._client.describe_table(TableName=self.table)["Table"]
-        except (ClientError, BotoCoreError) as exc:
-            raise self._error(exc, "DescribeTable") from exc
-        return table
-
-    def _ensure_ttl(self) -> None:
-        try:
-            ttl = self._client.describe_time_to_live(TableName=self.table)
-            description = ttl.get("TimeToLiveDescription", {})
-            if description.get("TimeToLiveStatus", "DISABLED") in ("ENABLED", "ENABLING"):
-                if description.get("AttributeName", TTL_ATTRIBUTE) != TTL_ATTRIBUTE:
-                    raise BackendError(
-                        f"DynamoDB table {self.table!r} expires items by "
-                        f"{description.get('AttributeName')!r}, but huntaze uses "
-                        f"{TTL_ATTRIBUTE!r}: change its TTL attribute or use another table"
-                    )
-                return
-            self._client.update_time_to_live(
-                TableName=self.table,
-                TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
-            )
-        except ClientError as exc:
-            # Another process enabled it between our two calls.
-            if _code(exc) == "ValidationException" and "already enabled" in _message(exc):
-                return
-            raise self._error(exc, "UpdateTimeToLive") from exc
-        except BotoCoreError as exc:
-            raise self._error(exc, "UpdateTimeToLive") from exc
+        self._setup.ensure(self._client, self.table, self._error)
 
     # --- calls and errors ------------------------------------------------------------
 
     def _call(self, operation: str, **params: Any) -> Any:
         """One client call with backoff on throttling; library errors become BackendError.
 
-        A failed condition is not an error here: it raises ``_Conflict`` with the item.
+        A failed condition is not an error here: its ClientError is raised as it is,
+        carrying the item as it is now (``ReturnValuesOnConditionCheckFailure``).
         """
-        method = getattr(self._client, operation)
-        retries = 0
-        while True:
-            try:
-                return method(**params)
-            except ClientError as exc:
-                code = _code(exc)
-                if code == "ConditionalCheckFailedException":
-                    raise _Conflict(exc.response.get("Item")) from None
-                if code in _THROTTLE_CODES and retries < _MAX_THROTTLE_RETRIES:
-                    delay = min(1.0, 0.02 * 2**retries)
-                    time.sleep(delay * (0.5 + random.random() / 2))
-                    retries += 1
-                    continue
-                raise self._error(exc, _action_name(operation)) from exc
-            except BotoCoreError as exc:
-                raise self._error(exc, _action_name(operation)) from exc
-
-    def _endpoint(self) -> str:
-        client = getattr(self, "_client", None)
-        if client is not None:
-            return str(client.meta.endpoint_url)
-        return self._endpoint_hint or "the default AWS endpoint"
+        return call_with_backoff(
+            self._client,
+            operation,
+            params,
+            error=self._error,
+            retry_codes=THROTTLE_CODES,
+            max_retries=_MAX_THROTTLE_RETRIES,
+            base_s=0.02,
+            max_s=1.0,
+            raw_codes=_CONFLICT,
+        )
 
     def _error(self, exc: Exception, action: str) -> BackendError:
         """A one-line BackendError for ``exc`` naming the table, endpoint and next step."""
-        table, where = self.table, self._endpoint()
+        where = endpoint_of(getattr(self, "_client", None), self._endpoint_hint)
+        resource = TABLE.resource(self.table, where)
         if isinstance(exc, ClientError):
-            code, message = _code(exc), _message(exc)
-            if code == "ResourceNotFoundException":
-                return BackendError(
-                    f"DynamoDB rate-limit table {table!r} does not exist at {where}: set "
-                    "[rate_limit] create_tables = true (or HUNTAZE_RATE_LIMIT__CREATE_TABLES="
-                    f"true) to create it on first use, or create table {table!r} yourself"
-                )
-            if code in _AUTH_CODES:
-                return BackendError(
-                    f"DynamoDB refused {action} on rate-limit table {table!r} at {where} "
-                    f"({code}: {message}): check the AWS credentials and that their IAM "
-                    f"policy allows dynamodb:{action}"
-                )
+            code, message = error_code(exc), error_message(exc)
             if code == "ValidationException" and "key" in message.lower():
                 return BackendError(
-                    f"DynamoDB table {table!r} at {where} is not a huntaze table ({message}): "
-                    "it needs string keys pk/sk; point [rate_limit] table at a new name and "
-                    "set [rate_limit] create_tables = true"
+                    f"DynamoDB table {self.table!r} at {where} is not a huntaze table "
+                    f"({message}): it needs string keys pk/sk; point [rate_limit] table at a "
+                    "new name and set [rate_limit] create_tables = true"
                 )
-            if code in _THROTTLE_CODES:
-                return BackendError(
-                    f"DynamoDB {action} on rate-limit table {table!r} at {where} kept "
-                    f"failing ({code}: {message}): retry later"
-                )
-            return BackendError(
-                f"DynamoDB {action} on rate-limit table {table!r} at {where} failed "
-                f"({code}: {message})"
-            )
-        if isinstance(exc, NoCredentialsError | PartialCredentialsError | CredentialRetrievalError):
-            return BackendError(
-                f"no usable AWS credentials for DynamoDB rate-limit table {table!r} "
-                f"({_one_line(exc)}): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-                "AWS_PROFILE, or an IAM role"
-            )
-        if isinstance(exc, NoRegionError):
-            return BackendError(
-                f"no AWS region for DynamoDB rate-limit table {table!r}: set [rate_limit] "
-                "region (HUNTAZE_RATE_LIMIT__REGION) or AWS_DEFAULT_REGION"
-            )
-        if isinstance(exc, BotoConnectionError | HTTPClientError):
-            return BackendError(
-                f"cannot reach DynamoDB at {where} for rate-limit table {table!r} "
-                f"({_one_line(exc)}): check [rate_limit] endpoint_url / AWS_ENDPOINT_URL "
-                "and the network"
-            )
-        return BackendError(
-            f"DynamoDB {action} on rate-limit table {table!r} at {where} failed: {_one_line(exc)}"
-        )
-
-
-class _Conflict(Exception):
-    """A conditional write lost to another writer; ``item`` is what that writer stored."""
-
-    def __init__(self, item: dict[str, Any] | None) -> None:
-        super().__init__("conditional check failed")
-        self.item = item
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _message(exc: ClientError) -> str:
-    return _one_line(exc.response.get("Error", {}).get("Message", "") or exc)
-
-
-def _one_line(value: object) -> str:
-    return " ".join(str(value).split())
-
-
-def _action_name(operation: str) -> str:
-    """``put_item`` -> ``PutItem``, the API and IAM action name."""
-    return "".join(part.capitalize() for part in operation.split("_"))
+            if code in THROTTLE_CODES:
+                return resource.kept_failing(action, code, message)
+        return resource.error(exc, action)

@@ -73,19 +73,17 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-import boto3
-from botocore.config import Config as BotoConfig
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    CredentialRetrievalError,
-    HTTPClientError,
-    NoCredentialsError,
-    NoRegionError,
-    PartialCredentialsError,
-)
-from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import BotoCoreError, ClientError
 
+from huntaze_cli.backends.aws import (
+    Resource,
+    action_name,
+    endpoint_of,
+    error_code,
+    error_message,
+    make_client,
+    region_from_queue_url,
+)
 from huntaze_cli.backends.queue import AccountDepth, DeadLetter, Lease, Outcome, QueueItem
 from huntaze_cli.errors import BackendError, ConfigError
 
@@ -106,22 +104,8 @@ _STALE_CODES = frozenset(
     {"ReceiptHandleIsInvalid", "MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight"}
 )
 _MISSING_CODES = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
-_AUTH_CODES = frozenset(
-    {
-        "AccessDenied",
-        "AccessDeniedException",
-        "UnrecognizedClientException",
-        "InvalidClientTokenId",
-        "InvalidSecurity",
-        "SignatureDoesNotMatch",
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "MissingAuthenticationToken",
-    }
-)
 # Message group and deduplication ids: printable ASCII, at most 128 characters.
 _SQS_ID = re.compile(r"[\x21-\x7e]{1,128}")
-_REGION_IN_HOST = re.compile(r"^(?:sqs\.)?([a-z]{2}(?:-[a-z]+)+-\d+)\.")
 _FOREIGN_ERROR = "not a huntaze delivery message"
 
 
@@ -167,11 +151,6 @@ def _parse(message: dict[str, Any]) -> tuple[QueueItem, dict[str, Any]] | None:
     return item, data
 
 
-def _region_of(url: str) -> str | None:
-    match = _REGION_IN_HOST.match(urlparse(url).hostname or "")
-    return match.group(1) if match else None
-
-
 class SQSQueue:
     """The ``DeliveryQueue`` protocol on one SQS queue (standard or FIFO)."""
 
@@ -195,15 +174,14 @@ class SQSQueue:
         self._endpoint_hint = endpoint_url
         self._lock = threading.Lock()
         self._dead_url: str | None = None
-        # Short timeouts and a single retry make an unreachable endpoint fail in seconds.
-        boto_config = BotoConfig(
-            connect_timeout=2,
-            read_timeout=max(10, scan_wait_s + 5),
-            retries={"max_attempts": 2, "mode": "standard"},
-        )
         try:
-            session = boto3.session.Session(region_name=region or _region_of(queue_url))
-            self._client: Any = session.client("sqs", endpoint_url=endpoint_url, config=boto_config)
+            self._client: Any = make_client(
+                "sqs",
+                region=region or region_from_queue_url(queue_url),
+                endpoint_url=endpoint_url,
+                connect_timeout=2,
+                read_timeout=max(10, scan_wait_s + 5),
+            )
         except (BotoCoreError, ValueError) as exc:
             raise self._error(exc, "connect", queue_url) from exc
 
@@ -569,7 +547,7 @@ class SQSQueue:
         try:
             return getattr(self._client, operation)(**params)
         except ClientError as exc:
-            code, message = _code(exc), _message(exc)
+            code, message = error_code(exc), error_message(exc)
             if stale_ok and (
                 code in _STALE_CODES
                 or (code == "InvalidParameterValue" and "receipt handle" in message.lower())
@@ -577,51 +555,22 @@ class SQSQueue:
                 raise _Stale from exc
             if missing_ok and code in _MISSING_CODES:
                 raise _Missing from exc
-            raise self._error(exc, _action_name(operation), url) from exc
+            raise self._error(exc, action_name(operation), url) from exc
         except BotoCoreError as exc:
-            raise self._error(exc, _action_name(operation), url) from exc
-
-    def _endpoint(self) -> str:
-        client = getattr(self, "_client", None)
-        if client is not None:
-            return str(client.meta.endpoint_url)
-        return self._endpoint_hint or "the default AWS endpoint"
+            raise self._error(exc, action_name(operation), url) from exc
 
     def _error(self, exc: Exception, action: str, url: str) -> BackendError:
         """A one-line BackendError naming the queue URL and what to do next."""
-        where = self._endpoint()
-        if isinstance(exc, ClientError):
-            code, message = _code(exc), _message(exc)
-            if code in _MISSING_CODES:
-                return BackendError(
-                    f"SQS queue {url} does not exist at {where}: create it, or point "
-                    "[queue] queue_url (HUNTAZE_QUEUE__QUEUE_URL) at an existing queue"
-                )
-            if code in _AUTH_CODES:
-                return BackendError(
-                    f"SQS refused {action} on queue {url} ({code}: {message}): check the AWS "
-                    f"credentials and that their IAM policy allows sqs:{action}"
-                )
-            return BackendError(
-                f"SQS {action} on queue {url} failed ({code}: {message}); retry later, "
-                "nothing was lost"
-            )
-        if isinstance(exc, NoCredentialsError | PartialCredentialsError | CredentialRetrievalError):
-            return BackendError(
-                f"no usable AWS credentials for SQS queue {url} ({_one_line(exc)}): set "
-                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or an IAM role"
-            )
-        if isinstance(exc, NoRegionError):
-            return BackendError(
-                f"no AWS region for SQS queue {url}: set [queue] region "
-                "(HUNTAZE_QUEUE__REGION) or AWS_DEFAULT_REGION"
-            )
-        if isinstance(exc, BotoConnectionError | HTTPClientError):
-            return BackendError(
-                f"cannot reach SQS at {where} for queue {url} ({_one_line(exc)}): check "
-                "[queue] endpoint_url / AWS_ENDPOINT_URL and the network"
-            )
-        return BackendError(f"SQS {action} on queue {url} failed: {_one_line(exc)}")
+        return Resource(
+            "SQS",
+            f"queue {url}",
+            endpoint_of(getattr(self, "_client", None), self._endpoint_hint),
+            "queue",
+            _MISSING_CODES,
+            "create it, or point [queue] queue_url (HUNTAZE_QUEUE__QUEUE_URL) at an existing queue",
+            located=False,  # the URL says where
+            failed_note="; retry later, nothing was lost",
+        ).error(exc, action)
 
 
 class _Stale(Exception):
@@ -644,19 +593,3 @@ def _dead_letter(message: dict[str, Any]) -> DeadLetter:
     item, data = parsed
     died_at = float(data.get("died_at") or sent_at)
     return DeadLetter(item, data["attempts"], data.get("last_error"), _timestamp(died_at))
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _message(exc: ClientError) -> str:
-    return _one_line(exc.response.get("Error", {}).get("Message", "") or exc)
-
-
-def _one_line(value: object) -> str:
-    return " ".join(str(value).split())
-
-
-def _action_name(operation: str) -> str:
-    return "".join(part.title() for part in operation.split("_"))
