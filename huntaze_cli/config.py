@@ -43,7 +43,24 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
-class LedgerConfig(_Section):
+class _AwsEndpoint(_Section):
+    """Where a section's AWS service is reached (boto3's own defaults otherwise)."""
+
+    region: str | None = Field(
+        None, description="AWS region; default AWS_DEFAULT_REGION", examples=["eu-west-1"]
+    )
+    endpoint_url: str | None = Field(
+        None,
+        description="AWS endpoint override; default AWS_ENDPOINT_URL",
+        examples=["http://127.0.0.1:5000"],
+    )
+
+
+class _AwsTable(_AwsEndpoint):
+    create_tables: bool = Field(False, description="create the DynamoDB table on first use")
+
+
+class LedgerConfig(_AwsTable):
     """Where the cost ledger lives."""
 
     backend: Literal["sqlite", "dynamodb"] = Field("sqlite", description="sqlite | dynamodb")
@@ -53,15 +70,6 @@ class LedgerConfig(_Section):
         examples=["/var/lib/huntaze/ledger.db"],
     )
     table: str = Field("huntaze-ledger", description="DynamoDB table name")
-    region: str | None = Field(
-        None, description="AWS region; default AWS_DEFAULT_REGION", examples=["eu-west-1"]
-    )
-    endpoint_url: str | None = Field(
-        None,
-        description="AWS endpoint override; default AWS_ENDPOINT_URL",
-        examples=["http://127.0.0.1:5000"],
-    )
-    create_tables: bool = Field(False, description="create the DynamoDB table on first use")
     retention_days: int = Field(30, ge=1, description="days raw cost events are kept")
     rollup_retention_days: int = Field(400, ge=1, description="days rollups are kept")
 
@@ -149,7 +157,7 @@ class PricingConfig(_Section):
         return value
 
 
-class RateLimitConfig(_Section):
+class RateLimitConfig(_AwsTable):
     messages: int = Field(10, ge=1, description="deliveries allowed per account per window")
     per_seconds: float = Field(60.0, gt=0, description="window length in seconds")
     backend: Literal["sqlite", "dynamodb"] = Field(
@@ -161,15 +169,6 @@ class RateLimitConfig(_Section):
         examples=["/var/lib/huntaze/ratelimit.db"],
     )
     table: str = Field("huntaze-ratelimit", description="DynamoDB table name")
-    region: str | None = Field(
-        None, description="AWS region; default AWS_DEFAULT_REGION", examples=["eu-west-1"]
-    )
-    endpoint_url: str | None = Field(
-        None,
-        description="AWS endpoint override; default AWS_ENDPOINT_URL",
-        examples=["http://127.0.0.1:5000"],
-    )
-    create_tables: bool = Field(False, description="create the DynamoDB table on first use")
 
 
 class BackoffConfig(_Section):
@@ -178,20 +177,12 @@ class BackoffConfig(_Section):
     jitter: float = Field(0.2, ge=0, le=1, description="random share added to each delay")
 
 
-class QueueConfig(_Section):
+class QueueConfig(_AwsEndpoint):
     backend: Literal["sqlite", "sqs"] = Field("sqlite", description="sqlite | sqs")
     path: Path | None = Field(
         None,
         description="SQLite file; default queue.db in the data dir",
         examples=["/var/lib/huntaze/queue.db"],
-    )
-    region: str | None = Field(
-        None, description="SQS region; default AWS_DEFAULT_REGION", examples=["eu-west-1"]
-    )
-    endpoint_url: str | None = Field(
-        None,
-        description="AWS endpoint override; default AWS_ENDPOINT_URL",
-        examples=["http://127.0.0.1:5000"],
     )
     queue_url: str | None = Field(
         None,

@@ -7,6 +7,7 @@ without a default are shown commented out.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from pydantic import BaseModel
@@ -71,7 +72,10 @@ def _section(
     only_set: bool = False,
 ) -> None:
     lines.append(f"[{title}]")
-    for name, info in model.model_fields.items():
+    # A section's own keys first (backend, path, ...), shared AWS keys after.
+    own = inspect.get_annotations(model)
+    fields = sorted(model.model_fields.items(), key=lambda item: item[0] not in own)
+    for name, info in fields:
         sub = info.annotation
         if isinstance(sub, type) and issubclass(sub, BaseModel):
             continue  # rendered as its own [section.sub] table

@@ -58,26 +58,8 @@ _PAGE = 1000
 _PRUNE_CHUNK = 10_000
 _PRUNE_EVERY_S = 3600.0
 
-_EVENT_COLUMNS = (
-    "attempt_id",
-    "request_id",
-    "ts",
-    "provider",
-    "deployment",
-    "model",
-    "input_tokens",
-    "cached_input_tokens",
-    "output_tokens",
-    "cost_nano",
-    "priced",
-    "latency_ms",
-    "status",
-    "error_kind",
-    "route_reason",
-    "campaign_id",
-    "account",
-    "tenant",
-)
+# The events table's columns are CostEvent's fields, in order (money as cost_nano).
+_EVENT_COLUMNS = tuple(CostEvent.model_fields)
 _DAILY_KEYS = ("day", "provider", "model", "account", "campaign_id", "tenant")
 _SLOT_KEYS = ("slot", "provider")
 _LATENCY_COLUMNS = tuple(f"lat_{i}" for i in range(LATENCY_BUCKETS))
