@@ -357,12 +357,6 @@ class CampaignStore:
         )
         return bool(rows)
 
-    def sent_at(self, campaign_id: str) -> list[tuple[str, str]]:
-        return self._read(
-            "SELECT recipient_id, sent_at FROM messages WHERE campaign_id = ? AND state = 'sent'",
-            (campaign_id,),
-        )
-
     # --- workers -----------------------------------------------------------------------
 
     def heartbeat(

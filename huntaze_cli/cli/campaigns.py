@@ -14,6 +14,7 @@ from huntaze_cli.output import emit, table, warn
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from huntaze_cli.backends.queue import Lease
     from huntaze_cli.core.worker import DeliveryWorker
     from huntaze_cli.models import CampaignReport, StatusOverview
 
@@ -131,9 +132,25 @@ async def _deliver_foreground(st: State, campaign_id: str) -> bool:
     progress = _Progress("delivering", counts["queued"] + counts["failed"] + counts["sent"])
     progress.update(counts["sent"], "")
 
-    def on_event(what: str, _: Any) -> None:
-        now = store.counts(campaign_id)
-        progress.update(now["sent"], f"{now['failed']:,} retrying, {now['dead']:,} dead")
+    # Counted from the worker's events: a store count per delivery would scan the whole
+    # campaign each time.
+    sent, dead = counts["sent"], counts["dead"]
+    retrying: set[str] = set()
+
+    def on_event(what: str, lease: Lease) -> None:
+        nonlocal sent, dead
+        if lease.item.campaign_id != campaign_id:
+            return  # another campaign of the same account
+        key = lease.item.key
+        if what == "failed":
+            retrying.add(key)
+            return
+        retrying.discard(key)
+        if what == "sent":
+            sent += 1
+        elif what == "dead":
+            dead += 1
+        progress.update(sent, f"{len(retrying):,} retrying, {dead:,} dead")
 
     worker = DeliveryWorker(
         st.config(),

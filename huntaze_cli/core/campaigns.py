@@ -246,8 +246,7 @@ async def generate_campaign(
     def flush() -> None:
         if done:
             store.save_generated(campaign.id, done)
-            queue.enqueue([_item(campaign, rid, text) for rid, text, _ in done])
-            store.mark_queued(campaign.id, [rid for rid, _, _ in done])
+            _queue_chunk(store, queue, campaign, [(rid, text) for rid, text, _ in done])
             done.clear()
         if failed:
             store.generation_failed(campaign.id, failed, final=True)
@@ -311,13 +310,22 @@ def _item(campaign: CampaignRow, recipient_id: str, text: str) -> QueueItem:
 
 
 def _enqueue_generated(store: CampaignStore, queue: DeliveryQueue, campaign: CampaignRow) -> None:
-    batch: list[tuple[str, str]] = []
+    """Queue what a crash left generated but not queued, 1,000 at a time (streamed)."""
+    chunk: list[tuple[str, str]] = []
     for recipient_id, text in store.generated(campaign.id):
-        batch.append((recipient_id, text))
-    for start in range(0, len(batch), 1000):
-        chunk = batch[start : start + 1000]
-        queue.enqueue([_item(campaign, rid, text) for rid, text in chunk])
-        store.mark_queued(campaign.id, [rid for rid, _ in chunk])
+        chunk.append((recipient_id, text))
+        if len(chunk) == 1000:
+            _queue_chunk(store, queue, campaign, chunk)
+            chunk = []
+    if chunk:
+        _queue_chunk(store, queue, campaign, chunk)
+
+
+def _queue_chunk(
+    store: CampaignStore, queue: DeliveryQueue, campaign: CampaignRow, chunk: list[tuple[str, str]]
+) -> None:
+    queue.enqueue([_item(campaign, rid, text) for rid, text in chunk])
+    store.mark_queued(campaign.id, [rid for rid, _ in chunk])
 
 
 # --- report ----------------------------------------------------------------------------

@@ -46,11 +46,3 @@ def provider_totals(ledger: Ledger, periods: Sequence[Period]) -> list[dict[str,
     """For each period, what each provider spent in it (one rollup read per period)."""
     groups = ledger.slot_groups([(p.start, p.end) for p in periods])
     return [{name: slot.counters for name, slot in group.items()} for group in groups]
-
-
-def total(per_provider: dict[str, Counters]) -> Counters:
-    """The sum over providers."""
-    out = Counters()
-    for counters in per_provider.values():
-        out.add(counters)
-    return out
