@@ -317,8 +317,8 @@ def bench_campaign(work: Path, recipients: int, flat_check: bool, timeout_s: flo
 
 def _grant_rounds(path: str, accounts: int, messages: int, rounds: int) -> tuple[float, dict]:
     """Round-robin acquires; (seconds, {account: [grant us]}, refusals) for one process."""
-    from huntaze_cli.backends.ratelimit import micros
-    from huntaze_cli.backends.sqlite_ratelimit import SQLiteRateLimiter
+    from huntaze_cli.storage.ratelimit import micros
+    from huntaze_cli.storage.sqlite.ratelimit import SQLiteRateLimiter
 
     names = [f"creator_{n:05d}" for n in range(accounts)]
     grants: dict[str, list[int]] = defaultdict(list)
@@ -342,11 +342,11 @@ def _grant_worker(args: tuple[str, int, int, int]) -> tuple[float, dict]:
 
 
 def _warm_up() -> None:
-    import huntaze_cli.backends.sqlite_ratelimit  # noqa: F401  (imports are not timed)
+    import huntaze_cli.storage.sqlite.ratelimit  # noqa: F401  (imports are not timed)
 
 
 def bench_limiter(work: Path, accounts: int, messages: int, processes: int, windows: int) -> bool:
-    from huntaze_cli.backends.ratelimit import window_micros
+    from huntaze_cli.storage.ratelimit import window_micros
 
     per_us = window_micros(PER_SECONDS)
     needed = accounts * messages / PER_SECONDS
@@ -390,7 +390,7 @@ def bench_limiter(work: Path, accounts: int, messages: int, processes: int, wind
     # b. several processes on one file, each trying every account `messages` times.
     if processes > 1:
         path = work / "limiter-b.db"
-        from huntaze_cli.backends.sqlite_ratelimit import SQLiteRateLimiter
+        from huntaze_cli.storage.sqlite.ratelimit import SQLiteRateLimiter
 
         SQLiteRateLimiter(path).close()  # create the file before the processes race
         ctx = multiprocessing.get_context("spawn")
@@ -429,8 +429,8 @@ def bench_limiter(work: Path, accounts: int, messages: int, processes: int, wind
 
 
 def _limiter_windows(path: Path, accounts: int, messages: int, windows: int, per_us: int) -> bool:
-    from huntaze_cli.backends.ratelimit import US_PER_S, micros
-    from huntaze_cli.backends.sqlite_ratelimit import SQLiteRateLimiter
+    from huntaze_cli.storage.ratelimit import US_PER_S, micros
+    from huntaze_cli.storage.sqlite.ratelimit import SQLiteRateLimiter
 
     clock = [time.time()]
     target = windows * messages
@@ -479,12 +479,12 @@ def _limiter_windows(path: Path, accounts: int, messages: int, windows: int, per
 
 def fill_queue(root: Path, accounts: int, per_account: int) -> None:
     """One campaign per account, generated through the orchestrator and queued."""
-    from huntaze_cli.backends import open_ledger, open_queue
-    from huntaze_cli.backends.campaign_store import CampaignStore
+    from huntaze_cli.campaigns.file import from_data
+    from huntaze_cli.campaigns.generation import generate_campaign, start_campaign
     from huntaze_cli.config import load_config
-    from huntaze_cli.core.campaign_file import from_data
-    from huntaze_cli.core.campaigns import generate_campaign, start_campaign
-    from huntaze_cli.core.orchestrator import Orchestrator
+    from huntaze_cli.llm.orchestrator import Orchestrator
+    from huntaze_cli.storage import open_ledger, open_queue
+    from huntaze_cli.storage.sqlite.campaigns import CampaignStore
 
     with in_env(cli_env(root)):
         config = load_config(None)
@@ -560,7 +560,7 @@ def bench_worker(work: Path, accounts: int, per_account: int, timeout_s: float) 
     sent: dict[str, list[int]] = defaultdict(list)
     keys: set[str] = set()
     lines = 0
-    from huntaze_cli.backends.ratelimit import micros, window_micros
+    from huntaze_cli.storage.ratelimit import micros, window_micros
 
     with outbox.open(encoding="utf-8") as fh:
         for text in fh:

@@ -33,8 +33,8 @@ TARGETS = {  # seconds, or events/s for writes
 
 
 def bench_writes(total: int) -> float:
-    from huntaze_cli.backends.sqlite_ledger import SQLiteLedger
     from huntaze_cli.models import CostEvent
+    from huntaze_cli.storage.sqlite.ledger import SQLiteLedger
 
     now = datetime.now(UTC)
     events = [

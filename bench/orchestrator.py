@@ -5,7 +5,7 @@
     python bench/orchestrator.py --skip-faults        # only the head-to-head
     python bench/orchestrator.py --profile 2000       # also cProfile one orchestrator run
 
-The upstream is tests/fake_llm.py in a separate process (its CPU is not in the measured
+The upstream is huntaze_testing/fake_llm.py in a separate process (its CPU is not in the measured
 process), answering every request after ``--latency-ms`` (50 ms).
 
 1. Head-to-head, in one process and one event loop: N generations at concurrency C through
@@ -60,12 +60,12 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from huntaze_cli.backends.sqlite_ledger import SQLiteLedger  # noqa: E402
 from huntaze_cli.config import Config  # noqa: E402
-from huntaze_cli.core.llm import GenerationRequest, GenerationResult, Message  # noqa: E402
-from huntaze_cli.core.orchestrator import Orchestrator  # noqa: E402
-from huntaze_cli.metrics import Metrics  # noqa: E402
-from tests.fake_llm import FakeLLMProcess  # noqa: E402
+from huntaze_cli.llm.orchestrator import Orchestrator  # noqa: E402
+from huntaze_cli.llm.types import GenerationRequest, GenerationResult, Message  # noqa: E402
+from huntaze_cli.observability.metrics import Metrics  # noqa: E402
+from huntaze_cli.storage.sqlite.ledger import SQLiteLedger  # noqa: E402
+from huntaze_testing.fake_llm import FakeLLMProcess  # noqa: E402
 
 TARGETS = {
     "wall_vs_bare": 1.10,  # orchestrator wall <= 1.10 x the bare SDK's, same run
@@ -527,7 +527,9 @@ def main() -> None:
         with FakeLLMProcess(
             latency_ms=args.latency_ms, openai_keys=[OPENAI_KEY], azure_keys=[AZURE_KEY]
         ) as srv:
-            print(f"fake upstream: tests/fake_llm.py in process {srv.pid}, {srv.base_url}")
+            print(
+                f"fake upstream: huntaze_testing/fake_llm.py in process {srv.pid}, {srv.base_url}"
+            )
             print()
             asyncio.run(amain(args, srv, Path(tmp)))
 

@@ -12,7 +12,7 @@ import pytest
 from pydantic import BaseModel
 
 from huntaze_cli.config import Config, load_config, masked_dump
-from huntaze_cli.config_template import render_example
+from huntaze_cli.config.template import render_example
 from huntaze_cli.errors import ConfigError
 from tests.helpers import run
 

@@ -13,24 +13,16 @@ import sys
 # pydantic looks for third-party plugins through importlib.metadata on first use, which
 # costs ~35 ms of start-up; this application uses none.
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from huntaze_cli import __version__
+from huntaze_cli.cli.output import report_error
 from huntaze_cli.errors import HuntazeError
-from huntaze_cli.output import report_error
-
-if TYPE_CHECKING:
-    from huntaze_cli.backends.campaign_store import CampaignStore
-    from huntaze_cli.backends.ledger import Ledger
-    from huntaze_cli.backends.queue import DeliveryQueue
-    from huntaze_cli.backends.ratelimit import RateLimiter
-    from huntaze_cli.config import Config
-    from huntaze_cli.sinks import Sink
+from huntaze_cli.services import Services
 
 
 class _Group(TyperGroup):
@@ -47,67 +39,10 @@ class _Group(TyperGroup):
             raise typer.Exit(130) from None
 
 
-@dataclass
-class State:
-    """Global options, carried to every command on ``ctx.obj``; config loads on first use."""
-
-    config_path: Path | None = None
-    _config: Config | None = field(default=None, repr=False)
-    _ledger: Ledger | None = field(default=None, repr=False)
-    _open: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    def config(self) -> Config:
-        if self._config is None:
-            from huntaze_cli.config import load_config
-
-            self._config = load_config(self.config_path)
-        return self._config
-
-    def ledger(self) -> Ledger:
-        if self._ledger is None:
-            from huntaze_cli.backends import open_ledger
-
-            self._ledger = open_ledger(self.config())
-        return self._ledger
-
-    def _get(self, name: str, factory: Any) -> Any:
-        if name not in self._open:
-            self._open[name] = factory(self.config())
-        return self._open[name]
-
-    def store(self) -> CampaignStore:
-        from huntaze_cli.backends.campaign_store import CampaignStore
-
-        return self._get("store", lambda config: CampaignStore(config.campaigns_path))
-
-    def queue(self) -> DeliveryQueue:
-        from huntaze_cli.backends import open_queue
-
-        return self._get("queue", open_queue)
-
-    def limiter(self) -> RateLimiter:
-        from huntaze_cli.backends import open_rate_limiter
-
-        return self._get("limiter", open_rate_limiter)
-
-    def sink(self) -> Sink:
-        from huntaze_cli.sinks import open_sink
-
-        return self._get("sink", open_sink)
-
-    def close(self) -> None:
-        if self._ledger is not None:
-            self._ledger.close()
-            self._ledger = None
-        for resource in self._open.values():
-            resource.close()
-        self._open.clear()
-
-
-def state(ctx: typer.Context) -> State:
+def state(ctx: typer.Context) -> Services:
     obj = ctx.find_root().obj
-    if not isinstance(obj, State):  # invoked without the root callback (tests of one group)
-        obj = ctx.find_root().obj = State()
+    if not isinstance(obj, Services):  # invoked without the root callback (tests of one group)
+        obj = ctx.find_root().obj = Services()
     return obj
 
 
@@ -153,7 +88,7 @@ def _root(
 
     Example: huntaze costs stats --json | jq .today
     """
-    ctx.obj = State(config_path=config)
+    ctx.obj = Services(config_path=config)
     ctx.call_on_close(ctx.obj.close)
 
 

@@ -8,15 +8,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from huntaze_cli.cli import State, state
-from huntaze_cli.output import emit, table, warn
+from huntaze_cli.cli import state
+from huntaze_cli.cli.output import emit, table, warn
+from huntaze_cli.services import Services
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from huntaze_cli.backends.queue import Lease
-    from huntaze_cli.core.worker import DeliveryWorker
+    from huntaze_cli.campaigns.worker import DeliveryWorker
     from huntaze_cli.models import CampaignReport, StatusOverview
+    from huntaze_cli.storage.queue import Lease
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
@@ -56,9 +57,9 @@ def send_campaign(
 
     Example: huntaze send-campaign examples/quickstart.toml --idempotency-key nov-ppv
     """
-    from huntaze_cli.core.campaign_file import load_campaign
-    from huntaze_cli.core.campaigns import campaign_report, start_campaign
-    from huntaze_cli.core.campaigns import dry_run as plan
+    from huntaze_cli.campaigns.file import load_campaign
+    from huntaze_cli.campaigns.generation import campaign_report, start_campaign
+    from huntaze_cli.campaigns.generation import dry_run as plan
 
     st = state(ctx)
     config = st.config()
@@ -92,10 +93,10 @@ def send_campaign(
         raise typer.Exit(1)
 
 
-async def _send(st: State, campaign_id: str, *, wait: bool) -> bool:
+async def _send(st: Services, campaign_id: str, *, wait: bool) -> bool:
     """Generate what is missing, then deliver in the foreground; True if interrupted."""
-    from huntaze_cli.core.campaigns import generate_campaign
-    from huntaze_cli.core.orchestrator import Orchestrator
+    from huntaze_cli.campaigns.generation import generate_campaign
+    from huntaze_cli.llm.orchestrator import Orchestrator
 
     config = st.config()
     store = st.store()
@@ -122,8 +123,8 @@ async def _send(st: State, campaign_id: str, *, wait: bool) -> bool:
     return False
 
 
-async def _deliver_foreground(st: State, campaign_id: str) -> bool:
-    from huntaze_cli.core.worker import DeliveryWorker
+async def _deliver_foreground(st: Services, campaign_id: str) -> bool:
+    from huntaze_cli.campaigns.worker import DeliveryWorker
 
     store = st.store()
     campaign = store.get(campaign_id)
@@ -214,7 +215,7 @@ class _Progress:
             TimeRemainingColumn,
         )
 
-        from huntaze_cli.output import stderr_console
+        from huntaze_cli.cli.output import stderr_console
 
         self.bar = Progress(
             TextColumn("{task.description}"),
@@ -250,7 +251,7 @@ def status(
 
     Example: huntaze status cmp_0193a1b2c3d4e5f6 --json | jq .counts
     """
-    from huntaze_cli.core.campaigns import campaign_report
+    from huntaze_cli.campaigns.generation import campaign_report
 
     st = state(ctx)
     config = st.config()
@@ -258,7 +259,7 @@ def status(
         report = campaign_report(config, st.store(), st.ledger(), campaign_id)
         emit(report, as_json=as_json, render=lambda console: _render_campaign(console, report))
         return
-    from huntaze_cli.core.campaigns import status_overview
+    from huntaze_cli.campaigns.generation import status_overview
 
     overview = status_overview(config, st.store(), st.ledger(), st.queue(), limit=limit)
     emit(overview, as_json=as_json, render=lambda console: _render_overview(console, overview))
@@ -279,7 +280,7 @@ def worker(
 
     Example: huntaze worker --once --json
     """
-    from huntaze_cli.core.worker import DeliveryWorker
+    from huntaze_cli.campaigns.worker import DeliveryWorker
 
     st = state(ctx)
     instance = DeliveryWorker(

@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from huntaze_cli.cli import state
+from huntaze_cli.cli.output import emit
 from huntaze_cli.errors import ConfigError
-from huntaze_cli.output import emit
 
 app = typer.Typer(help="Write, locate, show and validate the config file.", no_args_is_help=True)
 
@@ -35,7 +35,7 @@ def init(
 
     Example: huntaze config init && huntaze config validate
     """
-    from huntaze_cli.config_template import render_example
+    from huntaze_cli.config.template import render_example
 
     path, _ = _target(ctx)
     if path.exists() and not force:

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from huntaze_cli.cli import state
+from huntaze_cli.cli.output import emit, table
 from huntaze_cli.errors import InputError, UsageError
-from huntaze_cli.output import emit, table
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from huntaze_cli.core.transfer import Format
+    from huntaze_cli.costs.transfer import Format
     from huntaze_cli.models import BreakdownReport, StatsReport
 
 app = typer.Typer(
@@ -64,7 +64,7 @@ def breakdown_cmd(
 
     Example: huntaze costs breakdown --days 7 --by provider --by model
     """
-    from huntaze_cli.core.costs import breakdown, time_range, validate_group_by
+    from huntaze_cli.costs.reports import breakdown, time_range, validate_group_by
 
     if as_json and as_csv:
         raise UsageError("--json and --csv cannot be used together")
@@ -148,7 +148,7 @@ def stats_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 
     Example: huntaze costs stats --json | jq .thresholds.daily.used_pct
     """
-    from huntaze_cli.core.costs import stats
+    from huntaze_cli.costs.reports import stats
 
     report = stats(state(ctx).config(), state(ctx).ledger())
     emit(report, as_json=as_json, render=lambda console: _render_stats(console, report))
@@ -229,8 +229,8 @@ def export_cmd(
 
     Example: huntaze costs export --since 2026-11-01 > november.jsonl
     """
-    from huntaze_cli.core.costs import parse_when
-    from huntaze_cli.core.transfer import export_events
+    from huntaze_cli.costs.reports import parse_when
+    from huntaze_cli.costs.transfer import export_events
 
     chosen = _format(fmt)
     start = _instant(parse_when(since, option="--since"), end=False) if since else None
@@ -288,7 +288,7 @@ def import_cmd(
 
     Example: huntaze costs export | huntaze --config dynamo.toml costs import -
     """
-    from huntaze_cli.core.transfer import import_events
+    from huntaze_cli.costs.transfer import import_events
 
     chosen = _format(fmt or ("csv" if file.lower().endswith(".csv") else "jsonl"))
     ledger = state(ctx).ledger()

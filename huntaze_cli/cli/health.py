@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from huntaze_cli.cli import state
-from huntaze_cli.output import emit, table
+from huntaze_cli.cli.output import emit, table
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -37,7 +37,7 @@ def health(
 
     Example: huntaze health --deep --json | jq '.providers | map_values(.status)'
     """
-    from huntaze_cli.core.health import check_health
+    from huntaze_cli.services.health import check_health
 
     st = state(ctx)
     report = check_health(st.config(), st.ledger, deep=deep, probe_timeout_s=timeout)

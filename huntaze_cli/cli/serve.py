@@ -54,7 +54,7 @@ def serve(
 
     Example: huntaze serve --port 8787 --log-level warning
     """
-    from huntaze_cli.server_run import Daemon
+    from huntaze_cli.server.daemon import Daemon
 
     st = state(ctx)
     config = st.config()

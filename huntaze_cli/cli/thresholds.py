@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from huntaze_cli.cli import state
-from huntaze_cli.output import emit, table, warn
+from huntaze_cli.cli.output import emit, table, warn
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -33,7 +33,7 @@ def check_thresholds(
 
     Example (crontab): */10 * * * * huntaze check-thresholds --json >> /var/log/huntaze.log
     """
-    from huntaze_cli.core.thresholds import evaluate_thresholds, publish_cloudwatch
+    from huntaze_cli.alerts.thresholds import evaluate_thresholds, publish_cloudwatch
     from huntaze_cli.errors import HuntazeError
 
     config = state(ctx).config()

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from huntaze_cli.config import load_config
-from tests.fake_llm import FakeLLM
+from huntaze_testing.fake_llm import FakeLLM
 from tests.helpers import run
 
 REPO = Path(__file__).resolve().parents[2]

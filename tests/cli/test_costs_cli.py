@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from huntaze_cli.backends.sqlite_ledger import SQLiteLedger
 from huntaze_cli.config import load_config
 from huntaze_cli.models import CostEvent
+from huntaze_cli.storage.sqlite.ledger import SQLiteLedger
 from tests.helpers import make_event, run
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_llm import FakeLLM
+from huntaze_testing.fake_llm import FakeLLM
 from tests.helpers import run
 
 OPENAI_KEY = "sk-health-openai-1234567890"
@@ -121,8 +121,8 @@ def test_health_shows_the_circuit_another_process_opened(
         f"""
         import asyncio
         from huntaze_cli.config import load_config
-        from huntaze_cli.core.llm import GenerationRequest, Message
-        from huntaze_cli.core.orchestrator import Orchestrator
+        from huntaze_cli.llm.types import GenerationRequest, Message
+        from huntaze_cli.llm.orchestrator import Orchestrator
 
         async def main():
             config = load_config({str(config)!r})

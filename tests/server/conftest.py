@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from huntaze_cli.config import load_config
-from huntaze_cli.server_run import Daemon
+from huntaze_cli.server.daemon import Daemon
 
 # One delivery window per second and quick retries keep delivery tests short.
 FAST = {"HUNTAZE_RATE_LIMIT__PER_SECONDS": "1", "HUNTAZE_QUEUE__BACKOFF__BASE_S": "0.05"}

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from huntaze_cli.backends import open_queue
 from huntaze_cli.config import load_config
+from huntaze_cli.storage import open_queue
 from tests.server.conftest import Process, campaign, outbox, wait_for
 
 pytestmark = pytest.mark.slow
@@ -71,7 +71,7 @@ def test_sigterm_with_deliveries_waiting_loses_nothing(spawn: Callable[..., Proc
 
 
 def status_counts(campaign_id: str) -> dict[str, int]:
-    from huntaze_cli.backends.campaign_store import CampaignStore
+    from huntaze_cli.storage.sqlite.campaigns import CampaignStore
 
     store = CampaignStore(load_config().campaigns_path)
     try:

@@ -1,0 +1,409 @@
+"""Campaigns end to end: estimate, create (or resume by idempotency key), generate, enqueue.
+
+``start_campaign`` validates and stores a campaign with all its recipients in one
+transaction (a bad recipient line stores nothing), ``generate_campaign`` writes every
+pending message through the orchestrator with bounded concurrency and moves each into
+the delivery queue, and ``campaign_report`` is what `status` and the HTTP API show.
+Delivery itself is the worker's job (campaigns/worker.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from huntaze_cli.campaigns.file import LoadedCampaign, render
+from huntaze_cli.config import Config
+from huntaze_cli.errors import ConfigError, NotFoundError
+from huntaze_cli.llm.types import GenerationRequest, Message
+from huntaze_cli.models import (
+    CampaignReport,
+    DryRunProvider,
+    DryRunReport,
+    ProviderSpend,
+    QueueDepth,
+    StatusOverview,
+    WorkerBeat,
+)
+from huntaze_cli.money import nano_to_usd
+from huntaze_cli.storage.ledger import Ledger
+from huntaze_cli.storage.queue import DeliveryQueue, QueueItem, message_key
+from huntaze_cli.storage.sqlite.campaigns import CampaignRow, CampaignStore, PendingMessage
+
+DEFAULT_MAX_TOKENS = 256  # what estimates assume when a campaign sets no max_tokens
+FLUSH_EVERY = 256
+
+
+def new_campaign_id() -> str:
+    """Time-ordered and unique: ``cmp_`` + milliseconds (hex) + 8 random hex digits."""
+    return f"cmp_{int(time.time() * 1000):011x}{secrets.token_hex(4)}"
+
+
+def request_for(
+    campaign: CampaignRow, recipient_id: str, fields: dict[str, str]
+) -> GenerationRequest:
+    messages = []
+    if campaign.system:
+        messages.append(Message("system", campaign.system))
+    messages.append(Message("user", render(campaign.prompt, fields)))
+    return GenerationRequest(
+        request_id=message_key(campaign.id, recipient_id),
+        model=campaign.model,
+        messages=messages,
+        max_tokens=campaign.max_tokens,
+        temperature=campaign.temperature,
+        provider=campaign.provider,
+        account=campaign.account,
+        campaign_id=campaign.id,
+        tenant=campaign.tenant,
+    )
+
+
+def eta_seconds(config: Config, remaining: int) -> float:
+    """Time the rate limit needs for ``remaining`` messages of one account."""
+    if remaining <= 0:
+        return 0.0
+    windows = (remaining - 1) // config.rate_limit.messages
+    return round(windows * config.rate_limit.per_seconds, 1)
+
+
+# --- estimate ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Estimate:
+    recipients: int
+    input_tokens: int
+
+
+def _spec_row(config: Config, loaded: LoadedCampaign, campaign_id: str) -> CampaignRow:
+    spec = loaded.spec
+    now = datetime.now(UTC)
+    return CampaignRow(
+        id=campaign_id,
+        idempotency_key=None,
+        name=spec.name,
+        account=spec.account,
+        tenant=spec.tenant,
+        model=spec.model or config.routing.default_model,
+        provider=spec.provider,
+        system=spec.system,
+        prompt=spec.prompt,
+        max_tokens=spec.max_tokens,
+        temperature=spec.temperature,
+        state="estimating",
+        recipients=0,
+        estimated_cost_nano=0,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def dry_run(config: Config, loaded: LoadedCampaign) -> DryRunReport:
+    """Routing plan, token and cost estimate per provider, ETA; calls and stores nothing."""
+    from huntaze_cli.llm.pricing import PriceBook
+    from huntaze_cli.llm.providers import effective_provider_configs, estimate_input_tokens
+    from huntaze_cli.llm.routing import Router
+
+    row = _spec_row(config, loaded, "dry-run")
+    estimate = _Estimate(0, 0)
+    for recipient_id, fields in loaded.iter_recipients():
+        estimate.recipients += 1
+        estimate.input_tokens += estimate_input_tokens(request_for(row, recipient_id, fields))
+    providers = effective_provider_configs(config)
+    router = Router(config, list(providers))
+    plan = router.plan(
+        GenerationRequest(
+            request_id=f"{row.account}:estimate",
+            model=row.model,
+            messages=[],
+            provider=row.provider,
+            account=row.account,
+        )
+    )
+    prices = PriceBook(config.pricing.overrides)
+    max_out = (row.max_tokens or DEFAULT_MAX_TOKENS) * estimate.recipients
+    per_provider: dict[str, DryRunProvider] = {}
+    for name in plan.order:
+        price = prices.price(name, providers[name].kind, row.model)
+        low = high = None
+        if price is not None:
+            from huntaze_cli.llm.types import Usage
+
+            low = prices.cost_nano(price, Usage(estimate.input_tokens, 0, max_out // 4))
+            high = prices.cost_nano(price, Usage(estimate.input_tokens, 0, max_out))
+        per_provider[name] = DryRunProvider(
+            kind=providers[name].kind,
+            priced=price is not None,
+            input_tokens=estimate.input_tokens,
+            output_tokens_max=max_out,
+            cost_low_usd=None if low is None else nano_to_usd(low),
+            cost_high_usd=None if high is None else nano_to_usd(high),
+        )
+    first = per_provider[plan.order[0]]
+    return DryRunReport(
+        name=row.name,
+        account=row.account,
+        tenant=row.tenant,
+        model=row.model,
+        recipients=estimate.recipients,
+        routing={
+            "strategy": config.routing.strategy,
+            "reason": plan.reason,
+            "order": list(plan.order),
+            "fallback": plan.fallback,
+        },
+        providers=per_provider,
+        estimated_cost_usd=first.cost_high_usd,
+        eta_seconds=eta_seconds(config, estimate.recipients),
+        rate_limit={
+            "messages": config.rate_limit.messages,
+            "per_seconds": config.rate_limit.per_seconds,
+        },
+    )
+
+
+# --- create / resume -------------------------------------------------------------------
+
+
+def start_campaign(
+    config: Config,
+    store: CampaignStore,
+    loaded: LoadedCampaign,
+    *,
+    idempotency_key: str | None,
+) -> tuple[CampaignRow, bool]:
+    """Store a new campaign, or find the one with this idempotency key (resumed=True)."""
+    if idempotency_key:
+        existing = store.find_by_key(idempotency_key)
+        if existing:
+            campaign = store.get(existing)
+            assert campaign is not None
+            return campaign, True
+    _check_provider(config, loaded.spec.provider)
+    estimate = dry_run(config, loaded)
+    campaign_id = new_campaign_id()
+    spec = loaded.spec.model_dump(exclude={"recipients", "recipients_file"})
+    spec["model"] = spec["model"] or config.routing.default_model
+    high = estimate.estimated_cost_usd
+    store.create(
+        campaign_id=campaign_id,
+        idempotency_key=idempotency_key,
+        spec=spec,
+        recipients=loaded.iter_recipients(),
+        estimated_cost_nano=0 if high is None else round(high * 1e9),
+    )
+    campaign = store.get(campaign_id)
+    assert campaign is not None
+    return campaign, False
+
+
+def _check_provider(config: Config, provider: str) -> None:
+    from huntaze_cli.errors import InputError
+    from huntaze_cli.llm.providers import effective_provider_configs
+
+    known = effective_provider_configs(config)
+    if provider != "auto" and provider not in known:
+        raise InputError(
+            f"provider: unknown provider {provider!r}; configured: {', '.join(known)} or auto"
+        )
+
+
+# --- generate --------------------------------------------------------------------------
+
+
+async def generate_campaign(
+    store: CampaignStore,
+    queue: DeliveryQueue,
+    orchestrator: Any,
+    campaign: CampaignRow,
+    *,
+    concurrency: int,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Generate every pending message and enqueue it; leftovers of a crash are enqueued.
+
+    Generation failures are recorded on the message (dead, with the error; a resume
+    tries them again). A configuration error (no usable provider) stops the campaign.
+    """
+    from huntaze_cli.llm.orchestrator import GenerationFailed
+
+    store.retry_failed_generation(campaign.id)
+    _enqueue_generated(store, queue, campaign)
+    if campaign.state not in ("generating", "estimating"):
+        store.set_state(campaign.id, "generating")
+    work: asyncio.Queue[PendingMessage | None] = asyncio.Queue(maxsize=concurrency * 4)
+    done: list[tuple[str, str, str]] = []
+    failed: list[tuple[str, str]] = []
+    generated = errors = 0
+    fatal: list[BaseException] = []
+
+    def flush() -> None:
+        if done:
+            store.save_generated(campaign.id, done)
+            _queue_chunk(store, queue, campaign, [(rid, text) for rid, text, _ in done])
+            done.clear()
+        if failed:
+            store.generation_failed(campaign.id, failed, final=True)
+            failed.clear()
+
+    async def producer() -> None:
+        after = -1
+        while not fatal:
+            batch = store.pending(campaign.id, after_seq=after, limit=1000)
+            if not batch:
+                break
+            for message in batch:
+                await work.put(message)
+            after = batch[-1].seq
+        for _ in range(concurrency):
+            await work.put(None)
+
+    async def consumer() -> None:
+        nonlocal generated, errors
+        while True:
+            message = await work.get()
+            if message is None or fatal:
+                return
+            request = request_for(campaign, message.recipient_id, message.fields)
+            try:
+                result = await orchestrator.generate(request)
+            except GenerationFailed as exc:
+                failed.append((message.recipient_id, exc.message))
+                errors += 1
+            except ConfigError as exc:
+                fatal.append(exc)
+                return
+            else:
+                done.append((message.recipient_id, result.text, result.provider))
+                generated += 1
+            if len(done) + len(failed) >= FLUSH_EVERY:
+                flush()
+            if on_progress:
+                on_progress(generated, errors)
+
+    producer_task = asyncio.create_task(producer())
+    try:
+        await asyncio.gather(*(consumer() for _ in range(concurrency)))
+    finally:
+        producer_task.cancel()
+        flush()
+    if fatal:
+        raise fatal[0]
+    store.set_state(campaign.id, "delivering")
+    store.refresh_state(campaign.id)
+
+
+def _item(campaign: CampaignRow, recipient_id: str, text: str) -> QueueItem:
+    return QueueItem(
+        key=message_key(campaign.id, recipient_id),
+        campaign_id=campaign.id,
+        account=campaign.account,
+        recipient_id=recipient_id,
+        text=text,
+    )
+
+
+def _enqueue_generated(store: CampaignStore, queue: DeliveryQueue, campaign: CampaignRow) -> None:
+    """Queue what a crash left generated but not queued, 1,000 at a time (streamed)."""
+    chunk: list[tuple[str, str]] = []
+    for recipient_id, text in store.generated(campaign.id):
+        chunk.append((recipient_id, text))
+        if len(chunk) == 1000:
+            _queue_chunk(store, queue, campaign, chunk)
+            chunk = []
+    if chunk:
+        _queue_chunk(store, queue, campaign, chunk)
+
+
+def _queue_chunk(
+    store: CampaignStore, queue: DeliveryQueue, campaign: CampaignRow, chunk: list[tuple[str, str]]
+) -> None:
+    queue.enqueue([_item(campaign, rid, text) for rid, text in chunk])
+    store.mark_queued(campaign.id, [rid for rid, _ in chunk])
+
+
+# --- report ----------------------------------------------------------------------------
+
+
+def campaign_report(
+    config: Config, store: CampaignStore, ledger: Ledger | None, campaign_id: str
+) -> CampaignReport:
+    campaign = store.get(campaign_id)
+    if campaign is None:
+        raise NotFoundError(
+            f"campaign {campaign_id!r} not found", hint="`huntaze status` lists recent campaigns"
+        )
+    counts = store.counts(campaign_id)
+    spend = _spend(ledger, campaign) if ledger is not None else {}
+    remaining = counts["pending"] + counts["generated"] + counts["queued"] + counts["failed"]
+    return CampaignReport(
+        campaign_id=campaign.id,
+        name=campaign.name,
+        account=campaign.account,
+        tenant=campaign.tenant,
+        model=campaign.model,
+        state=campaign.state,
+        recipients=campaign.recipients,
+        counts=counts,
+        cost_usd=nano_to_usd(sum(nano for _, nano in spend.values())),
+        estimated_cost_usd=nano_to_usd(campaign.estimated_cost_nano),
+        providers={
+            name: ProviderSpend(requests=requests, cost_usd=nano_to_usd(nano))
+            for name, (requests, nano) in sorted(spend.items())
+        },
+        eta_seconds=eta_seconds(config, remaining),
+        idempotency_key=campaign.idempotency_key,
+        created_at=campaign.created_at,
+        updated_at=campaign.updated_at,
+    )
+
+
+def _spend(ledger: Ledger, campaign: CampaignRow) -> dict[str, tuple[int, int]]:
+    """(requests, cost nano) per provider for one campaign, from daily rollups."""
+    first = campaign.created_at.astimezone(UTC).date()
+    until = datetime.now(UTC).date() + timedelta(days=1)
+    spend: dict[str, tuple[int, int]] = {}
+    for (campaign_id, provider), counters in ledger.daily_groups(
+        first, until, ["campaign", "provider"]
+    ):
+        if campaign_id == campaign.id and provider is not None:
+            requests, nano = spend.get(provider, (0, 0))
+            spend[provider] = (requests + counters.requests, nano + counters.cost_nano)
+    return spend
+
+
+def status_overview(
+    config: Config,
+    store: CampaignStore,
+    ledger: Ledger | None,
+    queue: DeliveryQueue,
+    *,
+    limit: int = 20,
+) -> StatusOverview:
+    """Recent campaigns, queue depth per account and worker heartbeats (`status`)."""
+    now = datetime.now(UTC)
+    return StatusOverview(
+        campaigns=[campaign_report(config, store, ledger, c.id) for c in store.recent(limit)],
+        queue={
+            account: QueueDepth(queued=d.queued, in_flight=d.in_flight, dead=d.dead)
+            for account, d in sorted(queue.depth().items())
+        },
+        workers=[
+            WorkerBeat(
+                worker_id=b.worker_id,
+                host=b.host,
+                pid=b.pid,
+                beat_at=b.beat_at,
+                age_seconds=round((now - b.beat_at).total_seconds(), 1),
+                delivered=b.delivered,
+                stopped=b.stopped,
+            )
+            for b in store.heartbeats()[:10]
+        ],
+    )

@@ -1,0 +1,223 @@
+"""The delivery worker: lease due messages, wait for each account's rate limit, deliver.
+
+One loop for `worker`, the foreground of `send-campaign` and `serve`. Accounts are
+delivered concurrently (one task per account in a batch), so a full account never slows
+another. For each message: take a rate-limit slot (waiting if the window is full; a
+wait longer than the lease returns the message to the queue instead), hand it to the
+sink stamped with the slot's time, then record the outcome in the campaign store before
+acking the queue, so a crash at any point leaves the message leasable again and the
+idempotency key makes the replay harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from huntaze_cli.config import Config
+from huntaze_cli.errors import ConfigError, DeliveryError
+from huntaze_cli.sinks import PermanentDelivery, RetryableDelivery, Sink
+from huntaze_cli.storage.queue import DeliveryQueue, Lease
+from huntaze_cli.storage.ratelimit import RateLimiter
+from huntaze_cli.storage.sqlite.campaigns import CampaignStore
+
+LEASE_MARGIN_S = 5.0  # never start a delivery this close to the end of its lease
+HEARTBEAT_S = 5.0
+
+
+@dataclass
+class WorkerStats:
+    delivered: int = 0
+    replayed: int = 0  # the sink already had the key
+    retried: int = 0
+    dead: int = 0
+    released: int = 0
+
+
+class DeliveryWorker:
+    """Drains the delivery queue for every account (or one, for a foreground send)."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        queue: DeliveryQueue,
+        limiter: RateLimiter,
+        sink: Sink,
+        store: CampaignStore,
+        account: str | None = None,
+        batch: int = 50,
+        poll_s: float = 0.25,
+        on_event: Callable[[str, Lease], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.queue = queue
+        self.limiter = limiter
+        self.sink = sink
+        self.store = store
+        self.account = account
+        self.batch = batch
+        self.poll_s = poll_s
+        self.on_event = on_event
+        self.stats = WorkerStats()
+        self.worker_id = f"w_{secrets.token_hex(4)}"
+        self.started_at = datetime.now(UTC)
+        self._blocked: dict[str, float] = {}  # account -> monotonic time it may go again
+        self._stop = asyncio.Event()
+        self._rng = random.Random()
+
+    def stop(self) -> None:
+        """Stop taking work; deliveries in flight finish, waiting ones go back."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def run(
+        self, *, once: bool = False, until: Callable[[], bool] | None = None
+    ) -> WorkerStats:
+        """Deliver until stopped; ``once``: until nothing is due; ``until``: a predicate."""
+        last_beat = 0.0
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if now - last_beat >= HEARTBEAT_S:
+                    self._beat()
+                    last_beat = now
+                if until is not None and until():
+                    break
+                blocked = [a for a, t in self._blocked.items() if t > now]
+                leases = self.queue.lease(
+                    limit=self.batch,
+                    lease_s=self.config.queue.lease_s,
+                    exclude_accounts=blocked,
+                    account=self.account,
+                )
+                if self.account is not None:
+                    leases = self._only_mine(leases)
+                if not leases:
+                    if once:
+                        break
+                    await self._sleep(self.poll_s)
+                    continue
+                by_account: dict[str, list[Lease]] = {}
+                for lease in leases:
+                    by_account.setdefault(lease.item.account, []).append(lease)
+                await asyncio.gather(
+                    *(self._deliver_account(a, items) for a, items in by_account.items())
+                )
+                self._refresh({lease.item.campaign_id for lease in leases})
+        finally:
+            self._beat(stopped=True)
+        return self.stats
+
+    def _only_mine(self, leases: list[Lease]) -> list[Lease]:
+        # Queues that cannot filter by account (SQS) hand out others: give them back.
+        mine = []
+        for lease in leases:
+            if lease.item.account == self.account:
+                mine.append(lease)
+            else:
+                self.queue.release(lease, delay_s=0)
+        return mine
+
+    async def _deliver_account(self, account: str, leases: list[Lease]) -> None:
+        for index, lease in enumerate(leases):
+            grant = None
+            while not self._stop.is_set():
+                # A DynamoDB limiter makes network calls: keep them off the event loop.
+                grant = await asyncio.to_thread(self.limiter.acquire, account)
+                if grant.granted:
+                    break
+                left = (lease.leased_until - datetime.now(UTC)).total_seconds()
+                if grant.retry_after_s > left - LEASE_MARGIN_S:
+                    # The wait outlives the lease: give the rest back, due when the slot is.
+                    for rest in leases[index:]:
+                        self.queue.release(rest, delay_s=grant.retry_after_s)
+                        self.stats.released += 1
+                    self._blocked[account] = time.monotonic() + grant.retry_after_s
+                    return
+                await self._sleep(grant.retry_after_s)
+            if self._stop.is_set() or grant is None or not grant.granted:
+                for rest in leases[index:]:
+                    self.queue.release(rest, delay_s=0)
+                    self.stats.released += 1
+                return
+            await self._deliver(lease, grant.at or datetime.now(UTC))
+
+    async def _deliver(self, lease: Lease, sent_at: datetime) -> None:
+        item = lease.item
+        payload: dict[str, Any] = {
+            "idempotency_key": item.key,
+            "campaign_id": item.campaign_id,
+            "account": item.account,
+            "recipient_id": item.recipient_id,
+            "text": item.text,
+            "sent_at": sent_at.isoformat(),
+        }
+        try:
+            fresh = await asyncio.to_thread(self.sink.deliver, payload)
+        except RetryableDelivery as exc:
+            delay = exc.retry_after_s if exc.retry_after_s is not None else self._backoff(lease)
+            outcome = self.queue.retry(lease, delay_s=delay, error=exc.message)
+            state = "dead" if outcome.dead else "failed"
+            self.store.delivery_outcome(item.key, state, sent_at=None, error=exc.message)
+            if outcome.dead:
+                self.stats.dead += 1
+            else:
+                self.stats.retried += 1
+            self._emit(state, lease)
+            return
+        except (PermanentDelivery, ConfigError) as exc:
+            self.queue.kill(lease, error=exc.message)
+            self.store.delivery_outcome(item.key, "dead", sent_at=None, error=exc.message)
+            self.stats.dead += 1
+            self._emit("dead", lease)
+            return
+        except DeliveryError as exc:
+            outcome = self.queue.retry(lease, delay_s=self._backoff(lease), error=exc.message)
+            self.store.delivery_outcome(
+                item.key, "dead" if outcome.dead else "failed", sent_at=None, error=exc.message
+            )
+            return
+        # Store first, then ack: a crash in between replays a delivery the sink dedupes.
+        self.store.delivery_outcome(item.key, "sent", sent_at=payload["sent_at"], error=None)
+        self.queue.ack(lease)
+        if fresh:
+            self.stats.delivered += 1
+        else:
+            self.stats.replayed += 1
+        self._emit("sent", lease)
+
+    def _backoff(self, lease: Lease) -> float:
+        backoff = self.config.queue.backoff
+        delay = min(backoff.max_s, backoff.base_s * 2**lease.attempts)
+        return delay * (1 + backoff.jitter * self._rng.random())
+
+    def _emit(self, what: str, lease: Lease) -> None:
+        if self.on_event:
+            self.on_event(what, lease)
+
+    def _refresh(self, campaign_ids: set[str]) -> None:
+        for campaign_id in campaign_ids:
+            self.store.refresh_state(campaign_id)
+
+    def _beat(self, *, stopped: bool = False) -> None:
+        self.store.heartbeat(
+            self.worker_id,
+            started_at=self.started_at,
+            delivered=self.stats.delivered,
+            stopped=stopped,
+        )
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=max(seconds, 0.001))

@@ -1,0 +1,471 @@
+"""The LLM provider adapters: Azure OpenAI and OpenAI through the openai SDK, and an offline
+simulator.
+
+Each adapter makes exactly one attempt per ``complete`` call. The SDK client is built on
+first use with ``max_retries=0`` (the orchestrator owns every retry, DESIGN.md invariant 5)
+and then reused for every call, so its connection pool stays warm. Every exception an
+attempt can raise is turned into a ``ProviderFailure`` by one function, ``classify``.
+
+``openai`` is imported only inside functions: commands that never call a provider must not
+pay for importing it (invariant 7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import math
+import re
+import sys
+import zlib
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from huntaze_cli.config import (
+    DEFAULT_AZURE_API_VERSION,
+    Config,
+    ProviderConfig,
+    secret_from_env,
+)
+from huntaze_cli.errors import ConfigError
+from huntaze_cli.llm.types import (
+    Completion,
+    FailureKind,
+    GenerationRequest,
+    Provider,
+    ProviderFailure,
+    Usage,
+)
+
+_MIN_KEEPALIVE = 100  # the SDK's own default
+_MESSAGE_LIMIT = 300
+
+
+def effective_provider_configs(config: Config) -> dict[str, ProviderConfig]:
+    """The providers in config order; with none configured, the offline ``simulated`` one."""
+    if config.providers:
+        return dict(config.providers)
+    return {"simulated": ProviderConfig(kind="simulated")}
+
+
+def build_providers(config: Config) -> dict[str, Provider]:
+    """One adapter per effective provider, in config order; no network, no key read yet."""
+    return {
+        name: make_provider(
+            name,
+            cfg,
+            concurrency=config.routing.concurrency,
+            timeout_s=config.routing.timeout_s,
+        )
+        for name, cfg in effective_provider_configs(config).items()
+    }
+
+
+def make_provider(
+    name: str, cfg: ProviderConfig, *, concurrency: int = 32, timeout_s: float = 30.0
+) -> Provider:
+    """The adapter for one ``[providers.<name>]`` table."""
+    if cfg.kind == "azure":
+        return AzureProvider(name, cfg, concurrency=concurrency, timeout_s=timeout_s)
+    if cfg.kind == "openai":
+        return OpenAIProvider(name, cfg, concurrency=concurrency, timeout_s=timeout_s)
+    return SimulatedProvider(name, cfg)
+
+
+class _SDKProvider:
+    """What the OpenAI and Azure adapters share: one lazily built client, one call shape."""
+
+    kind = ""
+
+    def __init__(
+        self, name: str, cfg: ProviderConfig, *, concurrency: int = 32, timeout_s: float = 30.0
+    ) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.concurrency = concurrency
+        self.timeout_s = timeout_s
+        self._client: Any = None
+        self._api_key: str | None = None
+
+    def deployment_for(self, model: str) -> str | None:
+        return None
+
+    def client(self) -> Any:
+        """The SDK client, built on first use; raises ConfigError when config is incomplete.
+
+        Reading the key here rather than at construction lets ``health`` report a missing
+        key per provider while the others keep serving.
+        """
+        if self._client is None:
+            self._check_config()
+            key_setting = f"providers.{self.name}.api_key_env"
+            try:
+                api_key = secret_from_env(
+                    self.cfg.api_key_env, what=f"provider {self.name} API key", key=key_setting
+                )
+            except ConfigError as exc:
+                raise ConfigError(
+                    exc.message,
+                    hint=f"export the variable, or point {key_setting} at the one that holds it",
+                ) from None
+            try:
+                self._client = self._build_client(api_key, self._http_client())
+            except Exception as exc:  # the SDK rejects e.g. a malformed endpoint URL
+                raise ConfigError(
+                    f"provider {self.name}: cannot set up the client: "
+                    + _scrub(f"{type(exc).__name__}: {exc}", (api_key,))
+                ) from None
+            self._api_key = api_key
+        return self._client
+
+    def _check_config(self) -> None:
+        """Raise ConfigError when a setting the client needs is missing."""
+
+    def _build_client(self, api_key: str, http_client: Any) -> Any:
+        raise NotImplementedError
+
+    def _http_client(self) -> Any:
+        import openai
+
+        # The SDK's default pool allows 1000 connections but keeps only 100 alive; both
+        # must cover the configured concurrency. The Limits class is taken from the SDK's
+        # own default so this works whichever httpx flavour the SDK is built on.
+        defaults = openai.DEFAULT_CONNECTION_LIMITS
+        ceiling = defaults.max_connections  # None: unlimited
+        limits = type(defaults)(
+            max_connections=None if ceiling is None else max(self.concurrency, ceiling),
+            max_keepalive_connections=max(self.concurrency, _MIN_KEEPALIVE),
+        )
+        return openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.timeout_s)
+
+    async def complete(self, request: GenerationRequest, *, timeout: float) -> Completion:
+        """One chat completion attempt; raises ProviderFailure (or ConfigError on first use)."""
+        client = self.client()
+        deployment = self.deployment_for(request.model)
+        params: dict[str, Any] = {
+            "model": deployment or request.model,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "timeout": timeout,
+        }
+        if request.max_tokens is not None:
+            params["max_tokens"] = request.max_tokens
+        if request.temperature is not None:
+            params["temperature"] = request.temperature
+        try:
+            response = await client.chat.completions.create(**params)
+        except Exception as exc:
+            # `from None`: the SDK exception may quote the server's message verbatim, and a
+            # chained traceback in a log must not carry what the scrubbed message removed.
+            raise classify(exc, secrets=(self._api_key,)) from None
+        return parse_completion(response, deployment=deployment)
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+
+class OpenAIProvider(_SDKProvider):
+    """OpenAI (or any OpenAI-compatible endpoint at ``base_url``) through ``AsyncOpenAI``."""
+
+    kind = "openai"
+
+    def _build_client(self, api_key: str, http_client: Any) -> Any:
+        import openai
+
+        return openai.AsyncOpenAI(
+            api_key=api_key,
+            base_url=self.cfg.base_url,
+            max_retries=0,
+            timeout=self.timeout_s,
+            http_client=http_client,
+        )
+
+
+class AzureProvider(_SDKProvider):
+    """Azure OpenAI through ``AsyncAzureOpenAI``; a model is served by its deployment."""
+
+    kind = "azure"
+
+    def deployment_for(self, model: str) -> str | None:
+        # No map entry: the deployment is named after the model (CONTRACT.md).
+        return self.cfg.deployments.get(model, model)
+
+    def _check_config(self) -> None:
+        if not self.cfg.endpoint:
+            raise ConfigError(
+                f"provider {self.name}: providers.{self.name}.endpoint is not set",
+                hint=f"set AZURE_OPENAI_ENDPOINT or add endpoint to [providers.{self.name}]",
+            )
+
+    def _build_client(self, api_key: str, http_client: Any) -> Any:
+        import openai
+
+        return openai.AsyncAzureOpenAI(
+            azure_endpoint=self.cfg.endpoint or "",
+            api_key=api_key,
+            api_version=self.cfg.api_version or DEFAULT_AZURE_API_VERSION,
+            max_retries=0,
+            timeout=self.timeout_s,
+            http_client=http_client,
+        )
+
+
+def parse_completion(response: Any, *, deployment: str | None) -> Completion:
+    """The Completion inside an SDK response; ProviderFailure when there is none.
+
+    The SDK does not validate response bodies (it builds its models without checking), and
+    returns the raw text when the content type is not JSON, so every field is checked here.
+    """
+    try:
+        choices = getattr(response, "choices", None)
+        choice = choices[0] if isinstance(choices, list) and choices else None
+        if getattr(choice, "finish_reason", None) == "content_filter":
+            # The tokens were billed even though no text came back.
+            raise ProviderFailure(
+                "content_filter",
+                "the output was withheld by the content filter",
+                usage=_usage_if_any(response),
+            )
+        usage = _usage(getattr(response, "usage", None))
+        if choice is None:
+            raise ProviderFailure("malformed", "2xx response with no choices", usage=usage)
+        content = getattr(getattr(choice, "message", None), "content", None)
+        if not isinstance(content, str):
+            raise ProviderFailure("malformed", "2xx response with no message content", usage=usage)
+    except ProviderFailure:
+        raise
+    except Exception as exc:
+        raise ProviderFailure("malformed", f"unreadable completion: {_one_line(exc)}") from None
+    return Completion(text=content, usage=usage, deployment=deployment)
+
+
+def _usage_if_any(response: Any) -> Usage | None:
+    try:
+        return _usage(getattr(response, "usage", None))
+    except ProviderFailure:
+        return None
+
+
+def _usage(raw: Any) -> Usage:
+    if raw is None:
+        # Without usage the attempt cannot be priced; a real endpoint always reports it.
+        raise ProviderFailure("malformed", "2xx response with no usage")
+    details = getattr(raw, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None)
+    return Usage(
+        input_tokens=_count(getattr(raw, "prompt_tokens", None)),
+        cached_input_tokens=0 if cached is None else _count(cached),
+        output_tokens=_count(getattr(raw, "completion_tokens", None)),
+    )
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ProviderFailure("malformed", f"2xx response with unreadable usage: {value!r:.40}")
+
+
+# --- failure classification -------------------------------------------------------------
+
+_CONTENT_FILTER_CODES = frozenset({"content_filter", "ResponsibleAIPolicyViolation"})
+_RETRY_AFTER_HEADERS = (
+    ("retry-after-ms", 0.001),
+    ("x-ms-retry-after-ms", 0.001),
+    ("retry-after", 1.0),
+)
+_BEARER = re.compile(r"(?i)(bearer\s+)\S+")
+
+
+def classify(exc: BaseException, *, secrets: Iterable[str | None] = ()) -> ProviderFailure:
+    """The ProviderFailure for any exception one attempt raised (SDK, httpx or plain).
+
+    ``secrets`` (the API key) are removed from the message, which is always one line.
+    """
+    if isinstance(exc, ProviderFailure):
+        return exc
+    kind, status, retry_after = _kind_of(exc)
+    detail = getattr(exc, "message", None) or str(exc) or "no details"
+    origin = type(exc).__name__ if status is None else f"{type(exc).__name__}, HTTP {status}"
+    message = _scrub(f"{kind} ({origin}): {detail}", secrets)
+    return ProviderFailure(kind, message, status=status, retry_after_s=retry_after)
+
+
+def _kind_of(exc: BaseException) -> tuple[FailureKind, int | None, float | None]:
+    # An exception from the SDK can only exist once the SDK is imported; looking it up
+    # rather than importing it keeps classify free for plain exceptions.
+    openai: Any = sys.modules.get("openai")
+    if openai is not None and isinstance(exc, openai.OpenAIError):
+        return _kind_of_sdk_error(openai, exc)
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if "DecodingError" in names:  # httpx: the body could not be decoded
+        return "malformed", None, None
+    if "TimeoutException" in names or isinstance(exc, TimeoutError):
+        return "timeout", None, None
+    if names & {"TransportError", "RequestError"} or isinstance(exc, OSError):
+        return "connection", None, None
+    if isinstance(exc, ValueError):  # json, UnicodeDecodeError, pydantic ValidationError
+        return "malformed", None, None
+    return "bad_request", None, None
+
+
+def _kind_of_sdk_error(openai: Any, exc: Any) -> tuple[FailureKind, int | None, float | None]:
+    if isinstance(exc, openai.APITimeoutError):
+        return "timeout", None, None
+    if isinstance(exc, openai.APIConnectionError):
+        return "connection", None, None
+    if isinstance(exc, openai.APIResponseValidationError):
+        return "malformed", exc.status_code, None
+    if isinstance(exc, openai.ContentFilterFinishReasonError):
+        return "content_filter", None, None
+    if not isinstance(exc, openai.APIStatusError):
+        return "bad_request", None, None
+    status: int = exc.status_code
+    retry_after = retry_after_seconds(exc.response.headers)
+    if status == 429:
+        return "rate_limited", status, retry_after
+    if status >= 500:
+        return "server_error", status, retry_after
+    if status in (401, 403):
+        return "auth", status, None
+    if status == 408:
+        return "timeout", status, retry_after
+    if _is_content_filter(exc):
+        return "content_filter", status, None
+    if 400 <= status < 500:
+        return "bad_request", status, None
+    return "malformed", status, None
+
+
+def _is_content_filter(exc: Any) -> bool:
+    """Azure's prompt filter: ``code`` content_filter, at the top or in ``innererror``."""
+    if getattr(exc, "code", None) in _CONTENT_FILTER_CODES:
+        return True
+    body = getattr(exc, "body", None)
+    if not isinstance(body, Mapping):
+        return False
+    if body.get("code") in _CONTENT_FILTER_CODES:
+        return True
+    inner = body.get("innererror") or body.get("inner_error")
+    return isinstance(inner, Mapping) and inner.get("code") in _CONTENT_FILTER_CODES
+
+
+def retry_after_seconds(headers: Mapping[str, str], *, now: datetime | None = None) -> float | None:
+    """The wait a server asked for: ``retry-after-ms``, ``x-ms-retry-after-ms``, then
+    ``Retry-After`` (seconds or an HTTP date); None when absent or unreadable."""
+    for header, scale in _RETRY_AFTER_HEADERS:
+        raw = headers.get(header)
+        if raw is None:
+            continue
+        try:
+            value = float(raw) * scale
+        except ValueError:
+            value = _seconds_until(raw, now) if scale == 1.0 else math.nan
+        if math.isfinite(value) and value >= 0:
+            return value
+    return None
+
+
+def _seconds_until(http_date: str, now: datetime | None) -> float:
+    try:
+        when = email.utils.parsedate_to_datetime(http_date)
+    except (TypeError, ValueError):
+        return math.nan
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _scrub(text: str, secrets: Iterable[str | None]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return _one_line(_BEARER.sub(r"\1***", text))
+
+
+def _one_line(value: object) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 3] + "..."
+
+
+# --- offline simulator -------------------------------------------------------------------
+
+_OPENERS = (
+    "Thank you so much, {a}!",
+    "Hey {a}, you made my day!",
+    "{a}, I am so grateful for you!",
+    "You are the best, {a}!",
+)
+_CLOSERS = (
+    "Your love for {b} means the world to me.",
+    "Talking about {b} with you is my favourite part of the week.",
+    "Can't wait to share more {b} with you soon.",
+    "Stay amazing, and keep that {b} energy coming.",
+)
+_STOP_WORDS = frozenset(
+    {
+        "a", "about", "an", "and", "are", "as", "at", "be", "fan", "fans", "for", "from",
+        "has", "have", "in", "is", "it", "its", "line", "lines", "loves", "me", "message",
+        "my", "note", "of", "on", "one-line", "or", "quick", "say", "send", "short", "sweet",
+        "thank-you", "thanks", "that", "the", "their", "them", "they", "this", "three-line",
+        "to", "two", "two-line", "warm", "who", "with", "write", "you", "your",
+    }
+)  # fmt: skip
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
+
+
+class SimulatedProvider:
+    """An offline provider for demos, dry runs and tests: same input, same answer, no network.
+
+    The text is a short warm message built from the prompt's words; token counts follow
+    the usual rule of thumb (about 1.3 tokens per word in, 4 characters per token out), so
+    estimates and the ledger look like a real run. It never fails.
+    """
+
+    kind = "simulated"
+
+    def __init__(self, name: str = "simulated", cfg: ProviderConfig | None = None) -> None:
+        self.name = name
+        self.cfg = cfg or ProviderConfig(kind="simulated")
+
+    def deployment_for(self, model: str) -> str | None:
+        return None
+
+    async def complete(self, request: GenerationRequest, *, timeout: float) -> Completion:
+        if self.cfg.latency_ms > 0:
+            await asyncio.sleep(min(self.cfg.latency_ms / 1000, timeout))
+        return simulate(request)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def simulate(request: GenerationRequest) -> Completion:
+    """The simulated completion of ``request`` (deterministic)."""
+    user = " ".join(m.content for m in request.messages if m.role == "user")
+    salient = [w for w in _WORD.findall(user) if w.lower() not in _STOP_WORDS and len(w) > 2]
+    # A capitalised word is most likely the fan's name, the last lowercase one an interest.
+    a = next((w for w in salient if w[0].isupper()), salient[0] if salient else "friend")
+    rest = [w for w in salient if w != a]
+    b = next((w for w in reversed(rest) if w.islower()), rest[-1] if rest else "good vibes")
+    seed = zlib.crc32(f"{request.model}\n{user}".encode())
+    text = (
+        f"{_OPENERS[seed % len(_OPENERS)].format(a=a)} "
+        f"{_CLOSERS[(seed >> 8) % len(_CLOSERS)].format(b=b)}"
+    )
+    output_tokens = -(-len(text) // 4)
+    if request.max_tokens is not None and output_tokens > request.max_tokens:
+        output_tokens = max(request.max_tokens, 0)
+        text = text[: output_tokens * 4].rsplit(" ", 1)[0] if output_tokens else ""
+    return Completion(
+        text=text,
+        usage=Usage(input_tokens=estimate_input_tokens(request), output_tokens=output_tokens),
+        deployment=None,
+    )
+
+
+def estimate_input_tokens(request: GenerationRequest) -> int:
+    """About 1.3 tokens per word over every message, system prompt included, rounded up."""
+    words = sum(len(m.content.split()) for m in request.messages)
+    return -(-words * 13 // 10)

@@ -1,0 +1,151 @@
+"""Which provider to try first, and in what order to fall back: strategies and flags.
+
+``Router.plan`` returns the providers in the order the orchestrator should try them and
+the reason for the first choice. It never calls a provider and never waits; circuit
+breakers are consulted by the orchestrator at attempt time.
+
+Reasons land in the ledger (``route_reason``): ``priority``, ``cost``, ``latency``,
+``weighted``, ``pinned`` (the campaign named a provider), ``flag:legacy`` (feature flags
+keep this account on the pre-hybrid path); the orchestrator adds ``circuit_open``,
+``fallback:<kind>`` and ``retry:<kind>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from huntaze_cli.config import Config
+from huntaze_cli.errors import ConfigError, InputError
+from huntaze_cli.llm.types import GenerationRequest
+
+
+def stable_percent(key: str) -> float:
+    """A stable point in [0, 100) for ``key``: the same on every host and every run."""
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 * 100
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    order: tuple[str, ...]
+    reason: str
+    fallback: bool  # may the orchestrator move to the next provider on failure?
+
+
+class LatencyTracker:
+    """Exponentially weighted moving average of each provider's successful latency."""
+
+    def __init__(self, alpha: float = 0.2) -> None:
+        self.alpha = alpha
+        self.average_ms: dict[str, float] = {}
+
+    def observe(self, provider: str, latency_ms: float) -> None:
+        old = self.average_ms.get(provider)
+        self.average_ms[provider] = (
+            latency_ms if old is None else old + self.alpha * (latency_ms - old)
+        )
+
+
+class Router:
+    """Orders providers per request by the configured strategy and feature flags."""
+
+    def __init__(
+        self,
+        config: Config,
+        provider_names: Sequence[str],
+        *,
+        latency: LatencyTracker | None = None,
+        price_of: Callable[[str, str], Decimal | None] | None = None,
+    ) -> None:
+        self.config = config
+        self.routing = config.routing
+        self.flags = config.flags
+        known = list(provider_names)
+        if not known:
+            raise ConfigError("no provider configured", hint="add [providers.<name>]")
+        for name in self.routing.order:
+            if name not in known:
+                raise ConfigError(
+                    f"routing.order: unknown provider {name!r}; configured: {', '.join(known)}"
+                )
+        self.base = tuple(
+            [n for n in self.routing.order if n in known]
+            + [n for n in known if n not in self.routing.order]
+        )
+        self.legacy = self.flags.legacy_provider or self.base[0]
+        if self.legacy not in known:
+            raise ConfigError(
+                f"flags.legacy_provider: unknown provider {self.legacy!r}; "
+                f"configured: {', '.join(known)}"
+            )
+        weights = {n: w for n, w in self.routing.weights.items() if w > 0}
+        for name in weights:
+            if name not in known:
+                raise ConfigError(f"routing.weights: unknown provider {name!r}")
+        self._weights = [(n, weights[n]) for n in self.base if n in weights]
+        self._weight_total = sum(w for _, w in self._weights)
+        if self.routing.strategy == "weighted" and not self._weights:
+            raise ConfigError("routing.weights: strategy weighted needs a positive weight")
+        self.latency = latency or LatencyTracker()
+        # price_of(provider, model): USD per million tokens (input + output), None unknown.
+        self._price_of = price_of
+        self._cost_orders: dict[str, tuple[str, ...]] = {}
+
+    def on_hybrid_path(self, request: GenerationRequest) -> bool:
+        """Feature flags: is this request's account on the hybrid (failover) path?"""
+        if not self.flags.hybrid_routing:
+            return False
+        if self.flags.rollout_percent >= 100:
+            return True
+        key = request.account or request.request_id
+        return stable_percent(key) < self.flags.rollout_percent
+
+    def plan(self, request: GenerationRequest) -> Plan:
+        if request.provider != "auto":
+            if request.provider not in self.base:
+                raise InputError(
+                    f"provider: unknown provider {request.provider!r}; "
+                    f"configured: {', '.join(self.base)}"
+                )
+            return Plan((request.provider,), "pinned", False)
+        if not self.on_hybrid_path(request):
+            return Plan((self.legacy,), "flag:legacy", False)
+        strategy = self.routing.strategy
+        if strategy == "cost":
+            return Plan(self._by_cost(request.model), "cost", True)
+        if strategy == "latency":
+            return Plan(self._by_latency(), "latency", True)
+        if strategy == "weighted":
+            return Plan(self._by_weight(request.request_id), "weighted", True)
+        return Plan(self.base, "priority", True)
+
+    def _by_cost(self, model: str) -> tuple[str, ...]:
+        cached = self._cost_orders.get(model)
+        if cached is not None:
+            return cached
+        keyed = []
+        for index, name in enumerate(self.base):
+            price = self._price_of(name, model) if self._price_of else None
+            # Unpriced providers go last: a known price beats an unknown one.
+            keyed.append((price is None, price or Decimal(0), index, name))
+        order = tuple(item[3] for item in sorted(keyed))
+        self._cost_orders[model] = order
+        return order
+
+    def _by_latency(self) -> tuple[str, ...]:
+        averages = self.latency.average_ms
+        # Providers never measured go first, so each gets a sample.
+        return tuple(sorted(self.base, key=lambda n: (n in averages, averages.get(n, 0.0))))
+
+    def _by_weight(self, request_id: str) -> tuple[str, ...]:
+        point = stable_percent(request_id) / 100 * self._weight_total
+        chosen = self._weights[-1][0]
+        for name, weight in self._weights:
+            if point < weight:
+                chosen = name
+                break
+            point -= weight
+        return (chosen, *(n for n in self.base if n != chosen))

@@ -1,0 +1,449 @@
+"""The core objects one `huntaze serve` process shares, and their lifecycle.
+
+``Runtime`` holds what the CLI commands build per run, built once: the config, the
+storage backends (through the shared ``Services`` container), one ``Orchestrator`` with the app's
+``Metrics``, the delivery worker (the same ``DeliveryWorker`` as `huntaze worker`) and the
+background generation of POSTed campaigns (the same ``generate_campaign`` as
+`send-campaign`).
+
+Two sets of backends, because the SQLite campaign store is not thread-safe:
+``loop`` is used only on the event loop's thread (worker, generation), ``http`` only by
+request handlers running in the thread pool, with ``store_lock`` serialising its store.
+
+SIGHUP calls ``reload``: a new config (routing, flags, providers, pricing, thresholds,
+token) is swapped in whole, with a new orchestrator for generations started after it;
+a config that does not load or validate leaves everything as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from huntaze_cli.config import Config, load_config
+from huntaze_cli.errors import BackendError, HuntazeError
+from huntaze_cli.jsondoc import dump_json
+from huntaze_cli.observability.metrics import Metrics
+from huntaze_cli.server.auth import api_token, check_bind
+from huntaze_cli.services import Services
+
+if TYPE_CHECKING:
+    from huntaze_cli.campaigns.file import CampaignSpec
+    from huntaze_cli.campaigns.worker import DeliveryWorker
+    from huntaze_cli.llm.orchestrator import Orchestrator
+    from huntaze_cli.llm.types import GenerationRequest, GenerationResult
+    from huntaze_cli.models import CampaignReport
+    from huntaze_cli.storage.ledger import Ledger, RecordResult
+    from huntaze_cli.storage.queue import Lease
+    from huntaze_cli.storage.ratelimit import Grant, RateLimiter
+
+log = logging.getLogger("huntaze.server")
+
+STATS_TTL_S = 1.0
+WORKER_STOP_S = 20.0  # a webhook delivery in flight may take its timeout (10 s) to finish
+WORKER_RESTART_S = 5.0
+# Sections whose backends are opened once at start: a change needs a restart.
+RESTART_SECTIONS = ("ledger", "queue", "rate_limit", "delivery", "server")
+
+
+class Runtime:
+    """Everything a daemon shares between requests, the worker and generations."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: Path | None = None,
+        worker: bool = True,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.metrics = metrics or Metrics()
+        self.with_worker = worker
+        self.token: str | None = None
+        self.bound_host: str | None = None  # set by the daemon: a reload re-checks the bind
+        self.http = Services.with_config(config, config_path=config_path)
+        self.loop = Services.with_config(config, config_path=config_path)
+        self.store_lock = threading.Lock()
+        self.metrics_lock = threading.Lock()
+        self.stats = StatsCache(STATS_TTL_S)
+        self.generator: Generator | None = None
+        self.worker: DeliveryWorker | None = None
+        self._worker_task: asyncio.Task[None] | None = None
+        self._generations: dict[str, asyncio.Task[None]] = {}
+        self._stopping = asyncio.Event()
+        self._opened = False
+
+    # --- start and stop ----------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open every backend and build the orchestrator; raises HuntazeError.
+
+        Called before the server starts listening, so a bad config or an unreachable
+        backend is a one-line error and an exit code, not a half-started daemon.
+        """
+        if self._opened:
+            return
+        self.token = api_token(self.config)
+        self.http.store()
+        self.http.queue()
+        self.http.ledger()
+        self.loop.store()
+        self.loop.queue()
+        self.generator = Generator(self._build_orchestrator(self.config))
+        if self.with_worker:
+            from huntaze_cli.campaigns.worker import DeliveryWorker
+
+            self.worker = DeliveryWorker(
+                self.config,
+                queue=self.loop.queue(),
+                limiter=CountingLimiter(self.loop.limiter(), self.metrics),
+                sink=self.loop.sink(),
+                store=self.loop.store(),
+                on_event=self._delivery_event,
+            )
+        self._opened = True
+
+    def _build_orchestrator(self, config: Config) -> Orchestrator:
+        from huntaze_cli.llm.orchestrator import Orchestrator
+
+        ledger = None
+        if config.flags.cost_tracking:
+            ledger = cast(
+                "Ledger", CountingLedger(self.loop.ledger(), self.metrics, self.stats.invalidate)
+            )
+        return Orchestrator.from_config(
+            config, ledger=ledger, metrics=self.metrics, warn=lambda m: log.warning(m)
+        )
+
+    async def start(self) -> None:
+        """On the server's loop: start the worker and listen for SIGHUP."""
+        self.open()
+        self._stopping = asyncio.Event()
+        if self.worker is not None:
+            self._worker_task = asyncio.create_task(self._run_worker())
+        _on_signal("SIGHUP", self.reload)
+        log.info(
+            "daemon started",
+            extra={"worker": self.worker is not None, "auth": self.token is not None},
+        )
+
+    async def stop(self) -> None:
+        """Stop taking work; in-flight deliveries finish or go back to the queue."""
+        _on_signal("SIGHUP", None)
+        self._stopping.set()
+        if self.worker is not None and self._worker_task is not None:
+            self.worker.stop()
+            try:
+                await asyncio.wait_for(self._worker_task, WORKER_STOP_S)
+            except TimeoutError:
+                log.warning("delivery worker did not stop in time; its leases will expire")
+        for task in list(self._generations.values()):
+            task.cancel()  # what was generated is flushed to the queue; the rest stays pending
+        await asyncio.gather(*self._generations.values(), return_exceptions=True)
+        try:
+            if self.generator is not None:
+                await self.generator.aclose()  # writes the cost events still buffered
+        except HuntazeError as exc:
+            log.error("closing the orchestrator failed", extra={"error": exc.message})
+        finally:
+            self.loop.close()
+            self.http.close()
+            self._opened = False
+        log.info("daemon stopped")
+
+    async def _run_worker(self) -> None:
+        assert self.worker is not None
+        while True:
+            try:
+                await self.worker.run()
+                return
+            except HuntazeError as exc:
+                log.error(
+                    "delivery worker failed; restarting it",
+                    extra={"error": exc.message, "restart_in_s": WORKER_RESTART_S},
+                )
+            try:
+                await asyncio.wait_for(self._stopping.wait(), WORKER_RESTART_S)
+                return
+            except TimeoutError:
+                continue
+
+    def _delivery_event(self, outcome: str, lease: Lease) -> None:
+        self.metrics.deliveries.labels(outcome).inc()
+
+    # --- campaigns -----------------------------------------------------------------------
+
+    def start_campaign(
+        self, spec: CampaignSpec, idempotency_key: str | None
+    ) -> tuple[CampaignReport, bool]:
+        """Store (or find by key) a campaign; the report and whether to generate it."""
+        from huntaze_cli.campaigns.file import LoadedCampaign
+        from huntaze_cli.campaigns.generation import campaign_report, start_campaign
+
+        loaded = LoadedCampaign(spec, Path.cwd(), "body")  # recipients are inline
+        config = self.config
+        with self.store_lock:
+            store = self.http.store()
+            try:
+                campaign, resumed = start_campaign(
+                    config, store, loaded, idempotency_key=idempotency_key
+                )
+            except BackendError:
+                # Another daemon created the campaign with this key between our look-up
+                # and our insert (the key is unique): answer with that one.
+                existing = store.find_by_key(idempotency_key) if idempotency_key else None
+                found = store.get(existing) if existing else None
+                if found is None:
+                    raise
+                campaign, resumed = found, True
+            generate = campaign.state in ("estimating", "generating") or store.needs_generation(
+                campaign.id
+            )
+            report = campaign_report(config, store, self.http.ledger(), campaign.id)
+        report.resumed = resumed
+        return report, generate
+
+    def schedule_generation(self, campaign_id: str) -> None:
+        """Generate a campaign in the background on this loop (once per campaign)."""
+        if campaign_id in self._generations or self._stopping.is_set():
+            return
+        task = asyncio.get_running_loop().create_task(self._generate(campaign_id))
+        self._generations[campaign_id] = task
+        task.add_done_callback(lambda _: self._generations.pop(campaign_id, None))
+
+    async def _generate(self, campaign_id: str) -> None:
+        from huntaze_cli.campaigns.generation import generate_campaign
+
+        assert self.generator is not None
+        store = self.loop.store()
+        try:
+            campaign = store.get(campaign_id)
+            if campaign is None:
+                return
+            await generate_campaign(
+                store,
+                self.loop.queue(),
+                self.generator,
+                campaign,
+                concurrency=self.config.routing.concurrency,
+            )
+        except HuntazeError as exc:
+            log.error(
+                "campaign generation stopped",
+                extra={"campaign_id": campaign_id, "error": exc.message},
+            )
+        except Exception as exc:
+            log.error(
+                "campaign generation failed", exc_info=exc, extra={"campaign_id": campaign_id}
+            )
+
+    def generating(self) -> int:
+        return len(self._generations)
+
+    # --- reports -------------------------------------------------------------------------
+
+    def stats_json(self) -> bytes:
+        from huntaze_cli.costs.reports import stats
+
+        return dump_json(stats(self.config, self.http.ledger()))
+
+    def metrics_text(self) -> bytes:
+        with self.metrics_lock:
+            self.metrics.set_queue_depth(self.http.queue().depth())
+            return self.metrics.exposition()
+
+    # --- reload --------------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Load the config file again and swap it in; False (and a warning) if it is bad."""
+        try:
+            config = load_config(self.config_path)
+            token = api_token(config)
+            if self.bound_host is not None:
+                check_bind(self.bound_host, token)
+            orchestrator = self._build_orchestrator(config)
+        except HuntazeError as exc:
+            log.warning(
+                "config reload failed; keeping the running config", extra={"error": exc.message}
+            )
+            return False
+        later = [s for s in RESTART_SECTIONS if getattr(config, s) != getattr(self.config, s)]
+        self.config = config
+        self.http.reload(config)
+        self.loop.reload(config)
+        self.token = token
+        assert self.generator is not None
+        self.generator.swap(orchestrator)
+        self.stats.invalidate()
+        if later:
+            log.warning(
+                "config reloaded; changes to these sections apply after a restart",
+                extra={"sections": later},
+            )
+        else:
+            log.info("config reloaded", extra={"source": str(config.source or "defaults")})
+        return True
+
+
+def _on_signal(name: str, handler: Callable[[], Any] | None) -> None:
+    """Install (or remove) a loop signal handler; a no-op off the main thread (tests)."""
+    import signal
+
+    sig = getattr(signal, name, None)
+    if sig is None or threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+    if handler is None:
+        loop.remove_signal_handler(sig)
+    else:
+        loop.add_signal_handler(sig, handler)
+
+
+class Generator:
+    """Hands each generation to the current orchestrator; a reload swaps in a new one.
+
+    ``generate_campaign`` holds this object for a whole campaign, so a swap applies to
+    the campaign's next message. A replaced orchestrator is closed (its cost events
+    written, its clients closed) once its last generation has finished.
+    """
+
+    def __init__(self, orchestrator: Orchestrator) -> None:
+        self.current = orchestrator
+        self._busy: dict[int, int] = {}
+        self._retired: list[Orchestrator] = []
+        self._closing: set[asyncio.Task[None]] = set()
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        orchestrator = self.current
+        key = id(orchestrator)
+        self._busy[key] = self._busy.get(key, 0) + 1
+        try:
+            return await orchestrator.generate(request)
+        finally:
+            self._busy[key] -= 1
+            if orchestrator in self._retired and not self._busy[key]:
+                self._close(orchestrator)
+
+    def swap(self, orchestrator: Orchestrator) -> None:
+        old, self.current = self.current, orchestrator
+        if self._busy.get(id(old)):
+            self._retired.append(old)
+        else:
+            self._close(old)
+
+    def _close(self, orchestrator: Orchestrator) -> None:
+        if orchestrator in self._retired:
+            self._retired.remove(orchestrator)
+        self._busy.pop(id(orchestrator), None)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = loop.create_task(orchestrator.aclose())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def aclose(self) -> None:
+        for orchestrator in [*self._retired, self.current]:
+            await orchestrator.aclose()
+        self._retired.clear()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+class StatsCache:
+    """The last `costs stats` JSON, recomputed at most once per ``ttl_s`` (single flight).
+
+    ``invalidate`` (this process wrote cost events, or the config changed) makes the
+    next request recompute. The computation runs in a thread; concurrent requests wait
+    for the same one instead of each starting their own.
+    """
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._body: bytes | None = None
+        self._at = 0.0
+        self._version = 0
+        self._body_version = -1
+        self._pending: asyncio.Task[bytes] | None = None
+
+    def invalidate(self) -> None:
+        self._version += 1
+
+    async def get(self, compute: Callable[[], bytes]) -> bytes:
+        body = self._body
+        if (
+            body is not None
+            and self._body_version == self._version
+            and time.monotonic() - self._at < self.ttl_s
+        ):
+            return body
+        if self._pending is None:
+            self._pending = asyncio.get_running_loop().create_task(self._refresh(compute))
+        # shield: a client that hangs up must not cancel the refresh others wait for
+        return await asyncio.shield(self._pending)
+
+    async def _refresh(self, compute: Callable[[], bytes]) -> bytes:
+        version = self._version
+        try:
+            body = await asyncio.to_thread(compute)
+        finally:
+            self._pending = None
+        self._body, self._at, self._body_version = body, time.monotonic(), version
+        return body
+
+
+class CountingLedger:
+    """The orchestrator's ledger, counted into metrics; a write invalidates the stats cache."""
+
+    def __init__(self, ledger: Ledger, metrics: Metrics, on_write: Callable[[], None]) -> None:
+        self._ledger = ledger
+        self._metrics = metrics
+        self._on_write = on_write
+
+    def record(self, events: Any) -> RecordResult:
+        started = time.perf_counter()
+        try:
+            result = self._ledger.record(events)
+        except HuntazeError:
+            self._metrics.ledger_write_errors.inc()
+            raise
+        self._metrics.ledger_write_latency.observe(time.perf_counter() - started)
+        events_metric = self._metrics.ledger_events
+        events_metric.labels("stored").inc(result.stored)
+        events_metric.labels("duplicate").inc(result.duplicates)
+        events_metric.labels("expired").inc(result.expired)
+        self._on_write()
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ledger, name)
+
+
+class CountingLimiter:
+    """The worker's rate limiter, with its grants and waits counted into metrics."""
+
+    def __init__(self, limiter: RateLimiter, metrics: Metrics) -> None:
+        self._limiter = limiter
+        self._metrics = metrics
+        self.messages = limiter.messages
+        self.per_seconds = limiter.per_seconds
+
+    def acquire(self, account: str, *, now: Any = None) -> Grant:
+        grant = self._limiter.acquire(account, now=now)
+        if grant.granted:
+            self._metrics.ratelimit_acquires.labels("granted").inc()
+        else:
+            self._metrics.ratelimit_acquires.labels("wait").inc()
+            self._metrics.ratelimit_wait.observe(grant.retry_after_s)
+        return grant
+
+    def close(self) -> None:
+        self._limiter.close()

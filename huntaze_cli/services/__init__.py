@@ -1,0 +1,94 @@
+"""The service container both the CLI and the HTTP daemon build on.
+
+Commands and routes get their config, stores, queue, limiter and sink from a
+``Services`` object and call the application services in this package with it; neither
+layer opens a backend itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from huntaze_cli.config import Config
+    from huntaze_cli.sinks import Sink
+    from huntaze_cli.storage.ledger import Ledger
+    from huntaze_cli.storage.queue import DeliveryQueue
+    from huntaze_cli.storage.ratelimit import RateLimiter
+    from huntaze_cli.storage.sqlite.campaigns import CampaignStore
+
+
+@dataclass
+class Services:
+    """The stores, sinks and config one process uses, opened lazily and closed together.
+
+    The CLI keeps one on ``ctx.obj`` for the command it runs; `serve` keeps two (one
+    for the event loop's thread, one for request handlers). Nothing opens before it is
+    first asked for, so a command that reads only the ledger never opens the queue.
+    """
+
+    config_path: Path | None = None
+    _config: Config | None = field(default=None, repr=False)
+    _ledger: Ledger | None = field(default=None, repr=False)
+    _open: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def with_config(cls, config: Config, *, config_path: Path | None = None) -> Services:
+        """A container around an already loaded config (the daemon loads it once)."""
+        services = cls(config_path=config_path)
+        services._config = config
+        return services
+
+    def reload(self, config: Config) -> None:
+        """Use ``config`` from now on; stores already open stay open (their sections
+        need a restart to change, see ``server.runtime.RESTART_SECTIONS``)."""
+        self._config = config
+
+    def config(self) -> Config:
+        if self._config is None:
+            from huntaze_cli.config import load_config
+
+            self._config = load_config(self.config_path)
+        return self._config
+
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            from huntaze_cli.storage import open_ledger
+
+            self._ledger = open_ledger(self.config())
+        return self._ledger
+
+    def _get(self, name: str, factory: Any) -> Any:
+        if name not in self._open:
+            self._open[name] = factory(self.config())
+        return self._open[name]
+
+    def store(self) -> CampaignStore:
+        from huntaze_cli.storage.sqlite.campaigns import CampaignStore
+
+        return self._get("store", lambda config: CampaignStore(config.campaigns_path))
+
+    def queue(self) -> DeliveryQueue:
+        from huntaze_cli.storage import open_queue
+
+        return self._get("queue", open_queue)
+
+    def limiter(self) -> RateLimiter:
+        from huntaze_cli.storage import open_rate_limiter
+
+        return self._get("limiter", open_rate_limiter)
+
+    def sink(self) -> Sink:
+        from huntaze_cli.sinks import open_sink
+
+        return self._get("sink", open_sink)
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
+        for resource in self._open.values():
+            resource.close()
+        self._open.clear()

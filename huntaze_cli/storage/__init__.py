@@ -1,0 +1,47 @@
+"""Storage backends behind small protocols; implementations are imported lazily.
+
+Only the AWS implementations import boto3, and only when the config selects them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from huntaze_cli.config import Config
+    from huntaze_cli.storage.ledger import Ledger
+    from huntaze_cli.storage.queue import DeliveryQueue
+    from huntaze_cli.storage.ratelimit import RateLimiter
+
+
+def open_ledger(config: Config) -> Ledger:
+    """The ledger the config selects, ready to use."""
+    if config.ledger.backend == "dynamodb":
+        from huntaze_cli.storage.aws.dynamodb_ledger import DynamoDBLedger
+
+        return DynamoDBLedger.from_config(config)
+    from huntaze_cli.storage.sqlite.ledger import SQLiteLedger
+
+    return SQLiteLedger.from_config(config)
+
+
+def open_rate_limiter(config: Config) -> RateLimiter:
+    """The per-account rate limiter ``[rate_limit] backend`` selects, ready to use."""
+    if config.rate_limit.backend == "dynamodb":
+        from huntaze_cli.storage.aws.dynamodb_ratelimit import DynamoDBRateLimiter
+
+        return DynamoDBRateLimiter.from_config(config)
+    from huntaze_cli.storage.sqlite.ratelimit import SQLiteRateLimiter
+
+    return SQLiteRateLimiter.from_config(config)
+
+
+def open_queue(config: Config) -> DeliveryQueue:
+    """The delivery queue the config selects, ready to use."""
+    if config.queue.backend == "sqs":
+        from huntaze_cli.storage.aws.sqs_queue import SQSQueue
+
+        return SQSQueue.from_config(config)
+    from huntaze_cli.storage.sqlite.queue import SQLiteQueue
+
+    return SQLiteQueue.from_config(config)

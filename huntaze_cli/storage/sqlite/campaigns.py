@@ -1,0 +1,431 @@
+"""Campaigns and the state of each of their messages, in campaigns.db (SQLite).
+
+Message states (DESIGN.md invariant 4): ``pending`` (not generated yet, or generation
+failed and will be tried again on resume: ``error`` is set), ``generated`` (text stored,
+not yet in the queue), ``queued`` (in the delivery queue, maybe leased), ``failed``
+(a delivery attempt failed; the queue retries it), ``sent``, ``dead`` (dead letter, or
+generation failed for good). Every transition is idempotent, so replays after a crash
+(a second ``mark_sent`` of the same message) change nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from huntaze_cli.errors import BackendError
+from huntaze_cli.storage.sqlite.db import open_migrated, sqlite_errors
+
+MESSAGE_STATES = ("pending", "generated", "queued", "sent", "failed", "dead")
+OPEN_STATES = ("pending", "generated", "queued", "failed")
+
+# SQLite page cache of this connection. Messages are written and read by key in batches of
+# a few hundred rows, which 8 MB serves as fast as the 64 MB default (sized for the
+# ledger's write rate). With the default, this cache and the queue's grew a campaign
+# process by about 0.6 KB per recipient until full (DESIGN.md: <= 200 MB for 100k).
+CACHE_MB = 8
+
+_MIGRATIONS = [
+    (
+        "campaigns_001_tables",
+        """
+        CREATE TABLE campaigns (
+            id TEXT PRIMARY KEY,
+            idempotency_key TEXT UNIQUE,
+            name TEXT NOT NULL,
+            account TEXT NOT NULL,
+            tenant TEXT NOT NULL,
+            model TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            system TEXT,
+            prompt TEXT NOT NULL,
+            max_tokens INTEGER,
+            temperature REAL,
+            state TEXT NOT NULL,
+            recipients INTEGER NOT NULL,
+            estimated_cost_nano INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX campaigns_created ON campaigns (created_at);
+        CREATE TABLE messages (
+            campaign_id TEXT NOT NULL,
+            recipient_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            fields TEXT NOT NULL,
+            state TEXT NOT NULL,
+            text TEXT,
+            provider TEXT,
+            error TEXT,
+            sent_at TEXT,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (campaign_id, recipient_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX messages_state ON messages (campaign_id, state, seq);
+        CREATE TABLE workers (
+            worker_id TEXT PRIMARY KEY,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            started_at TEXT NOT NULL,
+            beat_at TEXT NOT NULL,
+            delivered INTEGER NOT NULL,
+            stopped INTEGER NOT NULL DEFAULT 0
+        );
+        """,
+    )
+]
+
+
+@dataclass(slots=True)
+class CampaignRow:
+    id: str
+    idempotency_key: str | None
+    name: str
+    account: str
+    tenant: str
+    model: str
+    provider: str
+    system: str | None
+    prompt: str
+    max_tokens: int | None
+    temperature: float | None
+    state: str
+    recipients: int
+    estimated_cost_nano: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(slots=True)
+class PendingMessage:
+    recipient_id: str
+    seq: int
+    fields: dict[str, str]
+
+
+@dataclass(slots=True)
+class Heartbeat:
+    worker_id: str
+    host: str
+    pid: int
+    started_at: datetime
+    beat_at: datetime
+    delivered: int
+    stopped: bool
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def split_key(key: str) -> tuple[str, str]:
+    campaign_id, _, recipient_id = key.partition(":")
+    return campaign_id, recipient_id
+
+
+class CampaignStore:
+    """The SQLite campaign store; safe for several processes (WAL, BEGIN IMMEDIATE)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn = open_migrated(path, _MIGRATIONS, what="campaign store", cache_mb=CACHE_MB)
+
+    # --- transactions ------------------------------------------------------------------
+
+    def _write(self, doing: str) -> _Txn:
+        return _Txn(self._conn, self.path, doing)
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with sqlite_errors(self.path, "reading campaigns"):
+            return self._conn.execute(sql, params).fetchall()
+
+    # --- campaigns ---------------------------------------------------------------------
+
+    def create(
+        self,
+        *,
+        campaign_id: str,
+        idempotency_key: str | None,
+        spec: dict[str, Any],
+        recipients: Iterable[tuple[str, dict[str, str]]],
+        estimated_cost_nano: int,
+    ) -> int:
+        """Store a campaign and all its recipients in one transaction; returns the count.
+
+        If ``recipients`` raises (a bad line), nothing at all is stored.
+        """
+        now = _now()
+        with self._write("creating the campaign") as conn:
+            conn.execute(
+                "INSERT INTO campaigns VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    campaign_id,
+                    idempotency_key,
+                    spec["name"],
+                    spec["account"],
+                    spec["tenant"],
+                    spec["model"],
+                    spec["provider"],
+                    spec.get("system"),
+                    spec["prompt"],
+                    spec.get("max_tokens"),
+                    spec.get("temperature"),
+                    "estimating",
+                    0,
+                    estimated_cost_nano,
+                    now,
+                    now,
+                ),
+            )
+            count = 0
+            batch: list[tuple[Any, ...]] = []
+            for recipient_id, fields in recipients:
+                batch.append((campaign_id, recipient_id, count, json.dumps(fields), "pending", now))
+                count += 1
+                if len(batch) >= 2000:
+                    self._insert_messages(conn, batch)
+                    batch = []
+            self._insert_messages(conn, batch)
+            conn.execute(
+                "UPDATE campaigns SET recipients = ?, state = 'generating' WHERE id = ?",
+                (count, campaign_id),
+            )
+        return count
+
+    @staticmethod
+    def _insert_messages(conn: sqlite3.Connection, batch: list[tuple[Any, ...]]) -> None:
+        conn.executemany(
+            "INSERT INTO messages (campaign_id, recipient_id, seq, fields, state, updated_at)"
+            " VALUES (?,?,?,?,?,?)",
+            batch,
+        )
+
+    def find_by_key(self, idempotency_key: str) -> str | None:
+        rows = self._read("SELECT id FROM campaigns WHERE idempotency_key = ?", (idempotency_key,))
+        return rows[0][0] if rows else None
+
+    def get(self, campaign_id: str) -> CampaignRow | None:
+        rows = self._read("SELECT * FROM campaigns WHERE id = ?", (campaign_id,))
+        return _campaign(rows[0]) if rows else None
+
+    def recent(self, limit: int = 20) -> list[CampaignRow]:
+        rows = self._read("SELECT * FROM campaigns ORDER BY created_at DESC LIMIT ?", (limit,))
+        return [_campaign(row) for row in rows]
+
+    def set_state(self, campaign_id: str, state: str) -> None:
+        with self._write("updating the campaign") as conn:
+            conn.execute(
+                "UPDATE campaigns SET state = ?, updated_at = ? WHERE id = ?",
+                (state, _now(), campaign_id),
+            )
+
+    def counts(self, campaign_id: str) -> dict[str, int]:
+        rows = self._read(
+            "SELECT state, COUNT(*) FROM messages WHERE campaign_id = ? GROUP BY state",
+            (campaign_id,),
+        )
+        counts = dict.fromkeys(MESSAGE_STATES, 0)
+        counts.update({state: n for state, n in rows})
+        return counts
+
+    def refresh_state(self, campaign_id: str) -> str:
+        """Move a delivering campaign to completed(_with_errors) once nothing is open."""
+        campaign = self.get(campaign_id)
+        if campaign is None:
+            return "unknown"
+        if campaign.state != "delivering" or self._has(campaign_id, OPEN_STATES):
+            return campaign.state
+        state = "completed_with_errors" if self._has(campaign_id, ("dead",)) else "completed"
+        self.set_state(campaign_id, state)
+        return state
+
+    def _has(self, campaign_id: str, states: Sequence[str]) -> bool:
+        """Whether any message is in one of ``states`` (an index probe, not a count)."""
+        marks = ",".join("?" * len(states))
+        rows = self._read(
+            f"SELECT 1 FROM messages WHERE campaign_id = ? AND state IN ({marks}) LIMIT 1",
+            (campaign_id, *states),
+        )
+        return bool(rows)
+
+    # --- messages ----------------------------------------------------------------------
+
+    def pending(self, campaign_id: str, *, after_seq: int, limit: int) -> list[PendingMessage]:
+        rows = self._read(
+            "SELECT recipient_id, seq, fields FROM messages "
+            "WHERE campaign_id = ? AND state = 'pending' AND seq > ? ORDER BY seq LIMIT ?",
+            (campaign_id, after_seq, limit),
+        )
+        return [PendingMessage(r[0], r[1], json.loads(r[2])) for r in rows]
+
+    def generated(self, campaign_id: str) -> Iterator[tuple[str, str]]:
+        """(recipient_id, text) of messages generated but not yet queued."""
+        after = -1
+        while True:
+            rows = self._read(
+                "SELECT recipient_id, text, seq FROM messages WHERE campaign_id = ? "
+                "AND state = 'generated' AND seq > ? ORDER BY seq LIMIT 1000",
+                (campaign_id, after),
+            )
+            if not rows:
+                return
+            for recipient_id, text, seq in rows:
+                after = seq
+                yield recipient_id, text
+
+    def save_generated(self, campaign_id: str, rows: Sequence[tuple[str, str, str]]) -> None:
+        """(recipient_id, text, provider) for messages just generated."""
+        now = _now()
+        with self._write("saving generated messages") as conn:
+            conn.executemany(
+                "UPDATE messages SET state = 'generated', text = ?, provider = ?, error = NULL,"
+                " updated_at = ? WHERE campaign_id = ? AND recipient_id = ? AND state = 'pending'",
+                [(text, provider, now, campaign_id, rid) for rid, text, provider in rows],
+            )
+
+    def generation_failed(
+        self, campaign_id: str, rows: Sequence[tuple[str, str]], *, final: bool
+    ) -> None:
+        """Keep the error; ``final`` makes the message dead, else it stays pending."""
+        state = "dead" if final else "pending"
+        now = _now()
+        with self._write("recording generation failures") as conn:
+            conn.executemany(
+                "UPDATE messages SET state = ?, error = ?, updated_at = ? "
+                "WHERE campaign_id = ? AND recipient_id = ? AND state = 'pending'",
+                [(state, error, now, campaign_id, rid) for rid, error in rows],
+            )
+
+    def mark_queued(self, campaign_id: str, recipient_ids: Sequence[str]) -> None:
+        now = _now()
+        with self._write("marking messages queued") as conn:
+            conn.executemany(
+                "UPDATE messages SET state = 'queued', updated_at = ? "
+                "WHERE campaign_id = ? AND recipient_id = ? AND state = 'generated'",
+                [(now, campaign_id, rid) for rid in recipient_ids],
+            )
+
+    def delivery_outcome(
+        self, key: str, state: str, *, sent_at: str | None, error: str | None
+    ) -> None:
+        """A delivery attempt's result: sent, failed (will retry) or dead. Sent is final."""
+        campaign_id, recipient_id = split_key(key)
+        with self._write("recording a delivery") as conn:
+            conn.execute(
+                "UPDATE messages SET state = ?, sent_at = COALESCE(?, sent_at), error = ?,"
+                " updated_at = ? WHERE campaign_id = ? AND recipient_id = ? AND state != 'sent'",
+                (state, sent_at, error, _now(), campaign_id, recipient_id),
+            )
+
+    def requeued(self, campaign_id: str) -> int:
+        """Dead messages that have text go back to queued (see `huntaze requeue`)."""
+        with self._write("requeueing dead messages") as conn:
+            cursor = conn.execute(
+                "UPDATE messages SET state = 'queued', error = NULL, updated_at = ? "
+                "WHERE campaign_id = ? AND state = 'dead' AND text IS NOT NULL",
+                (_now(), campaign_id),
+            )
+            conn.execute(
+                "UPDATE campaigns SET state = 'delivering', updated_at = ? "
+                "WHERE id = ? AND state LIKE 'completed%' AND ? > 0",
+                (_now(), campaign_id, cursor.rowcount),
+            )
+            return cursor.rowcount
+
+    def retry_failed_generation(self, campaign_id: str) -> int:
+        """Dead messages without text (generation gave up) become pending again."""
+        with self._write("resetting failed generations") as conn:
+            return conn.execute(
+                "UPDATE messages SET state = 'pending', updated_at = ? "
+                "WHERE campaign_id = ? AND state = 'dead' AND text IS NULL",
+                (_now(), campaign_id),
+            ).rowcount
+
+    def needs_generation(self, campaign_id: str) -> bool:
+        """Whether any message is pending or gave up generating (a resume retries it)."""
+        rows = self._read(
+            "SELECT 1 FROM messages WHERE campaign_id = ? AND (state = 'pending' "
+            "OR (state = 'dead' AND text IS NULL)) LIMIT 1",
+            (campaign_id,),
+        )
+        return bool(rows)
+
+    # --- workers -----------------------------------------------------------------------
+
+    def heartbeat(
+        self, worker_id: str, *, started_at: datetime, delivered: int, stopped: bool = False
+    ) -> None:
+        with self._write("recording a worker heartbeat") as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO workers VALUES (?,?,?,?,?,?,?)",
+                (
+                    worker_id,
+                    socket.gethostname(),
+                    os.getpid(),
+                    started_at.isoformat(),
+                    _now(),
+                    delivered,
+                    int(stopped),
+                ),
+            )
+
+    def heartbeats(self) -> list[Heartbeat]:
+        rows = self._read("SELECT * FROM workers ORDER BY beat_at DESC LIMIT 50")
+        return [
+            Heartbeat(
+                r[0],
+                r[1],
+                r[2],
+                datetime.fromisoformat(r[3]),
+                datetime.fromisoformat(r[4]),
+                r[5],
+                bool(r[6]),
+            )
+            for r in rows
+        ]
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class _Txn:
+    """``with store._write(doing) as conn:`` — BEGIN IMMEDIATE ... COMMIT, errors wrapped."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, doing: str) -> None:
+        self.conn = conn
+        self.path = path
+        self.doing = doing
+
+    def __enter__(self) -> sqlite3.Connection:
+        with sqlite_errors(self.path, self.doing):
+            self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            try:
+                with sqlite_errors(self.path, self.doing):
+                    self.conn.execute("COMMIT")
+                return
+            except BackendError:
+                self.conn.execute("ROLLBACK")
+                raise
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            with sqlite_errors(self.path, self.doing):
+                raise exc
+
+
+def _campaign(row: Sequence[Any]) -> CampaignRow:
+    values = list(row)
+    values[14] = datetime.fromisoformat(values[14])
+    values[15] = datetime.fromisoformat(values[15])
+    return CampaignRow(*values)

@@ -1,0 +1,516 @@
+"""The cost ledger in one SQLite file: the default, single-host backend.
+
+Raw events live in ``events`` (keyed by attempt id, ``ts`` in integer microseconds since
+the epoch, UTC); ``rollup_daily`` and ``rollup_slot`` hold the rollups every report reads.
+``record`` writes events and rollups in one ``BEGIN IMMEDIATE`` transaction, so several
+processes can record into one file and a replayed attempt never counts twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import fields
+from datetime import UTC, date, datetime, timedelta
+from operator import attrgetter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from huntaze_cli.errors import BackendError
+from huntaze_cli.models import CostEvent
+from huntaze_cli.storage.ledger import (
+    COUNTER_FIELDS,
+    GROUP_FIELDS,
+    LATENCY_BUCKETS,
+    AlertRecord,
+    Counters,
+    DailyRollup,
+    RecordResult,
+    SlotRollup,
+    aggregate,
+    dedupe_batch,
+    retention_cutoff,
+    slot_of,
+)
+from huntaze_cli.storage.sqlite.db import Migration, open_migrated, sqlite_errors
+
+if TYPE_CHECKING:
+    from huntaze_cli.config import Config
+
+logger = logging.getLogger(__name__)
+
+# Rows are rebuilt positionally as Counters(*row[...]); that needs both in one order.
+if tuple(f.name for f in fields(Counters)) != COUNTER_FIELDS:  # pragma: no cover
+    raise RuntimeError("Counters fields and COUNTER_FIELDS disagree")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+# Ids per "SELECT ... IN (...)": far below SQLite's limit of bound parameters.
+_ID_CHUNK = 500
+# Rows per page of events(); each page is its own short read, so a slow consumer never
+# pins an old snapshot (which would stop WAL checkpoints) or blocks other threads.
+_PAGE = 1000
+# Raw events deleted per prune transaction, so other writers interleave with a big prune.
+_PRUNE_CHUNK = 10_000
+_PRUNE_EVERY_S = 3600.0
+
+# The events table's columns are CostEvent's fields, in order (money as cost_nano).
+_EVENT_COLUMNS = tuple(CostEvent.model_fields)
+_DAILY_KEYS = ("day", "provider", "model", "account", "campaign_id", "tenant")
+_SLOT_KEYS = ("slot", "provider")
+_LATENCY_COLUMNS = tuple(f"lat_{i}" for i in range(LATENCY_BUCKETS))
+
+
+def _columns_sql(names: Sequence[str], ctype: str) -> str:
+    return ",\n    ".join(f"{name} {ctype} NOT NULL DEFAULT 0" for name in names)
+
+
+LEDGER_MIGRATIONS: list[Migration] = [
+    (
+        "ledger_001_tables",
+        f"""
+        CREATE TABLE events (
+            attempt_id TEXT PRIMARY KEY,
+            request_id TEXT NOT NULL,
+            ts INTEGER NOT NULL,
+            provider TEXT NOT NULL,
+            deployment TEXT,
+            model TEXT NOT NULL,
+            input_tokens INTEGER NOT NULL,
+            cached_input_tokens INTEGER NOT NULL,
+            output_tokens INTEGER NOT NULL,
+            cost_nano INTEGER NOT NULL,
+            priced INTEGER NOT NULL,
+            latency_ms REAL NOT NULL,
+            status TEXT NOT NULL,
+            error_kind TEXT,
+            route_reason TEXT,
+            campaign_id TEXT,
+            account TEXT,
+            tenant TEXT NOT NULL
+        ) WITHOUT ROWID;
+        -- Holds (ts, attempt_id): the order events() pages in and prune() deletes by.
+        CREATE INDEX events_ts ON events (ts);
+        CREATE TABLE rollup_daily (
+            day TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            model TEXT NOT NULL,
+            account TEXT NOT NULL,
+            campaign_id TEXT NOT NULL,
+            tenant TEXT NOT NULL,
+            {_columns_sql(COUNTER_FIELDS, "INTEGER")},
+            PRIMARY KEY (day, provider, model, account, campaign_id, tenant)
+        ) WITHOUT ROWID;
+        CREATE TABLE rollup_slot (
+            slot INTEGER NOT NULL,
+            provider TEXT NOT NULL,
+            {_columns_sql(COUNTER_FIELDS, "INTEGER")},
+            {_columns_sql(_LATENCY_COLUMNS, "INTEGER")},
+            PRIMARY KEY (slot, provider)
+        ) WITHOUT ROWID;
+        CREATE TABLE alerts (
+            id INTEGER PRIMARY KEY,
+            threshold TEXT NOT NULL,
+            period TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            sent_at INTEGER NOT NULL,
+            ok INTEGER NOT NULL,
+            error TEXT
+        );
+        CREATE INDEX alerts_period ON alerts (threshold, period, sent_at);
+        CREATE INDEX alerts_ok ON alerts (threshold, ok, sent_at);
+        """,
+    ),
+]
+
+
+def _upsert_sql(table: str, keys: Sequence[str], counters: Sequence[str]) -> str:
+    columns = (*keys, *counters)
+    updates = ", ".join(f"{c} = {c} + excluded.{c}" for c in counters)
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+    )
+
+
+_INSERT_EVENT = (
+    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})"
+)
+_UPSERT_DAILY = _upsert_sql("rollup_daily", _DAILY_KEYS, COUNTER_FIELDS)
+_UPSERT_SLOT = _upsert_sql("rollup_slot", _SLOT_KEYS, (*COUNTER_FIELDS, *_LATENCY_COLUMNS))
+_SELECT_EVENTS = f"SELECT {', '.join(_EVENT_COLUMNS)} FROM events"
+_SELECT_DAILY = (
+    f"SELECT {', '.join((*_DAILY_KEYS, *COUNTER_FIELDS))} FROM rollup_daily "
+    "WHERE day >= ? AND day < ? ORDER BY day, provider, model, account, campaign_id, tenant"
+)
+_SELECT_SLOTS = (
+    f"SELECT {', '.join((*_SLOT_KEYS, *COUNTER_FIELDS, *_LATENCY_COLUMNS))} FROM rollup_slot "
+    "WHERE slot >= ? AND slot < ? ORDER BY slot, provider"
+)
+# Slot rollups of one range summed per provider, in SQL: stats and thresholds read only this.
+_SUM_SLOTS = (
+    "SELECT provider, "
+    + ", ".join(f"SUM({c})" for c in (*COUNTER_FIELDS, *_LATENCY_COLUMNS))
+    + " FROM rollup_slot WHERE slot >= ? AND slot < ? GROUP BY provider"
+)
+_SELECT_ALERTS = "SELECT threshold, period, channel, sent_at, ok, error FROM alerts"
+_counter_values = attrgetter(*COUNTER_FIELDS)
+# An events row is the CostEvent's fields in _EVENT_COLUMNS order, ts (third) in microseconds.
+_BEFORE_TS = attrgetter(*_EVENT_COLUMNS[:2])
+_AFTER_TS = attrgetter(*_EVENT_COLUMNS[3:])
+
+
+def _micros(ts: datetime) -> int:
+    """Exact microseconds since the epoch (``timestamp()`` would round through a float)."""
+    return (ts - _EPOCH) // _MICRO
+
+
+def _from_micros(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def _ceil_seconds(us: int) -> int:
+    return -(-us // 1_000_000)
+
+
+def _day(value: date) -> str:
+    # A datetime is also a date; its ISO string would not compare with stored days.
+    return (value.date() if isinstance(value, datetime) else value).isoformat()
+
+
+class SQLiteLedger:
+    """The ``Ledger`` protocol on one SQLite file; safe across threads and processes."""
+
+    def __init__(
+        self, path: Path, *, retention_days: int = 30, rollup_retention_days: int = 400
+    ) -> None:
+        self.path = Path(path)
+        self.retention_days = retention_days
+        self.rollup_retention_days = rollup_retention_days
+        # One connection per ledger; the lock keeps threads from interleaving statements
+        # of different transactions on it.
+        self._lock = threading.Lock()
+        self._next_prune = 0.0
+        self._conn: sqlite3.Connection | None = open_migrated(
+            self.path, LEDGER_MIGRATIONS, what="cost ledger"
+        )
+
+    @classmethod
+    def from_config(cls, config: Config) -> SQLiteLedger:
+        return cls(
+            config.ledger_path,
+            retention_days=config.ledger.retention_days,
+            rollup_retention_days=config.ledger.rollup_retention_days,
+        )
+
+    def __enter__(self) -> SQLiteLedger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- plumbing -----------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise BackendError(f"{self.path}: the cost ledger is closed; open it again")
+        return self._conn
+
+    @contextmanager
+    def _reading(self, doing: str) -> Iterator[sqlite3.Connection]:
+        with self._lock, sqlite_errors(self.path, doing):
+            yield self._connection()
+
+    @contextmanager
+    def _writing(self, doing: str, *, commit: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction; IMMEDIATE takes the write lock before the first read,
+        so a read-then-write can never deadlock against another process."""
+        with self._lock, sqlite_errors(self.path, doing):
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                self._rollback(conn)
+                raise
+            if commit:
+                conn.execute("COMMIT")
+            else:
+                self._rollback(conn)
+
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                # The original error matters more; SQLite rolls back on its own anyway
+                # when the connection closes.
+                logger.debug("rollback failed", exc_info=True)
+
+    # --- writing ------------------------------------------------------------------
+
+    def record(self, events: Sequence[CostEvent]) -> RecordResult:
+        """Store events not yet stored and add them to the rollups, atomically."""
+        result = RecordResult()
+        if not events:
+            return result
+        cutoff = _micros(retention_cutoff(datetime.now(UTC), self.retention_days))
+        fresh: list[CostEvent] = []
+        for event in events:
+            if _micros(event.ts) < cutoff:
+                result.expired += 1
+            else:
+                fresh.append(event)
+        unique, result.duplicates = dedupe_batch(fresh)
+        if unique:
+            with self._writing("recording cost events") as conn:
+                existing = self._existing_ids(conn, [e.attempt_id for e in unique])
+                new = [e for e in unique if e.attempt_id not in existing]
+                result.duplicates += len(unique) - len(new)
+                result.stored = len(new)
+                if new:
+                    self._insert(conn, new)
+        self._maybe_prune()
+        return result
+
+    @staticmethod
+    def _existing_ids(conn: sqlite3.Connection, ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(ids), _ID_CHUNK):
+            chunk = ids[start : start + _ID_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT attempt_id FROM events WHERE attempt_id IN ({marks})"
+            found.update(row[0] for row in conn.execute(sql, chunk))
+        return found
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, new: list[CostEvent]) -> None:
+        try:
+            conn.executemany(
+                _INSERT_EVENT, [(*_BEFORE_TS(e), _micros(e.ts), *_AFTER_TS(e)) for e in new]
+            )
+            daily, slots = aggregate(new)
+            conn.executemany(
+                _UPSERT_DAILY, [(*key, *_counter_values(c)) for key, c in daily.items()]
+            )
+            conn.executemany(
+                _UPSERT_SLOT,
+                [
+                    (s.slot, s.provider, *_counter_values(s.counters), *s.latency)
+                    for s in slots.values()
+                ],
+            )
+        except OverflowError as exc:
+            # sqlite3 refuses ints beyond 64 bits; surface it as a rolled-back ledger
+            # write rather than a bare OverflowError.
+            raise sqlite3.DataError(f"a count or cost does not fit in 64 bits ({exc})") from exc
+
+    def _maybe_prune(self) -> None:
+        """Prune at most once per interval per process, so no separate job is needed."""
+        if time.monotonic() < self._next_prune:
+            return
+        self._next_prune = time.monotonic() + _PRUNE_EVERY_S
+        try:
+            self.prune(datetime.now(UTC))
+        except BackendError as exc:
+            # The events are committed; a failed clean-up is retried next interval.
+            logger.warning("pruning the cost ledger failed: %s", exc)
+
+    def prune(self, now: datetime) -> None:
+        """Delete raw events past retention and rollups past rollup retention."""
+        cutoff = _micros(retention_cutoff(now, self.retention_days))
+        while True:
+            with self._writing("pruning old cost events") as conn:
+                deleted = conn.execute(
+                    "DELETE FROM events WHERE attempt_id IN "
+                    "(SELECT attempt_id FROM events WHERE ts < ? LIMIT ?)",
+                    (cutoff, _PRUNE_CHUNK),
+                ).rowcount
+            if deleted < _PRUNE_CHUNK:
+                break
+        # A rollup goes once the whole day or slot it covers is past the cutoff.
+        rollup_cutoff = retention_cutoff(now, self.rollup_retention_days)
+        with self._writing("pruning old cost rollups") as conn:
+            conn.execute(
+                "DELETE FROM rollup_daily WHERE day < ?", (rollup_cutoff.date().isoformat(),)
+            )
+            conn.execute("DELETE FROM rollup_slot WHERE slot < ?", (slot_of(rollup_cutoff),))
+
+    def record_alert(self, record: AlertRecord) -> None:
+        if record.sent_at.tzinfo is None:
+            raise ValueError("AlertRecord.sent_at needs a UTC offset")
+        with self._writing("recording an alert") as conn:
+            conn.execute(
+                "INSERT INTO alerts (threshold, period, channel, sent_at, ok, error) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    record.threshold,
+                    record.period,
+                    record.channel,
+                    _micros(record.sent_at),
+                    record.ok,
+                    record.error,
+                ),
+            )
+
+    def check(self) -> None:
+        """Raise BackendError unless the ledger is reachable and writable."""
+        with self._writing("checking the cost ledger", commit=False) as conn:
+            conn.execute("SELECT count(*) FROM _migrations").fetchone()
+            # A real write, rolled back: proves the write lock and the schema, costs nothing.
+            conn.execute(
+                "INSERT INTO alerts (threshold, period, channel, sent_at, ok) "
+                "VALUES ('check', '', '', 0, 0)"
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # --- reading ------------------------------------------------------------------
+
+    def daily(self, since: date, until: date) -> list[DailyRollup]:
+        """Daily rollups with ``since <= day < until``."""
+        with self._reading("reading daily cost rollups") as conn:
+            rows = conn.execute(_SELECT_DAILY, (_day(since), _day(until))).fetchall()
+        days: dict[str, date] = {}
+        result = []
+        for row in rows:
+            day = days.get(row[0])
+            if day is None:
+                day = days[row[0]] = date.fromisoformat(row[0])
+            result.append(
+                DailyRollup(
+                    day, row[1], row[2], row[3] or None, row[4] or None, row[5], Counters(*row[6:])
+                )
+            )
+        return result
+
+    def daily_groups(
+        self, since: date, until: date, group_by: Sequence[str]
+    ) -> list[tuple[tuple[str | None, ...], Counters]]:
+        """Daily rollups with ``since <= day < until`` summed by GROUP_FIELDS keys, in SQL.
+
+        Same answer as ``group_daily(self.daily(since, until), group_by)``: only the
+        groups cross into Python, not every rollup row of the range.
+        """
+        columns = [GROUP_FIELDS[key] for key in group_by]
+        sums = ", ".join(f"SUM({name})" for name in COUNTER_FIELDS)
+        sql = f"SELECT {', '.join([sums, *columns])} FROM rollup_daily"
+        sql += " WHERE day >= ? AND day < ?"
+        if columns:
+            sql += f" GROUP BY {', '.join(columns)}"
+        with self._reading("reading daily cost rollups") as conn:
+            rows = conn.execute(sql, (_day(since), _day(until))).fetchall()
+        n = len(COUNTER_FIELDS)
+        # Absent account/campaign are stored as "" and reported as None, as in daily().
+        nullable = [name in ("account", "campaign_id") for name in columns]
+        return [
+            (
+                tuple(
+                    (v or None) if null else v for v, null in zip(row[n:], nullable, strict=True)
+                ),
+                Counters(*row[:n]),
+            )
+            for row in rows
+            # Without GROUP BY an empty range still yields one row, of NULL sums.
+            if row[0] is not None
+        ]
+
+    def slots(self, since: datetime, until: datetime) -> list[SlotRollup]:
+        """Quarter-hour rollups whose slot starts in ``[since, until)``."""
+        lo, hi = _ceil_seconds(_micros(since)), _ceil_seconds(_micros(until))
+        with self._reading("reading quarter-hour cost rollups") as conn:
+            rows = conn.execute(_SELECT_SLOTS, (lo, hi)).fetchall()
+        n = 2 + len(COUNTER_FIELDS)
+        return [SlotRollup(row[0], row[1], Counters(*row[2:n]), list(row[n:])) for row in rows]
+
+    def slot_groups(
+        self, ranges: Sequence[tuple[datetime, datetime]]
+    ) -> list[dict[str, SlotRollup]]:
+        """Per ``[start, end)`` range, slot rollups summed by provider (in SQL)."""
+        n = 1 + len(COUNTER_FIELDS)
+        out: list[dict[str, SlotRollup]] = []
+        with self._reading("reading quarter-hour cost rollups") as conn:
+            for start, end in ranges:
+                lo, hi = _ceil_seconds(_micros(start)), _ceil_seconds(_micros(end))
+                out.append(
+                    {
+                        row[0]: SlotRollup(lo, row[0], Counters(*row[1:n]), list(row[n:]))
+                        for row in conn.execute(_SUM_SLOTS, (lo, hi))
+                    }
+                )
+        return out
+
+    def events(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> Iterator[CostEvent]:
+        """Raw events with ``since <= ts < until``, oldest first, streamed."""
+        hi = _micros(until) if until is not None else None
+        # Keyset pagination on (ts, attempt_id), the order of the events_ts index.
+        after: tuple[int, str] | None = None
+        lo = _micros(since) if since is not None else None
+        while True:
+            where: list[str] = []
+            params: list[Any] = []
+            if after is not None:
+                where.append("(ts, attempt_id) > (?, ?)")
+                params.extend(after)
+            elif lo is not None:
+                where.append("ts >= ?")
+                params.append(lo)
+            if hi is not None:
+                where.append("ts < ?")
+                params.append(hi)
+            sql = _SELECT_EVENTS
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            sql += " ORDER BY ts, attempt_id LIMIT ?"
+            params.append(_PAGE)
+            with self._reading("reading cost events") as conn:
+                rows = conn.execute(sql, params).fetchall()
+            for row in rows:
+                yield _event_from_row(row)
+            if len(rows) < _PAGE:
+                return
+            after = (rows[-1][2], rows[-1][0])
+
+    def alerts(self, threshold: str, period: str) -> list[AlertRecord]:
+        """Every alert attempt recorded for one threshold and period, oldest first."""
+        with self._reading("reading alerts") as conn:
+            rows = conn.execute(
+                f"{_SELECT_ALERTS} WHERE threshold = ? AND period = ? ORDER BY sent_at, id",
+                (threshold, period),
+            ).fetchall()
+        return [_alert_from_row(row) for row in rows]
+
+    def last_alert(self, threshold: str) -> AlertRecord | None:
+        """The most recent successful alert of a threshold, any period."""
+        with self._reading("reading alerts") as conn:
+            row = conn.execute(
+                f"{_SELECT_ALERTS} WHERE threshold = ? AND ok = 1 "
+                "ORDER BY sent_at DESC, id DESC LIMIT 1",
+                (threshold,),
+            ).fetchone()
+        return _alert_from_row(row) if row else None
+
+
+def _event_from_row(row: tuple[Any, ...]) -> CostEvent:
+    data = dict(zip(_EVENT_COLUMNS, row, strict=True))
+    data["ts"] = _from_micros(data["ts"])
+    data["priced"] = bool(data["priced"])
+    # The row was a validated CostEvent when it went in; validating it again would
+    # double the cost of an export for nothing.
+    return CostEvent.model_construct(**data)
+
+
+def _alert_from_row(row: tuple[Any, ...]) -> AlertRecord:
+    return AlertRecord(row[0], row[1], row[2], _from_micros(row[3]), bool(row[4]), row[5])

@@ -1,0 +1,181 @@
+"""The per-account compliance rate limiter in one SQLite file: one host, many processes.
+
+The rule (DESIGN.md, invariant 3), made exact. Grants are stamped in integer
+microseconds. A grant at ``g`` occupies the window ``(now - per_seconds, now]`` for every
+``now`` in ``[g, g + per_seconds)``, so with the grants of an account sorted,
+
+    g[i + messages] - g[i] >= per_seconds        for every i,
+
+which is the same as: every half-open interval ``[t, t + per_seconds)`` holds at most
+``messages`` grants. A slot freed by the grant at ``g`` can be taken again at exactly
+``g + per_seconds``, no earlier, and ``retry_after_s`` points at that instant. (A
+*closed* interval of exactly ``per_seconds`` counts both its ends and so may hold a full
+burst at each; no platform counts a minute that way.)
+
+Only the last ``messages`` grants of an account can ever matter, so the log is one row
+per account holding them (oldest first): ``acquire`` is one primary-key read and, when
+it grants, one upsert, inside one ``BEGIN IMMEDIATE`` transaction. The clock is read
+*after* the write lock is taken, so grants of processes on one host are stamped in the
+order they commit. Should a clock still go back (a test clock, a stepped system clock),
+``now`` is raised to the account's latest grant: grants are never stamped out of order.
+Grants that left the window are dropped from the row as it is rewritten; rows of accounts
+idle for a day are deleted now and then.
+
+``next_slot`` (ratelimit.py) is the decision itself, shared with the DynamoDB limiter so both apply
+the same rule to the same stored list.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from huntaze_cli.errors import BackendError
+from huntaze_cli.storage.ratelimit import (
+    IDLE_MARGIN_US,
+    US_PER_S,
+    Grant,
+    from_micros,
+    micros,
+    next_slot,
+    refusal,
+    window_micros,
+)
+from huntaze_cli.storage.sqlite.db import Migration, open_migrated, sqlite_errors
+
+if TYPE_CHECKING:
+    from huntaze_cli.config import Config
+
+logger = logging.getLogger(__name__)
+
+# How often one process looks for idle accounts' rows, and how long a row must have been
+# idle. The margin is far beyond any window, so a clock stepped back a little never
+# finds an account's history gone.
+_PRUNE_EVERY_S = 3600.0
+_PRUNE_CHUNK = 1000
+
+RATELIMIT_MIGRATIONS: list[Migration] = [
+    (
+        "ratelimit_001_windows",
+        """
+        CREATE TABLE windows (
+            account TEXT PRIMARY KEY,
+            -- the account's last grants (at most `messages`), microseconds since the
+            -- epoch, oldest first, separated by spaces (readable with the sqlite3 shell)
+            grants TEXT NOT NULL,
+            last_us INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        """,
+    ),
+]
+
+_SELECT = "SELECT grants FROM windows WHERE account = ?"
+_UPSERT = (
+    "INSERT INTO windows (account, grants, last_us) VALUES (?, ?, ?) "
+    "ON CONFLICT (account) DO UPDATE SET grants = excluded.grants, last_us = excluded.last_us"
+)
+_PRUNE = (
+    "DELETE FROM windows WHERE account IN (SELECT account FROM windows WHERE last_us < ? LIMIT ?)"
+)
+
+
+class SQLiteRateLimiter:
+    """The ``RateLimiter`` protocol on one SQLite file; safe across threads and processes."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        messages: int = 10,
+        per_seconds: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if messages < 1:
+            raise ValueError(f"messages must be at least 1, got {messages}")
+        self.path = Path(path)
+        self.messages = messages
+        self.per_seconds = per_seconds
+        self._per_us = window_micros(per_seconds)
+        self._clock = clock
+        # One connection per limiter; the lock keeps threads from interleaving statements
+        # of different transactions on it.
+        self._lock = threading.Lock()
+        self._next_prune = 0.0
+        self._conn: sqlite3.Connection | None = open_migrated(
+            self.path, RATELIMIT_MIGRATIONS, what="rate limiter"
+        )
+
+    @classmethod
+    def from_config(cls, config: Config) -> SQLiteRateLimiter:
+        """The limiter ``[rate_limit]`` describes (``backend = "sqlite"``)."""
+        return cls(
+            config.ratelimit_path,
+            messages=config.rate_limit.messages,
+            per_seconds=config.rate_limit.per_seconds,
+        )
+
+    def __enter__(self) -> SQLiteRateLimiter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def acquire(self, account: str, *, now: datetime | None = None) -> Grant:
+        """Take a slot for ``account`` if its window has room, else say how long to wait."""
+        fixed_us = micros(now) if now is not None else None
+        with self._lock, sqlite_errors(self.path, "taking a rate-limit slot"):
+            conn = self._conn
+            if conn is None:
+                raise BackendError(f"{self.path}: the rate limiter is closed; open it again")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                # Read under the write lock: the process that commits first has the
+                # earlier stamp.
+                now_us = fixed_us if fixed_us is not None else round(self._clock() * US_PER_S)
+                row = conn.execute(_SELECT, (account,)).fetchone()
+                stored = [int(us) for us in row[0].split()] if row else []
+                slot = next_slot(stored, now_us, messages=self.messages, per_us=self._per_us)
+                if slot.at_us is not None:
+                    text = " ".join(map(str, slot.grants))
+                    conn.execute(_UPSERT, (account, text, slot.at_us))
+                    self._maybe_prune(conn, slot.at_us)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        # The original error matters more; SQLite rolls back on close.
+                        logger.debug("rollback failed", exc_info=True)
+                raise
+        if slot.at_us is None:
+            return refusal(slot.wait_us)
+        return Grant(True, at=from_micros(slot.at_us))
+
+    def _maybe_prune(self, conn: sqlite3.Connection, now_us: int) -> None:
+        """Delete, at most hourly per process, rows of accounts idle for a day.
+
+        Such a row holds no grant inside any window that matters, so deleting it
+        changes no decision; it only keeps the file as small as the active accounts.
+        Done inside an acquire's transaction (and with its clock) to need no job.
+        """
+        if time.monotonic() < self._next_prune:
+            return
+        self._next_prune = time.monotonic() + _PRUNE_EVERY_S
+        cutoff = now_us - self._per_us - IDLE_MARGIN_US
+        if conn.execute(_PRUNE, (cutoff, _PRUNE_CHUNK)).rowcount >= _PRUNE_CHUNK:
+            # More to go: the next acquire takes the next chunk, so no transaction
+            # holds the write lock for long.
+            self._next_prune = 0.0
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

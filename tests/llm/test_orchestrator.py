@@ -1,0 +1,503 @@
+"""The hybrid orchestrator over real HTTP: the openai SDK against the local fake server.
+
+Every failure class of DESIGN.md invariant 5, breaker transitions under concurrent calls,
+each routing strategy, the feature flags, exact pricing and secret hygiene.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Coroutine, Iterator
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from huntaze_cli.config import Config
+from huntaze_cli.errors import ConfigError
+from huntaze_cli.llm.circuit import StateStore
+from huntaze_cli.llm.orchestrator import GenerationFailed, Orchestrator
+from huntaze_cli.llm.pricing import PriceBook
+from huntaze_cli.llm.providers import build_providers
+from huntaze_cli.llm.types import GenerationRequest, Message
+from huntaze_cli.models import CostEvent
+from huntaze_cli.observability.metrics import Metrics
+from huntaze_cli.storage.sqlite.ledger import SQLiteLedger
+from huntaze_testing.fake_llm import FakeLLM
+
+OPENAI_KEY = "sk-orch-openai-5e5e5e5e5e5e"
+AZURE_KEY = "az-orch-azure-7a7a7a7a7a7a"
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FakeLLM]:
+    with FakeLLM(openai_keys=[OPENAI_KEY], azure_keys=[AZURE_KEY], timeout_sleep_s=3.0) as srv:
+        yield srv
+
+
+@pytest.fixture
+def fake(server: FakeLLM, monkeypatch: pytest.MonkeyPatch) -> FakeLLM:
+    server.reset()
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", AZURE_KEY)
+    return server
+
+
+def make_config(fake: FakeLLM, tmp_path: Path, **sections: dict[str, Any]) -> Config:
+    data: dict[str, Any] = {
+        "ledger": {"path": str(tmp_path / "ledger.db")},
+        "routing": {
+            "order": ["azure", "openai"],
+            "timeout_s": 1.0,
+            "deadline_s": 10.0,
+            "max_attempts": 4,
+            "backoff_base_s": 0.01,
+            "backoff_max_s": 0.05,
+            "circuit_failure_threshold": 3,
+            "circuit_cooldown_s": 0.4,
+        },
+        "providers": {
+            "azure": {
+                "kind": "azure",
+                "endpoint": fake.azure_endpoint,
+                "api_version": "2024-10-21",
+                "deployments": {"gpt-4o-mini": "mini-prod"},
+            },
+            "openai": {"kind": "openai", "base_url": fake.openai_base_url},
+        },
+    }
+    for section, values in sections.items():
+        data[section] = {**data.get(section, {}), **values}
+    return Config.model_validate(data)
+
+
+class Harness:
+    """An orchestrator with a real SQLite ledger and shared breaker state in tmp_path."""
+
+    def __init__(self, config: Config, tmp_path: Path) -> None:
+        self.config = config
+        self.ledger = SQLiteLedger(config.ledger_path)
+        self.warnings: list[str] = []
+        self.metrics = Metrics()
+        self.store = StateStore(tmp_path / "providers.db")
+        self.orchestrator = Orchestrator(
+            config,
+            build_providers(config),
+            prices=PriceBook(
+                config.pricing.overrides,
+                on_unpriced=lambda model: self.warnings.append(f"unpriced {model}"),
+            ),
+            ledger=self.ledger,
+            metrics=self.metrics,
+            state_store=self.store,
+            warn=self.warnings.append,
+        )
+
+    async def generate_many(self, requests: list[GenerationRequest]) -> list[Any]:
+        try:
+            return await asyncio.gather(
+                *(self.orchestrator.generate(r) for r in requests), return_exceptions=True
+            )
+        finally:
+            await self.orchestrator.aclose()
+
+    def one(self, request: GenerationRequest) -> Any:
+        result = run(self.generate_many([request]))[0]
+        return result
+
+    def events(self) -> list[CostEvent]:
+        return list(self.ledger.events())
+
+
+def req(n: int = 0, **overrides: Any) -> GenerationRequest:
+    base: dict[str, Any] = {
+        "request_id": f"req-{n}",
+        "model": "gpt-4o-mini",
+        "messages": [
+            Message("system", "You write short, warm messages."),
+            Message("user", f"Write a thank-you to fan number {n} who loves cosplay."),
+        ],
+        "max_tokens": 40,
+        "account": f"creator_{n % 5}",
+        "campaign_id": "cmp-1",
+        "tenant": "agency_a",
+    }
+    base.update(overrides)
+    return GenerationRequest(**base)
+
+
+def test_priority_success_is_priced_exactly_and_recorded(fake: FakeLLM, tmp_path: Path) -> None:
+    h = Harness(make_config(fake, tmp_path), tmp_path)
+    result = h.one(req())
+    assert result.provider == "azure" and result.route_reason == "priority"
+    assert result.deployment == "mini-prod"
+    assert fake.count("azure", "mini-prod") == 1
+    (event,) = h.events()
+    assert event.provider == "azure" and event.deployment == "mini-prod"
+    assert event.model == "gpt-4o-mini" and event.status == "ok" and event.priced
+    # genai-prices: gpt-4o-mini is $0.15 in / $0.60 out per million tokens.
+    exact = (
+        Decimal(event.input_tokens) * Decimal("0.15")
+        + Decimal(event.output_tokens) * Decimal("0.6")
+    ) / Decimal(1_000_000)
+    assert event.cost_nano == int((exact * 10**9).quantize(Decimal(1), ROUND_HALF_EVEN))
+    assert event.cost_nano == result.cost_nano > 0
+    assert (event.account, event.campaign_id, event.tenant) == ("creator_0", "cmp-1", "agency_a")
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind"),
+    [
+        ("429", "rate_limited"),
+        ("429:retry-after=5", "rate_limited"),
+        ("429:retry-after-ms=5000", "rate_limited"),
+        ("429:x-ms-retry-after-ms=5000", "rate_limited"),
+        ("500", "server_error"),
+        ("503", "server_error"),
+        ("timeout", "timeout"),
+        ("drop", "connection"),
+        ("malformed", "malformed"),
+        ("content_filter", "content_filter"),
+    ],
+)
+def test_retryable_failures_fall_over_to_the_next_provider(
+    fake: FakeLLM, tmp_path: Path, fault: str, kind: str
+) -> None:
+    fake.script("azure", [fault])
+    h = Harness(make_config(fake, tmp_path), tmp_path)
+    started = time.perf_counter()
+    result = h.one(req())
+    assert result.provider == "openai"
+    assert result.route_reason == f"fallback:{kind}"
+    # Failing over never waits for the failed provider's Retry-After.
+    assert time.perf_counter() - started < 2.5
+    failed, ok = sorted(h.events(), key=lambda e: e.status)
+    assert (failed.status, failed.error_kind, failed.provider) == ("error", kind, "azure")
+    assert (ok.status, ok.route_reason) == ("ok", f"fallback:{kind}")
+    assert failed.request_id == ok.request_id and failed.attempt_id != ok.attempt_id
+
+
+@pytest.mark.parametrize(
+    ("fault", "wait_s"),
+    [
+        ("429:retry-after=1", 1.0),
+        ("429:retry-after-ms=300", 0.3),
+        ("429:x-ms-retry-after-ms=300", 0.3),
+    ],
+)
+def test_a_pinned_provider_honours_retry_after(
+    fake: FakeLLM, tmp_path: Path, fault: str, wait_s: float
+) -> None:
+    fake.script("azure", [fault])
+    h = Harness(make_config(fake, tmp_path), tmp_path)
+    started = time.perf_counter()
+    result = h.one(req(provider="azure"))
+    elapsed = time.perf_counter() - started
+    assert result.provider == "azure" and result.route_reason == "retry:rate_limited"
+    assert elapsed >= wait_s * 0.95
+    assert fake.count("openai") == 0
+
+
+def test_retry_on_the_same_provider_backs_off_with_jitter(fake: FakeLLM, tmp_path: Path) -> None:
+    fake.script("azure", ["500", "500", "ok"])
+    config = make_config(fake, tmp_path, routing={"backoff_base_s": 0.1, "backoff_max_s": 1})
+    h = Harness(config, tmp_path)
+    started = time.perf_counter()
+    result = h.one(req(provider="azure"))
+    # 0.05-0.1 s then 0.1-0.2 s: at least 0.15 s in all.
+    assert time.perf_counter() - started >= 0.15
+    assert [a.route_reason for a in result.attempts] == [
+        "pinned",
+        "retry:server_error",
+        "retry:server_error",
+    ]
+
+
+def test_content_filter_without_fallback_fails_at_once(fake: FakeLLM, tmp_path: Path) -> None:
+    fake.script("azure", ["content_filter"])
+    config = make_config(fake, tmp_path, routing={"fallback_on_content_filter": False})
+    h = Harness(config, tmp_path)
+    failure = h.one(req())
+    assert isinstance(failure, GenerationFailed)
+    assert failure.kind == "content_filter" and len(failure.attempts) == 1
+    assert fake.count("openai") == 0
+
+
+def test_other_4xx_fails_the_message_without_retry(fake: FakeLLM, tmp_path: Path) -> None:
+    fake.script("azure", ["400"])
+    h = Harness(make_config(fake, tmp_path), tmp_path)
+    failure = h.one(req())
+    assert isinstance(failure, GenerationFailed) and failure.kind == "bad_request"
+    assert fake.count() == 1
+    assert [e.error_kind for e in h.events()] == ["bad_request"]
+
+
+def test_401_marks_the_provider_misconfigured_and_falls_over(
+    fake: FakeLLM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", "az-wrong-key-000000")
+    h = Harness(make_config(fake, tmp_path), tmp_path)
+    result = h.one(req())
+    assert result.provider == "openai" and result.route_reason == "fallback:auth"
+    shared = StateStore(tmp_path / "providers.db").load()
+    assert shared["azure"].misconfigured and shared["azure"].state == "open"
+    assert "az-wrong-key-000000" not in json.dumps(str(shared["azure"]))
+
+
+def test_every_provider_failing_uses_max_attempts(fake: FakeLLM, tmp_path: Path) -> None:
+    fake.set_mix("*", {"500": 1.0})
+    config = make_config(fake, tmp_path, routing={"circuit_failure_threshold": 50})
+    h = Harness(config, tmp_path)
+    failure = h.one(req())
+    assert isinstance(failure, GenerationFailed)
+    assert failure.kind == "server_error" and len(failure.attempts) == 4
+    assert len(h.events()) == 4 and fake.count() == 4
+    assert "no attempt succeeded (4 attempts)" in str(failure)
+
+
+def test_the_deadline_bounds_a_generation(fake: FakeLLM, tmp_path: Path) -> None:
+    fake.set_mix("*", {"timeout": 1.0})
+    config = make_config(fake, tmp_path, routing={"deadline_s": 0.6, "timeout_s": 0.25})
+    h = Harness(config, tmp_path)
+    started = time.perf_counter()
+    failure = h.one(req())
+    assert isinstance(failure, GenerationFailed)
+    assert time.perf_counter() - started < 1.5
+
+
+def test_breaker_opens_skips_then_admits_one_probe(fake: FakeLLM, tmp_path: Path) -> None:
+    fake.set_mix("azure", {"500": 1.0})
+    h = Harness(make_config(fake, tmp_path), tmp_path)
+
+    async def scenario() -> None:
+        orch = h.orchestrator
+        # Three failures in a row open azure's circuit (threshold 3).
+        for n in range(3):
+            result = await orch.generate(req(n))
+            assert result.provider == "openai"
+        assert orch.breakers["azure"].state == "open"
+        assert StateStore(tmp_path / "providers.db").load()["azure"].state == "open"
+        before = fake.count("azure")
+        skipped = await asyncio.gather(*(orch.generate(req(10 + n)) for n in range(8)))
+        assert fake.count("azure") == before  # open: not even tried
+        assert {r.route_reason for r in skipped} == {"circuit_open"}
+        # After the cooldown exactly one concurrent caller probes azure.
+        await asyncio.sleep(0.45)
+        fake.clear_faults()
+        fake.set_latency(100, kind="azure")
+        probes = await asyncio.gather(*(orch.generate(req(20 + n)) for n in range(10)))
+        assert fake.count("azure") == before + 1
+        assert sum(r.provider == "azure" for r in probes) == 1
+        assert orch.breakers["azure"].state == "closed"
+        await orch.aclose()
+
+    run(scenario())
+    text = h.metrics.exposition().decode()
+    assert 'huntaze_circuit_state{provider="azure"} 0.0' in text
+
+
+def test_a_failed_probe_reopens_the_circuit(fake: FakeLLM, tmp_path: Path) -> None:
+    fake.set_mix("azure", {"503": 1.0})
+    h = Harness(make_config(fake, tmp_path), tmp_path)
+
+    async def scenario() -> None:
+        orch = h.orchestrator
+        for n in range(3):
+            await orch.generate(req(n))
+        await asyncio.sleep(0.45)
+        result = await orch.generate(req(9))
+        assert result.provider == "openai"
+        assert orch.breakers["azure"].state == "open"
+        await orch.aclose()
+
+    run(scenario())
+
+
+def test_cost_strategy_prefers_the_cheaper_provider(fake: FakeLLM, tmp_path: Path) -> None:
+    overrides = {
+        "azure/gpt-4o-mini": {"input": "0.30", "output": "1.20"},
+        "openai/gpt-4o-mini": {"input": "0.10", "output": "0.40"},
+    }
+    config = make_config(
+        fake, tmp_path, routing={"strategy": "cost"}, pricing={"overrides": overrides}
+    )
+    h = Harness(config, tmp_path)
+    result = h.one(req())
+    assert result.provider == "openai" and result.route_reason == "cost"
+    (event,) = h.events()
+    exact = (
+        Decimal(event.input_tokens) * Decimal("0.10")
+        + Decimal(event.output_tokens) * Decimal("0.40")
+    ) / Decimal(1_000_000)
+    assert event.cost_nano == int((exact * 10**9).quantize(Decimal(1), ROUND_HALF_EVEN))
+
+
+def test_latency_strategy_learns_the_faster_provider(fake: FakeLLM, tmp_path: Path) -> None:
+    fake.set_latency(120, kind="azure")
+    h = Harness(make_config(fake, tmp_path, routing={"strategy": "latency"}), tmp_path)
+
+    async def scenario() -> list[str]:
+        orch = h.orchestrator
+        chosen = [(await orch.generate(req(n))).provider for n in range(6)]
+        await orch.aclose()
+        return chosen
+
+    chosen = run(scenario())
+    assert set(chosen[:2]) == {"azure", "openai"}  # each measured once
+    assert chosen[2:] == ["openai"] * 4
+
+
+def test_weighted_split_is_stable_per_request_id(fake: FakeLLM, tmp_path: Path) -> None:
+    config = make_config(
+        fake, tmp_path, routing={"strategy": "weighted", "weights": {"azure": 1, "openai": 3}}
+    )
+    h = Harness(config, tmp_path)
+    orch = h.orchestrator
+    plans = [orch.router.plan(req(n)).order[0] for n in range(2000)]
+    share = plans.count("openai") / len(plans)
+    assert 0.70 < share < 0.80
+    assert plans == [orch.router.plan(req(n)).order[0] for n in range(2000)]
+    result = h.one(req(7))
+    assert result.route_reason == "weighted" and result.provider == plans[7]
+
+
+def test_flag_legacy_sends_everything_to_one_provider_without_fallback(
+    fake: FakeLLM, tmp_path: Path
+) -> None:
+    fake.script("openai", ["500"])
+    config = make_config(
+        fake,
+        tmp_path,
+        flags={"hybrid_routing": False, "legacy_provider": "openai"},
+        routing={"max_attempts": 2},
+    )
+    h = Harness(config, tmp_path)
+    result = h.one(req())
+    assert result.provider == "openai"
+    assert [a.route_reason for a in result.attempts] == ["flag:legacy", "retry:server_error"]
+    assert fake.count("azure") == 0
+
+
+def test_rollout_percent_splits_accounts_stably(fake: FakeLLM, tmp_path: Path) -> None:
+    config = make_config(fake, tmp_path, flags={"rollout_percent": 30})
+    router = Harness(config, tmp_path).orchestrator.router
+    accounts = [f"creator_{n}" for n in range(1000)]
+    hybrid = [router.on_hybrid_path(req(account=a)) for a in accounts]
+    assert 0.25 < sum(hybrid) / len(hybrid) < 0.35
+    # Stable: the same account always lands on the same path, whatever the request id.
+    assert hybrid == [router.on_hybrid_path(req(n=9, account=a)) for a in accounts]
+    legacy = next(a for a, on in zip(accounts, hybrid, strict=True) if not on)
+    assert router.plan(req(account=legacy)).reason == "flag:legacy"
+    none = make_config(fake, tmp_path, flags={"rollout_percent": 0})
+    assert not Harness(none, tmp_path).orchestrator.router.on_hybrid_path(req())
+
+
+def test_flags_from_environment(
+    fake: FakeLLM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huntaze_cli.config import load_config
+
+    path = tmp_path / "c.toml"
+    path.write_text('[routing]\norder = ["azure", "openai"]\n')
+    monkeypatch.setenv("HUNTAZE_FLAGS__HYBRID_ROUTING", "false")
+    monkeypatch.setenv("HUNTAZE_FLAGS__ROLLOUT_PERCENT", "25")
+    monkeypatch.setenv("HUNTAZE_FLAGS__COST_TRACKING", "false")
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", fake.azure_endpoint)
+    monkeypatch.setenv("OPENAI_BASE_URL", fake.openai_base_url)
+    config = load_config(path)
+    assert not config.flags.hybrid_routing and config.flags.rollout_percent == 25
+    assert not config.flags.cost_tracking
+
+
+def test_cost_tracking_off_writes_nothing(fake: FakeLLM, tmp_path: Path) -> None:
+    h = Harness(make_config(fake, tmp_path, flags={"cost_tracking": False}), tmp_path)
+    assert h.one(req()).provider == "azure"
+    assert h.events() == []
+
+
+def test_sum_of_events_equals_results_to_the_nano_dollar(fake: FakeLLM, tmp_path: Path) -> None:
+    fake.set_mix("azure", {"429": 0.2, "500": 0.1}, seed=3)
+    config = make_config(fake, tmp_path, routing={"circuit_failure_threshold": 100})
+    h = Harness(config, tmp_path)
+    results = run(h.generate_many([req(n) for n in range(120)]))
+    assert all(not isinstance(r, BaseException) for r in results)
+    events = h.events()
+    assert len(events) == sum(len(r.attempts) for r in results)
+    assert sum(e.cost_nano for e in events) == sum(a.cost_nano for r in results for a in r.attempts)
+    for event in events:  # each event is the exact Decimal formula, rounded once
+        exact = (
+            Decimal(event.input_tokens) * Decimal("0.15")
+            + Decimal(event.output_tokens) * Decimal("0.6")
+        ) / Decimal(1_000_000)
+        assert event.cost_nano == int((exact * 10**9).quantize(Decimal(1), ROUND_HALF_EVEN))
+
+
+def test_unpriced_model_is_recorded_unpriced_and_warned_once(fake: FakeLLM, tmp_path: Path) -> None:
+    h = Harness(make_config(fake, tmp_path), tmp_path)
+    run(h.generate_many([req(n, model="mystery-model-9") for n in range(3)]))
+    events = h.events()
+    assert len(events) == 3 and all(not e.priced and e.cost_nano == 0 for e in events)
+    assert h.warnings.count("unpriced mystery-model-9") == 1
+
+
+def test_no_secret_in_events_errors_or_metrics(fake: FakeLLM, tmp_path: Path) -> None:
+    fake.set_mix("*", {"401": 0.5, "500": 0.5}, seed=1)
+    h = Harness(make_config(fake, tmp_path), tmp_path)
+    results = run(h.generate_many([req(n) for n in range(10)]))
+    blob = "\n".join(
+        [json.dumps(e.to_record()) for e in h.events()]
+        + [str(r) for r in results]
+        + h.warnings
+        + [h.metrics.exposition().decode()]
+        + [str(StateStore(tmp_path / "providers.db").load())]
+    )
+    assert OPENAI_KEY not in blob and AZURE_KEY not in blob
+
+
+def test_missing_key_is_a_config_error_naming_the_variable(
+    fake: FakeLLM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AZURE_OPENAI_API_KEY")
+    monkeypatch.delenv("OPENAI_API_KEY")
+    h = Harness(make_config(fake, tmp_path), tmp_path)
+    failure = h.one(req())
+    assert isinstance(failure, ConfigError)
+    assert "AZURE_OPENAI_API_KEY" in failure.message
+    # With one key present the other provider serves.
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    h2 = Harness(make_config(fake, tmp_path), tmp_path)
+    assert h2.one(req()).provider == "openai"
+
+
+def test_simulated_provider_runs_offline_by_default(tmp_path: Path) -> None:
+    config = Config.model_validate({"ledger": {"path": str(tmp_path / "l.db")}})
+    h = Harness(config, tmp_path)
+    result = h.one(req())
+    assert result.provider == "simulated" and result.text
+    (event,) = h.events()
+    assert event.provider == "simulated" and event.priced and event.cost_nano > 0
+
+
+def test_metrics_count_requests_failures_and_fallbacks(fake: FakeLLM, tmp_path: Path) -> None:
+    fake.script("azure", ["503"])
+    h = Harness(make_config(fake, tmp_path), tmp_path)
+    h.one(req())
+    text = h.metrics.exposition().decode()
+    assert (
+        'huntaze_llm_failures_total{kind="server_error",model="gpt-4o-mini",provider="azure"}'
+        in text
+    )
+    fallback = (
+        'huntaze_llm_fallbacks_total{from_provider="azure",reason="server_error",'
+        'to_provider="openai"} 1.0'
+    )
+    assert fallback in text
+    assert 'huntaze_llm_requests_total{model="gpt-4o-mini",provider="openai"} 1.0' in text
