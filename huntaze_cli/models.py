@@ -268,6 +268,7 @@ CampaignState = Literal[
 class ProviderSpend(_Report):
     requests: int
     cost_usd: float
+    unpriced_requests: int = 0
 
 
 class CampaignReport(_Report):
@@ -282,6 +283,8 @@ class CampaignReport(_Report):
     recipients: int
     counts: dict[str, int]
     cost_usd: float
+    # Requests with no known price: their cost is not in cost_usd (shown, never a silent $0).
+    unpriced_requests: int = 0
     estimated_cost_usd: float
     providers: dict[str, ProviderSpend]
     eta_seconds: float

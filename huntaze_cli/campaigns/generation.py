@@ -31,7 +31,7 @@ from huntaze_cli.models import (
     WorkerBeat,
 )
 from huntaze_cli.money import nano_to_usd
-from huntaze_cli.storage.ledger import Ledger
+from huntaze_cli.storage.ledger import Counters, Ledger
 from huntaze_cli.storage.queue import DeliveryQueue, QueueItem, message_key
 from huntaze_cli.storage.sqlite.campaigns import CampaignRow, CampaignStore, PendingMessage
 
@@ -351,11 +351,16 @@ def campaign_report(
         state=campaign.state,
         recipients=campaign.recipients,
         counts=counts,
-        cost_usd=nano_to_usd(sum(nano for _, nano in spend.values())),
+        cost_usd=nano_to_usd(sum(c.cost_nano for c in spend.values())),
+        unpriced_requests=sum(c.unpriced for c in spend.values()),
         estimated_cost_usd=nano_to_usd(campaign.estimated_cost_nano),
         providers={
-            name: ProviderSpend(requests=requests, cost_usd=nano_to_usd(nano))
-            for name, (requests, nano) in sorted(spend.items())
+            name: ProviderSpend(
+                requests=c.requests,
+                cost_usd=nano_to_usd(c.cost_nano),
+                unpriced_requests=c.unpriced,
+            )
+            for name, c in sorted(spend.items())
         },
         eta_seconds=eta_seconds(config, remaining),
         idempotency_key=campaign.idempotency_key,
@@ -364,17 +369,16 @@ def campaign_report(
     )
 
 
-def _spend(ledger: Ledger, campaign: CampaignRow) -> dict[str, tuple[int, int]]:
-    """(requests, cost nano) per provider for one campaign, from daily rollups."""
+def _spend(ledger: Ledger, campaign: CampaignRow) -> dict[str, Counters]:
+    """Figures per provider for one campaign, from daily rollups."""
     first = campaign.created_at.astimezone(UTC).date()
     until = datetime.now(UTC).date() + timedelta(days=1)
-    spend: dict[str, tuple[int, int]] = {}
+    spend: dict[str, Counters] = {}
     for (campaign_id, provider), counters in ledger.daily_groups(
         first, until, ["campaign", "provider"]
     ):
         if campaign_id == campaign.id and provider is not None:
-            requests, nano = spend.get(provider, (0, 0))
-            spend[provider] = (requests + counters.requests, nano + counters.cost_nano)
+            spend.setdefault(provider, Counters()).add(counters)
     return spend
 
 

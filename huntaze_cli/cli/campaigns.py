@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from huntaze_cli.cli import state
-from huntaze_cli.cli.output import emit, table, warn
+from huntaze_cli.cli.output import emit, styled, table, warn
 from huntaze_cli.services import Services
 
 if TYPE_CHECKING:
@@ -344,34 +344,41 @@ def requeue(
 # --- rendering ---------------------------------------------------------------------------
 
 
+def _cost(cost_usd: float, requests: int | None, unpriced: int) -> str:
+    """Money with its unpriced requests marked: never a bare $0 for calls with no price."""
+    if unpriced and requests is not None and unpriced >= requests:
+        return "unpriced"
+    text = f"${cost_usd:,.6f}"
+    return f"{text} + {unpriced:,} unpriced" if unpriced else text
+
+
 def _render_campaign(console: Console, report: CampaignReport) -> None:
     counts = report.counts
+    requests = sum(p.requests for p in report.providers.values())
     console.print(
-        f"[bold]{report.name}[/] {report.campaign_id}  account {report.account}  "
-        f"state [bold]{report.state}[/]"
-    )
-    console.print(
-        table(
-            None,
-            ["recipients", *counts, "cost", "estimated", "eta"],
-            [
-                [
-                    f"{report.recipients:,}",
-                    *(f"{n:,}" for n in counts.values()),
-                    f"${report.cost_usd:,.6f}",
-                    f"${report.estimated_cost_usd:,.6f}",
-                    f"{report.eta_seconds:,.0f} s",
-                ]
-            ],
+        styled(
+            (report.name, "bold"),
+            f" {report.campaign_id}  account {report.account}  state ",
+            (report.state, "bold"),
         )
     )
+    # One row per figure: fits any terminal width, however many states there are.
+    estimated = f"${report.estimated_cost_usd:,.6f}"
+    figures = [
+        ("recipients", f"{report.recipients:,}"),
+        *((name, f"{n:,}") for name, n in counts.items()),
+        ("cost", _cost(report.cost_usd, requests, report.unpriced_requests)),
+        ("estimated", estimated),
+        ("eta", f"{report.eta_seconds:,.0f} s"),
+    ]
+    console.print(table(None, ["", "value"], figures, right=["value"]))
     if report.providers:
         console.print(
             table(
                 "Providers",
                 ["provider", "requests", "cost"],
                 [
-                    [n, f"{p.requests:,}", f"${p.cost_usd:,.6f}"]
+                    [n, f"{p.requests:,}", _cost(p.cost_usd, p.requests, p.unpriced_requests)]
                     for n, p in report.providers.items()
                 ],
                 right=["requests", "cost"],
@@ -381,8 +388,11 @@ def _render_campaign(console: Console, report: CampaignReport) -> None:
 
 def _render_dry_run(console: Console, report: Any) -> None:
     console.print(
-        f"[bold]dry run[/]: {report.name} for {report.account}, {report.recipients:,} "
-        f"recipients, model {report.model}; nothing was called, stored or sent"
+        styled(
+            ("dry run", "bold"),
+            f": {report.name} for {report.account}, {report.recipients:,} "
+            f"recipients, model {report.model}; nothing was called, stored or sent",
+        )
     )
     routing = report.routing
     console.print(
@@ -427,10 +437,16 @@ def _render_overview(console: Console, overview: StatusOverview) -> None:
                     f"{c.counts['sent']:,}",
                     f"{c.counts['queued']:,}",
                     f"{c.counts['dead']:,}",
-                    f"${c.cost_usd:,.6f}",
+                    _cost(
+                        c.cost_usd,
+                        sum(p.requests for p in c.providers.values()),
+                        c.unpriced_requests,
+                    ),
                 ]
                 for c in overview.campaigns
             ],
+            right=["sent", "queued", "dead", "cost"],
+            whole=["campaign"],
         )
     )
     console.print(

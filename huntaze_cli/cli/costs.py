@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from huntaze_cli.cli import state
-from huntaze_cli.cli.output import emit, table
+from huntaze_cli.cli.output import emit, styled, table
 from huntaze_cli.errors import InputError, UsageError
 
 if TYPE_CHECKING:
@@ -133,8 +133,13 @@ def _render_breakdown(console: Console, report: BreakdownReport) -> None:
     console.print(table(title, columns, rows, right=right, footer=footer))
     if report.unpriced_requests:
         console.print(
-            f"[yellow]{report.unpriced_requests:,} requests had no known price and are "
-            "counted at $0; add [pricing.overrides] for their models.[/yellow]"
+            styled(
+                (
+                    f"{report.unpriced_requests:,} requests had no known price and are "
+                    "counted at $0; add [pricing.overrides] for their models.",
+                    "yellow",
+                )
+            )
         )
     if not report.rows:
         console.print("no cost events in this range")
@@ -203,7 +208,9 @@ def _render_stats(console: Console, report: StatsReport) -> None:
         )
     )
     if report.unpriced_requests:
-        console.print(f"[yellow]{report.unpriced_requests:,} unpriced requests this month[/yellow]")
+        console.print(
+            styled((f"{report.unpriced_requests:,} unpriced requests this month", "yellow"))
+        )
 
 
 @app.command("export")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from huntaze_cli.cli import state
-from huntaze_cli.cli.output import emit, table
+from huntaze_cli.cli.output import emit, styled, table
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -47,7 +47,7 @@ def health(
 
 def _render(console: Console, report: HealthReport) -> None:
     colour = {"healthy": "green", "degraded": "yellow", "unhealthy": "red"}[report.status]
-    console.print(f"[bold {colour}]{report.status}[/]")
+    console.print(styled((report.status, f"bold {colour}")))
     console.print(
         table(
             None,
