@@ -30,8 +30,12 @@ def usd_to_nano(value: Decimal | str | int | float, *, field: str = "cost_usd") 
         raise ValueError(f"{field}: {value!r} is not a finite number")
     if amount < 0:
         raise ValueError(f"{field}: {value!r} is negative")
-    nano = amount * _NANO
-    if nano != nano.to_integral_value():
+    try:
+        nano = amount * _NANO
+        exact = nano == nano.to_integral_value()
+    except ArithmeticError:  # decimal.Overflow for 1e999999999
+        raise ValueError(f"{field}: {value!r} is too large") from None
+    if not exact:
         raise ValueError(f"{field}: {value!r} has more than 9 decimals")
     return int(nano)
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from huntaze_cli import textfile
 from huntaze_cli.errors import InputError
 
 MAX_ID = 256
@@ -37,8 +38,9 @@ class CampaignSpec(BaseModel):
     provider: str = Field("auto", min_length=1, max_length=128)
     system: str | None = Field(None, max_length=20_000)
     prompt: str = Field(..., min_length=1, max_length=20_000)
-    max_tokens: int | None = Field(None, ge=1, le=100_000)
-    temperature: float | None = Field(None, ge=0, le=2)
+    # strict: `max_tokens = true` or `temperature = "0.5"` is an error, not 1 or 0.5.
+    max_tokens: int | None = Field(None, ge=1, le=100_000, strict=True)
+    temperature: float | None = Field(None, ge=0, le=2, strict=True, allow_inf_nan=False)
     recipients_file: str | None = None
     recipients: list[dict[str, Any]] | None = None
 
@@ -124,12 +126,12 @@ class LoadedCampaign:
                         f"{where}: duplicate recipient id {rid!r} (first seen at {first})"
                     )
             seen.add(key)
+            fields["id"] = rid  # `{id}` is a placeholder like any other field
             for name in self.fields:
                 if name not in fields or fields[name] == "":
                     raise InputError(
                         f"{where}: {name}: missing; the prompt uses {{{name}}} (recipient {rid!r})"
                     )
-            fields["id"] = rid
             yield rid, fields
         if not seen:
             raise InputError(f"{self.source}: recipients: no recipients")
@@ -153,16 +155,17 @@ class LoadedCampaign:
         path = self.recipients_path
         assert path is not None
         try:
-            fh = path.open(encoding="utf-8-sig", newline="")
+            fh = path.open("rb")
         except OSError as exc:
             raise InputError(
                 f"{self.source}: recipients_file: cannot read {path}: {exc.strerror}"
             ) from None
         with fh:
+            text = textfile.lines(fh, str(path))
             if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-                yield from _jsonl(fh, path)
+                yield from _jsonl(text, path)
             else:
-                yield from _csv(fh, path)
+                yield from _csv(text, path)
 
 
 def _text(value: Any) -> str:
@@ -218,11 +221,13 @@ def _csv(fh: Any, path: Path) -> Iterator[tuple[str, int, Any]]:
 def load_campaign(file: str) -> LoadedCampaign:
     """Read and validate a campaign file (or JSON on stdin for ``-``)."""
     if file == "-":
-        text = sys.stdin.read()
+        stdin = getattr(sys.stdin, "buffer", None)
+        raw = stdin.read() if stdin is not None else sys.stdin.read().encode()
+        text = textfile.decode(raw, "<stdin>")
         return parse_campaign(text, fmt="json", source="<stdin>", base_dir=Path.cwd())
     path = Path(file).expanduser()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = textfile.read_text(path, str(path))
     except OSError as exc:
         raise InputError(f"{path}: cannot read campaign file: {exc.strerror}") from None
     fmt = "json" if path.suffix.lower() == ".json" else "toml"

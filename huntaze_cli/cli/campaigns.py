@@ -10,6 +10,7 @@ import typer
 
 from huntaze_cli.cli import state
 from huntaze_cli.cli.output import emit, styled, table, warn
+from huntaze_cli.errors import UsageError
 from huntaze_cli.services import Services
 
 if TYPE_CHECKING:
@@ -61,6 +62,8 @@ def send_campaign(
     from huntaze_cli.campaigns.generation import campaign_report, start_campaign
     from huntaze_cli.campaigns.generation import dry_run as plan
 
+    if idempotency_key is not None and not idempotency_key.strip():
+        raise UsageError("--idempotency-key: the key is empty; give a key, or leave the option out")
     st = state(ctx)
     config = st.config()
     loaded = load_campaign(file)

@@ -11,7 +11,7 @@ import typer
 
 from huntaze_cli.cli import state
 from huntaze_cli.cli.output import emit, styled, table
-from huntaze_cli.errors import InputError, UsageError
+from huntaze_cli.errors import HuntazeError, InputError, UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -83,13 +83,15 @@ _METRICS = ("requests", "errors", "input_tokens", "output_tokens", "cost_usd", "
 def _breakdown_csv(report: BreakdownReport) -> None:
     import csv
 
+    from huntaze_cli.costs.transfer import csv_cell
+
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow([*report.group_by, *_METRICS])
     for row in report.rows:
         data = row.model_dump()
         writer.writerow(
             [
-                *("" if data[k] is None else data[k] for k in report.group_by),
+                *("" if data[k] is None else csv_cell(data[k]) for k in report.group_by),
                 *(f"{data[m]:.6f}" if m == "cost_usd" else data[m] for m in _METRICS),
             ]
         )
@@ -242,13 +244,30 @@ def export_cmd(
     chosen = _format(fmt)
     start = _instant(parse_when(since, option="--since"), end=False) if since else None
     end = _instant(parse_when(until, option="--until"), end=True) if until else None
+    if start is not None and end is not None and start >= end:
+        raise UsageError("--since must be before --until")
     ledger = state(ctx).ledger()
     if output is None:
         count = export_events(ledger, sys.stdout, fmt=chosen, since=start, until=end)
     else:
-        with output.open("w", encoding="utf-8", newline="") as fh:
-            count = export_events(ledger, fh, fmt=chosen, since=start, until=end)
+        try:
+            fh = _create_private(output)
+        except OSError as exc:
+            raise UsageError(f"--output: cannot write {output}: {exc.strerror}") from None
+        try:
+            with fh:
+                count = export_events(ledger, fh, fmt=chosen, since=start, until=end)
+        except OSError as exc:
+            raise HuntazeError(f"--output: writing {output} failed: {exc.strerror}") from None
     sys.stderr.write(f"exported {count:,} events\n")
+
+
+def _create_private(path: Path) -> Any:
+    """Open ``path`` for writing; a new file is created 0600 (it holds fans' spend data)."""
+    import os
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    return os.fdopen(fd, "w", encoding="utf-8", newline="")
 
 
 def _format(value: str) -> Format:
@@ -264,7 +283,10 @@ def _instant(value: Any, *, end: bool) -> datetime:
 
     if isinstance(value, datetime):
         return value
-    day = value + timedelta(days=1) if end else value
+    try:
+        day = value + timedelta(days=1) if end else value
+    except OverflowError:  # --until 9999-12-31: everything from --since on
+        return datetime.max.replace(tzinfo=UTC)
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
@@ -296,6 +318,7 @@ def import_cmd(
     Example: huntaze costs export | huntaze --config dynamo.toml costs import -
     """
     from huntaze_cli.costs.transfer import import_events
+    from huntaze_cli.textfile import lines
 
     chosen = _format(fmt or ("csv" if file.lower().endswith(".csv") else "jsonl"))
     ledger = state(ctx).ledger()
@@ -304,15 +327,19 @@ def import_cmd(
         sys.stderr.write(f"skipped line {line}: {reason}\n")
 
     if file == "-":
-        report = import_events(ledger, sys.stdin, fmt=chosen, skip_bad=skip_bad, on_bad=on_bad)
+        stdin = getattr(sys.stdin, "buffer", None)
+        raw = stdin if stdin is not None else (line.encode() for line in sys.stdin)
+        text = lines(raw, "<stdin>")
+        report = import_events(ledger, text, fmt=chosen, skip_bad=skip_bad, on_bad=on_bad)
     else:
         path = Path(file)
         try:
-            fh = path.open(encoding="utf-8", newline="")
+            fh = path.open("rb")
         except OSError as exc:
             raise InputError(f"{path}: cannot read: {exc.strerror}") from None
         with fh:
-            report = import_events(ledger, fh, fmt=chosen, skip_bad=skip_bad, on_bad=on_bad)
+            text = lines(fh, str(path))
+            report = import_events(ledger, text, fmt=chosen, skip_bad=skip_bad, on_bad=on_bad)
     emit(
         report,
         as_json=as_json,

@@ -36,11 +36,69 @@ APP_NAME = "huntaze"
 ENV_PREFIX = "HUNTAZE_"
 CONFIG_ENV = "HUNTAZE_CONFIG"
 DEFAULT_AZURE_API_VERSION = "2024-10-21"
+# Money in config stays far below what nano-dollar integers (int64) can hold.
+MAX_USD = Decimal(1_000_000_000)
 DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "azure": "AZURE_OPENAI_API_KEY"}
+
+
+class _EnvText(str):
+    """A value read from a HUNTAZE_* variable: text that may stand for a number or bool."""
+
+
+class _WrongType:
+    """Stands in for a file value of the wrong type, so the field reports its own error."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+_STRICT_SCALARS = (bool, int, float)
+
+
+def _scalar(annotation: Any) -> Any:
+    """bool, int or float when a field holds just that (or that or None)."""
+    if annotation in _STRICT_SCALARS or annotation is Decimal:
+        return annotation
+    args = [arg for arg in getattr(annotation, "__args__", ()) if arg is not type(None)]
+    if len(args) == 1 and (args[0] in _STRICT_SCALARS or args[0] is Decimal):
+        return args[0]
+    return None
+
+
+def _fits(kind: Any, value: Any) -> bool:
+    if isinstance(value, _EnvText) or value is None:
+        return True  # environment text is converted by pydantic's usual rules
+    if kind is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False  # `concurrency = true` is not 1
+    if kind is int:
+        return isinstance(value, int)
+    if kind is float:
+        return isinstance(value, int | float)
+    return True  # Decimal money may be written as a number or a string of digits
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strict_file_types(cls, data: Any) -> Any:
+        # TOML has real booleans, numbers and strings: `max_attempts = true` or
+        # `timeout_s = "30"` is a mistake to report, not something to coerce.
+        if not isinstance(data, dict):
+            return data
+        checked = dict(data)
+        for name, value in data.items():
+            field = cls.model_fields.get(name)
+            kind = _scalar(field.annotation) if field is not None else None
+            if kind is not None and not _fits(kind, value):
+                checked[name] = _WrongType(value)
+        return checked
 
 
 class _AwsEndpoint(_Section):
@@ -135,10 +193,18 @@ class ProviderConfig(_Section):
 class PriceOverride(_Section):
     """A negotiated price, US dollars per million tokens."""
 
-    input: Decimal = Field(..., ge=0, description="USD per million input tokens")
-    output: Decimal = Field(..., ge=0, description="USD per million output tokens")
+    input: Decimal = Field(
+        ..., ge=0, le=MAX_USD, allow_inf_nan=False, description="USD per million input tokens"
+    )
+    output: Decimal = Field(
+        ..., ge=0, le=MAX_USD, allow_inf_nan=False, description="USD per million output tokens"
+    )
     cached_input: Decimal | None = Field(
-        None, ge=0, description="USD per million cached input tokens"
+        None,
+        ge=0,
+        le=MAX_USD,
+        allow_inf_nan=False,
+        description="USD per million cached input tokens",
     )
 
 
@@ -218,8 +284,16 @@ class DeliveryConfig(_Section):
 
 
 class ThresholdsConfig(_Section):
-    daily_usd: Decimal = Field(Decimal("50"), ge=0, description="daily spend threshold")
-    monthly_usd: Decimal = Field(Decimal("1000"), ge=0, description="monthly spend threshold")
+    daily_usd: Decimal = Field(
+        Decimal("50"), ge=0, le=MAX_USD, allow_inf_nan=False, description="daily spend threshold"
+    )
+    monthly_usd: Decimal = Field(
+        Decimal("1000"),
+        ge=0,
+        le=MAX_USD,
+        allow_inf_nan=False,
+        description="monthly spend threshold",
+    )
     timezone: str = Field("UTC", description="IANA zone that days and months are counted in")
 
     @field_validator("timezone")
@@ -405,9 +479,10 @@ def load_config(
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    from huntaze_cli.textfile import read_text
+
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        return tomllib.loads(read_text(path, str(path), error=ConfigError))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     except OSError as exc:
@@ -423,7 +498,7 @@ def _env_layer(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, 
         keys = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
         if any(not key for key in keys):
             raise ConfigError(f"{name}: empty key in variable name")
-        value: Any = raw
+        value: Any = _EnvText(raw)
         if raw.lstrip().startswith(("[", "{")):
             try:
                 value = json.loads(raw)
@@ -478,10 +553,16 @@ def _describe(
             if loc[:length] in env_names:
                 origin = env_names[loc[:length]]
                 break
+        if origin is None:  # `HUNTAZE_BOGUS__X`: the error is about a key it created
+            origin = next(
+                (name for keys, name in env_names.items() if keys[: len(loc)] == loc), None
+            )
         where = origin or (str(source) if source else "defaults")
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             message = "unknown key"
+        if isinstance(error.get("input"), _WrongType):
+            message += f", not {json.dumps(error['input'].value, default=str)}"
         lines.append(f"{'.'.join(loc)}: {message} (in {where})")
     return "invalid config: " + "; ".join(lines)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, TextIO
 
@@ -23,6 +23,8 @@ from huntaze_cli.storage.ledger import Ledger, RecordResult
 
 Format = Literal["jsonl", "csv"]
 BATCH = 5000
+# Hosts' clocks differ a little; an event further ahead than this is a wrong timestamp.
+MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 
 def export_events(
@@ -39,7 +41,7 @@ def export_events(
         writer = csv.DictWriter(out, fieldnames=EVENT_FIELDS, lineterminator="\n")
         writer.writeheader()
         for event in ledger.events(since, until):
-            writer.writerow(event.to_record())
+            writer.writerow({k: csv_cell(v) for k, v in event.to_record().items()})
             count += 1
         return count
     dumps = json.dumps
@@ -48,6 +50,26 @@ def export_events(
         out.write("\n")
         count += 1
     return count
+
+
+# A spreadsheet runs a cell starting with one of these as a formula (=HYPERLINK(..)).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: a formula-leading string gets a ``'``.
+
+    Strings starting with ``'`` get one too, so ``csv_uncell`` restores every value
+    exactly and `costs export --format csv | costs import --format csv -` round-trips.
+    """
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def csv_uncell(cell: str) -> str:
+    """The value ``csv_cell`` wrote."""
+    return cell[1:] if cell.startswith("'") else cell
 
 
 def _jsonl_records(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
@@ -97,7 +119,7 @@ def _csv_records(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | s
             elif name == "priced":
                 record[name] = {"true": True, "false": False}.get(cell.lower(), cell)
             else:
-                record[name] = cell
+                record[name] = csv_uncell(cell)
         yield reader.line_num, record
 
 
@@ -106,6 +128,8 @@ def _explain(exc: ValidationError | ValueError) -> str:
         first = exc.errors(include_url=False)[0]
         loc = ".".join(str(part) for part in first["loc"]) or "event"
         message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
+        if loc == "cost_nano":  # held in nano-dollars inside; the file says cost_usd
+            loc, message = "cost_usd", "out of range (at most 9,223,372,036.854775807)"
         return f"{loc}: {message}"
     return str(exc)
 
@@ -125,6 +149,7 @@ def import_events(
     and re-running the same import completes it (already stored events are skipped).
     """
     records = _csv_records(lines) if fmt == "csv" else _jsonl_records(lines)
+    latest = datetime.now(UTC) + MAX_CLOCK_SKEW
     result = RecordResult()
     batch: list[CostEvent] = []
     read = skipped = 0
@@ -137,12 +162,28 @@ def import_events(
             if on_progress:
                 on_progress(read)
 
-    for number, record in records:
+    while True:
+        try:
+            number, record = next(records)
+        except StopIteration:
+            break
+        except InputError as exc:  # bytes that are not UTF-8: the stream cannot go on
+            flush()
+            raise InputError(
+                f"{exc.message}; {result.stored} new events before it were stored",
+                hint="convert the file to UTF-8 and re-run (stored events are skipped)",
+            ) from None
         read += 1
         try:
             if isinstance(record, str):
                 raise ValueError(record)
             event = CostEvent.from_record(record)
+            if event.ts > latest:
+                raise ValueError(
+                    f"ts: {event.ts.isoformat()} is in the future (more than "
+                    f"{int(MAX_CLOCK_SKEW.total_seconds())} s ahead of this clock); no "
+                    "report would ever reach it"
+                )
         except (ValidationError, ValueError) as exc:
             reason = _explain(exc)
             if not skip_bad:

@@ -10,6 +10,7 @@ generation failed for good). Every transition is idempotent, so replays after a 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -415,13 +416,20 @@ class _Txn:
                     self.conn.execute("COMMIT")
                 return
             except BackendError:
-                self.conn.execute("ROLLBACK")
+                self._rollback()
                 raise
-        if self.conn.in_transaction:
-            self.conn.execute("ROLLBACK")
+        self._rollback()
         if isinstance(exc, sqlite3.Error):
             with sqlite_errors(self.path, self.doing):
                 raise exc
+
+    def _rollback(self) -> None:
+        # A failed COMMIT (disk full) may already have rolled back: ROLLBACK would then
+        # raise "no transaction is active" and hide the real error.
+        # The connection rolls back when it closes anyway; the first error matters.
+        if self.conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
 
 
 def _campaign(row: Sequence[Any]) -> CampaignRow:
