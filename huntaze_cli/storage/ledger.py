@@ -95,6 +95,8 @@ COUNTER_FIELDS = (
 DailyKey = tuple[str, str, str, str, str, str]
 # Key of a slot rollup: (slot epoch seconds, provider).
 SlotKey = tuple[int, str]
+# What ``Ledger.slot_costs`` answers per slot rollup: (slot, provider, cost_nano).
+SlotCost = tuple[int, str, int]
 
 
 @dataclass(slots=True)
@@ -273,6 +275,15 @@ class Ledger(Protocol):
 
         Same answer as ``group_slots(self.slots(min start, max end), ranges)``; a backend
         may sum closer to the data (SQLite does it in SQL). Stats and thresholds use it.
+        """
+        ...
+
+    def slot_costs(self, since: datetime, until: datetime) -> list[SlotCost]:
+        """``(slot, provider, cost_nano)`` of each quarter-hour rollup in ``[since, until)``.
+
+        Ordered by slot then provider. The cost series forecasts and anomaly detection
+        read: the figures of ``slots()`` without the counters and histogram they do not
+        need, so weeks of slots stay cheap to read.
         """
         ...
 

@@ -363,6 +363,29 @@ def test_slot_groups_match_grouping_the_slot_rollups(ledger: Ledger) -> None:
     assert got[3] == {}
 
 
+def test_slot_costs_are_the_slot_rollups_costs(ledger: Ledger) -> None:
+    now = datetime.now(UTC)
+    events = [
+        make_event(
+            f"c-{n}",
+            now - timedelta(minutes=41 * n),
+            provider=("azure", "openai")[n % 2],
+            cost_nano=n * 1_000_003,
+        )
+        for n in range(80)
+    ]
+    ledger.record(events)
+    since, until = wide_times()
+    want = [(s.slot, s.provider, s.counters.cost_nano) for s in ledger.slots(since, until)]
+    assert ledger.slot_costs(since, until) == want
+    assert sum(cost for _, _, cost in want) == sum(e.cost_nano for e in events)
+    # Half-open on slot starts, like slots().
+    start = slot_start(slot_of(now - timedelta(hours=5)))
+    inside = [row for row in want if start.timestamp() <= row[0] < (start + 4 * SLOT).timestamp()]
+    assert ledger.slot_costs(start, start + 4 * SLOT) == inside
+    assert ledger.slot_costs(start + ONE_US, start + ONE_US) == []
+
+
 def test_latency_histogram_counts_each_event_in_its_bucket(ledger: Ledger) -> None:
     start = slot_start(slot_of(datetime.now(UTC) - timedelta(hours=6)))
     latencies = [0.0, 5.0, 5.0001, 10.0, 250.0, 60_000.0, 60_000.5, 10_000_000.0]

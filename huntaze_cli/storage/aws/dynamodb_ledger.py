@@ -96,6 +96,7 @@ from huntaze_cli.storage.ledger import (
     DailyKey,
     DailyRollup,
     RecordResult,
+    SlotCost,
     SlotRollup,
     aggregate,
     daily_key,
@@ -276,22 +277,39 @@ class DynamoDBLedger:
 
     def slots(self, since: datetime, until: datetime) -> list[SlotRollup]:
         """Quarter-hour rollups whose slot starts in ``[since, until)``: one Query per day."""
+        rows = [_slot_from_item(item) for item in self._slot_items(since, until)]
+        rows.sort(key=lambda r: (r.slot, r.provider))
+        return rows
+
+    def slot_costs(self, since: datetime, until: datetime) -> list[SlotCost]:
+        """``(slot, provider, cost_nano)`` per quarter-hour rollup: projected Queries."""
+        items = self._slot_items(since, until, projection=("slot", "provider", "cost_nano"))
+        return sorted(
+            (_int_of(item, "slot"), item["provider"]["S"], _int_of(item, "cost_nano"))
+            for item in items
+        )
+
+    def _slot_items(
+        self, since: datetime, until: datetime, *, projection: tuple[str, ...] | None = None
+    ) -> list[dict[str, Any]]:
         first = _ceil_to(_ceil_seconds(since), SLOT_SECONDS)
         last_second = _ceil_seconds(until) - 1  # slot < until  <=>  slot <= ceil(until) - 1
         last = last_second - last_second % SLOT_SECONDS
         if first > last:
             return []
         self._ensure_ready()
-        days = _days_between(first, last)
         # Same-width digits, and every sk has "#provider" after them, so this range holds
         # exactly the slots first..last (last + 1 is never a slot start).
         bounds = (f"{first:010d}", f"{last + 1:010d}")
         pages = self._gather(
-            lambda day: self._query_all(f"SLOTDAY#{day.isoformat()}", between=bounds), days
+            lambda day: list(
+                self._query_iter(
+                    f"SLOTDAY#{day.isoformat()}", between=bounds, projection=projection
+                )
+            ),
+            _days_between(first, last),
         )
-        rows = [_slot_from_item(item) for page in pages for item in page]
-        rows.sort(key=lambda r: (r.slot, r.provider))
-        return rows
+        return [item for page in pages for item in page]
 
     def events(
         self, since: datetime | None = None, until: datetime | None = None

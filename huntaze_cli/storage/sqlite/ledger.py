@@ -30,6 +30,7 @@ from huntaze_cli.storage.ledger import (
     Counters,
     DailyRollup,
     RecordResult,
+    SlotCost,
     SlotRollup,
     aggregate,
     dedupe_batch,
@@ -150,6 +151,10 @@ _SELECT_DAILY = (
 )
 _SELECT_SLOTS = (
     f"SELECT {', '.join((*_SLOT_KEYS, *COUNTER_FIELDS, *_LATENCY_COLUMNS))} FROM rollup_slot "
+    "WHERE slot >= ? AND slot < ? ORDER BY slot, provider"
+)
+_SELECT_SLOT_COSTS = (
+    "SELECT slot, provider, cost_nano FROM rollup_slot "
     "WHERE slot >= ? AND slot < ? ORDER BY slot, provider"
 )
 # Slot rollups of one range summed per provider, in SQL: stats and thresholds read only this.
@@ -432,6 +437,12 @@ class SQLiteLedger:
             rows = conn.execute(_SELECT_SLOTS, (lo, hi)).fetchall()
         n = 2 + len(COUNTER_FIELDS)
         return [SlotRollup(row[0], row[1], Counters(*row[2:n]), list(row[n:])) for row in rows]
+
+    def slot_costs(self, since: datetime, until: datetime) -> list[SlotCost]:
+        """``(slot, provider, cost_nano)`` of each quarter-hour rollup in ``[since, until)``."""
+        lo, hi = _ceil_seconds(_micros(since)), _ceil_seconds(_micros(until))
+        with self._reading("reading quarter-hour cost rollups") as conn:
+            return conn.execute(_SELECT_SLOT_COSTS, (lo, hi)).fetchall()
 
     def slot_groups(
         self, ranges: Sequence[tuple[datetime, datetime]]
