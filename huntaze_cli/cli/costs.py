@@ -1,4 +1,4 @@
-"""`huntaze costs breakdown|stats|export|import`: reports over the cost ledger."""
+"""`huntaze costs breakdown|stats|forecast|anomalies|export|import`: reports over the ledger."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from huntaze_cli.errors import HuntazeError, InputError, UsageError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from huntaze_cli.costs.anomaly_report import AnomalyReport
+    from huntaze_cli.costs.forecast_report import ForecastFigures, ForecastReport
     from huntaze_cli.costs.transfer import Format
     from huntaze_cli.models import BreakdownReport, StatsReport
 
@@ -349,3 +351,129 @@ def import_cmd(
             f"skipped bad {report.skipped_bad:,}"
         ),
     )
+
+
+@app.command("forecast")
+def forecast_cmd(
+    ctx: typer.Context,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by", help="Also forecast per provider|tenant|account|model.", show_default=False
+        ),
+    ] = None,
+    level: Annotated[
+        float, typer.Option("--level", help="Prediction interval, in percent (0 < level < 100).")
+    ] = 80.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Month-end spend with a prediction interval and the chance of crossing the monthly limit.
+
+    Days and the month are counted in [thresholds] timezone (per tenant, account and
+    model: UTC days). Works from 7 days of history; every forecast carries a backtest of
+    the method on the ledger's own history. The first forecast of a day fits the models;
+    later ones read a cache.
+
+    Example: huntaze costs forecast --by provider --level 90 --json
+    """
+    from huntaze_cli.costs.forecast_report import forecast_report, validate_level
+    from huntaze_cli.costs.series import validate_key
+
+    validate_key(by)
+    validate_level(level)
+    report = forecast_report(state(ctx).config(), state(ctx).ledger(), by=by, level_pct=level)
+    emit(report, as_json=as_json, render=lambda console: _render_forecast(console, report))
+
+
+def _render_forecast(console: Console, report: ForecastReport) -> None:
+    def money(value: float | None) -> str:
+        return "-" if value is None else f"${value:,.2f}"
+
+    def row(name: str, f: ForecastFigures) -> list[Any]:
+        bt = f.backtest
+        return [
+            name,
+            money(f.month_to_date_usd),
+            money(f.forecast_usd),
+            f"{money(f.lower_usd)} .. {money(f.upper_usd)}",
+            f.method,
+            f.history_days,
+            "-"
+            if bt.mape_pct is None
+            else f"{bt.mape_pct:.1f}% / {bt.coverage_pct:.0f}% ({bt.windows})",
+        ]
+
+    rows = [row("all", report)]
+    rows += [row(str(getattr(g, report.group_by or "", None) or "-"), g) for g in report.groups]
+    columns = ["scope", "to date", "month end", f"{report.level_pct:g}% interval", "method",
+               "history days", "backtest MAPE / coverage"]  # fmt: skip
+    title = f"Forecast {report.month} ({report.timezone})"
+    console.print(table(title, columns, rows, right=["to date", "month end", "history days"]))
+    t = report.threshold
+    if t is not None and t.probability_exceed_pct is not None:
+        when = f", expected on {t.expected_breach_date}" if t.expected_breach_date else ""
+        console.print(
+            f"monthly limit {money(t.limit_usd)}: {t.probability_exceed_pct:.1f}% chance "
+            f"of crossing it{when}"
+        )
+    if report.method == "insufficient_history":
+        console.print("fewer than 7 days of spend: no forecast yet")
+
+
+@app.command("anomalies")
+def anomalies_cmd(
+    ctx: typer.Context,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="Spikes from: YYYY-MM-DD ([thresholds] timezone) or ISO-8601 time. "
+            "Default: the last 7 days.",
+            show_default=False,
+        ),
+    ] = None,
+    by: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--by",
+            help="Also per provider|tenant|account|model; repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Spend spikes, hourly and daily, against each series' own seasonal baseline.
+
+    Hourly overall and per provider, daily for every key. The running hour and day count
+    with their spend so far, so a runaway campaign shows within the hour.
+
+    Example: huntaze costs anomalies --since 2026-11-20 --by provider --json
+    """
+    from huntaze_cli.costs.anomaly_report import anomaly_report, parse_since, validate_keys
+
+    keys = validate_keys(by or [])
+    config = state(ctx).config()
+    start = parse_since(since, config.thresholds.tz)
+    report = anomaly_report(config, state(ctx).ledger(), since=start, by=keys)
+    emit(report, as_json=as_json, render=lambda console: _render_anomalies(console, report))
+
+
+def _render_anomalies(console: Console, report: AnomalyReport) -> None:
+    rows = [
+        [
+            a.start.isoformat(),
+            a.granularity,
+            ", ".join(f"{k}={v}" for k, v in a.scope.items()) or "all",
+            f"${a.observed_usd:,.4f}" + (" so far" if a.ongoing else ""),
+            f"${a.expected_usd:,.4f}",
+            f"{a.score:.1f}",
+            a.severity,
+        ]
+        for a in report.anomalies
+    ]
+    columns = ["start", "per", "scope", "observed", "expected", "score", "severity"]
+    console.print(
+        table(f"Spend anomalies since {report.since.isoformat()}", columns, rows,
+              right=["observed", "expected", "score"])
+    )  # fmt: skip
+    if not rows:
+        console.print("no anomalies")

@@ -411,6 +411,11 @@ class Config(_Section):
     def outbox_path(self) -> Path:
         return self.delivery.outbox_path or self.data_dir / "outbox.jsonl"
 
+    @property
+    def forecast_cache_dir(self) -> Path:
+        """Fitted forecast paths, one file per series and day (a cache: safe to delete)."""
+        return self.data_dir / "forecast-cache"
+
 
 def config_dir() -> Path:
     from platformdirs import user_config_dir

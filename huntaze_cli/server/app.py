@@ -13,6 +13,8 @@ handler; bad request fields are FastAPI's usual 422 list of field errors.
 | GET /api/health/hybrid-orchestrator | check_health | health |
 | GET /api/v2/costs/breakdown | breakdown | costs breakdown |
 | GET /api/v2/costs/stats | stats (cached 1 s) | costs stats |
+| GET /api/v2/costs/forecast | forecast_report | costs forecast |
+| GET /api/v2/costs/anomalies | anomaly_report | costs anomalies |
 | GET /metrics | Metrics.exposition | |
 
 Authentication, the body limit and the access log live in ``server_asgi.Guard``; the
@@ -38,6 +40,8 @@ from starlette.concurrency import run_in_threadpool
 from huntaze_cli import __version__
 from huntaze_cli.campaigns.file import CampaignSpec
 from huntaze_cli.config import Config
+from huntaze_cli.costs.anomaly_report import AnomalyReport
+from huntaze_cli.costs.forecast_report import ForecastReport
 from huntaze_cli.errors import HuntazeError, InputError, UsageError
 from huntaze_cli.jsondoc import dump_json
 from huntaze_cli.models import (
@@ -271,6 +275,50 @@ def create_app(
         """Last hour, today, yesterday, month to date, per provider; cached for 1 s."""
         body = await runtime.stats.get(runtime.stats_json)
         return Response(body, media_type=JSON)
+
+    @app.get(
+        "/api/v2/costs/forecast",
+        response_model=ForecastReport,
+        responses={**_ERRORS, 422: {"model": ErrorDetail, "description": "invalid parameter"}},
+        tags=["costs"],
+    )
+    def costs_forecast(
+        by: Annotated[
+            str | None, Query(description="also forecast per provider|tenant|account|model")
+        ] = None,
+        level: Annotated[
+            float, Query(description="prediction interval, percent (0 < level < 100)")
+        ] = 80.0,
+    ) -> Response:
+        """Month-end spend with an interval, the chance of crossing the monthly limit and a
+        backtest; same JSON as `huntaze costs forecast --json`."""
+        from huntaze_cli.costs.forecast_report import forecast_report
+
+        report = forecast_report(runtime.config, runtime.http.ledger(), by=by, level_pct=level)
+        return Response(dump_json(report), media_type=JSON)
+
+    @app.get(
+        "/api/v2/costs/anomalies",
+        response_model=AnomalyReport,
+        responses={**_ERRORS, 422: {"model": ErrorDetail, "description": "invalid parameter"}},
+        tags=["costs"],
+    )
+    def costs_anomalies(
+        since: Annotated[
+            str | None, Query(description="YYYY-MM-DD or ISO-8601 time; default 7 days ago")
+        ] = None,
+        by: Annotated[
+            list[str] | None,
+            Query(description="also per provider|tenant|account|model; repeat for several"),
+        ] = None,
+    ) -> Response:
+        """Hourly and daily spend spikes against a seasonal baseline; same JSON as
+        `huntaze costs anomalies --json`."""
+        from huntaze_cli.costs.anomaly_report import anomaly_report, parse_since
+
+        start = parse_since(since, runtime.config.thresholds.tz)
+        report = anomaly_report(runtime.config, runtime.http.ledger(), since=start, by=by or [])
+        return Response(dump_json(report), media_type=JSON)
 
     @app.get(
         "/metrics",

@@ -1,0 +1,256 @@
+"""`costs anomalies`: hourly and daily spend spikes, overall and per provider, tenant,
+account or model, each against its own robust seasonal baseline (``costs.anomalies``).
+
+Hourly series exist overall and per provider (quarter-hour rollups, clock hours of
+``[thresholds] timezone``); daily series for every key (per tenant, account and model
+they are UTC days, see ``costs.series``). The hour and the day still running are judged
+on their spend so far, so a runaway campaign shows up within the hour it starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel
+
+from huntaze_cli.costs.periods import day_period
+from huntaze_cli.costs.reports import parse_when
+from huntaze_cli.costs.series import (
+    HOUR,
+    Days,
+    Group,
+    daily_series,
+    first_spend,
+    hour_start,
+    hourly_series,
+    validate_key,
+)
+from huntaze_cli.errors import UsageError
+from huntaze_cli.money import nano_to_usd
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+    from huntaze_cli.config import Config
+    from huntaze_cli.costs import anomalies as an
+    from huntaze_cli.storage.ledger import Ledger
+
+DEFAULT_DAYS = 7
+# History each point is judged on, and the least a judgement needs.
+HOUR_LOOKBACK = 14 * 24
+HOUR_MIN_HISTORY = 3 * 24
+DAY_LOOKBACK = 28
+DAY_MIN_HISTORY = 7
+WEEKLY_FROM_DAYS = 21
+NANO = 1e9
+
+
+class Anomaly(BaseModel):
+    start: datetime
+    end: datetime
+    granularity: Literal["hour", "day"]
+    scope: dict[str, str | None]
+    observed_usd: float
+    observed_nano: int
+    expected_usd: float
+    score: float
+    severity: str
+    ongoing: bool
+
+
+class AnomalyReport(BaseModel):
+    generated_at: datetime
+    since: datetime
+    timezone: str
+    group_by: list[str]
+    anomalies: list[Anomaly]
+
+
+def validate_keys(keys: Sequence[str]) -> list[str]:
+    chosen: list[str] = []
+    for key in keys:
+        validate_key(key)
+        if key not in chosen:
+            chosen.append(key)
+    return chosen
+
+
+def parse_since(value: str | None, tz: ZoneInfo) -> datetime | None:
+    """--since: a date is that day's start in ``tz``; a time needs an offset."""
+    if value is None:
+        return None
+    parsed = parse_when(value, option="--since")
+    if isinstance(parsed, datetime):
+        return parsed
+    return datetime(parsed.year, parsed.month, parsed.day, tzinfo=tz).astimezone(UTC)
+
+
+def anomaly_report(
+    config: Config,
+    ledger: Ledger,
+    *,
+    since: datetime | None = None,
+    by: Sequence[str] = (),
+    now: datetime | None = None,
+) -> AnomalyReport:
+    """Spikes that started at or after ``since`` (default: the last 7 days), newest first."""
+    keys = validate_keys(by)
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    since = (since or now - timedelta(days=DEFAULT_DAYS)).astimezone(UTC)
+    if since >= now:
+        raise UsageError("--since must be in the past")
+    # Nothing older than the rollups is left to judge.
+    since = max(since, now - timedelta(days=config.ledger.rollup_retention_days))
+    tz = config.thresholds.tz
+    found = _hourly(ledger, tz, since, now, by_provider=False)
+    found += _daily(ledger, tz, since, now, by=None)
+    if "provider" in keys:
+        found += _hourly(ledger, tz, since, now, by_provider=True)
+    for key in keys:
+        found += _daily(ledger, tz, since, now, by=key)
+    found.sort(key=lambda a: (-a.start.timestamp(), a.granularity, -a.score))
+    return AnomalyReport(
+        generated_at=now,
+        since=since,
+        timezone=config.thresholds.timezone,
+        group_by=keys,
+        anomalies=found,
+    )
+
+
+def anomaly_scope(
+    config: Config,
+    ledger: Ledger,
+    *,
+    scope: Mapping[str, str],
+    since: datetime,
+    now: datetime | None = None,
+) -> list[Anomaly]:
+    """Spikes of one rule's scope since ``since``: what an ``anomaly`` rule evaluates.
+
+    Hourly and daily when the scope is empty or a provider; daily otherwise.
+    """
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    tz = config.thresholds.tz
+    found = []
+    if set(scope) <= {"provider"}:
+        hourly = _hourly(ledger, tz, since, now, by_provider=bool(scope))
+        found += [a for a in hourly if a.scope == dict(scope)]
+    found += _daily(ledger, tz, since, now, by=None, scope=scope)
+    for anomaly in found:
+        anomaly.scope = dict(scope)
+    return found
+
+
+def _hourly(
+    ledger: Ledger, tz: ZoneInfo, since: datetime, now: datetime, *, by_provider: bool
+) -> list[Anomaly]:
+    judged = hour_start(since, tz)
+    first = judged - HOUR_LOOKBACK * HOUR
+    count = int((hour_start(now, tz) - first) / HOUR) + 1
+    series = hourly_series(ledger, first, count, by_provider=by_provider)
+    start = int((judged - first) / HOUR)
+    out = []
+    for group, values in series.items():
+        for spike in _spikes(
+            values, start=start, period=24, lookback=HOUR_LOOKBACK, min_history=HOUR_MIN_HISTORY
+        ):
+            begin = first + spike.index * HOUR
+            out.append(
+                _anomaly(
+                    spike,
+                    begin,
+                    begin + HOUR,
+                    "hour",
+                    {"provider": group} if by_provider else {},
+                    values[spike.index],
+                    ongoing=begin + HOUR > now,
+                )
+            )
+    return out
+
+
+def _daily(
+    ledger: Ledger,
+    tz: ZoneInfo,
+    since: datetime,
+    now: datetime,
+    *,
+    by: str | None,
+    scope: Mapping[str, str] | None = None,
+) -> list[Anomaly]:
+    today = day_period(now, tz)
+    first_judged = since.astimezone(tz).date()
+    last = now.astimezone(tz).date()
+    first = first_judged - timedelta(days=DAY_LOOKBACK)
+    days = Days(first, (last - first).days + 1, tz)
+    series = daily_series(ledger, days, by=by, scope=scope)
+    bounds = days.bounds()
+    out = []
+    for group, values in series.items():
+        lead = first_spend(values) or 0
+        weekly = len(values) - lead > WEEKLY_FROM_DAYS
+        for spike in _spikes(
+            values,
+            start=DAY_LOOKBACK,
+            period=7 if weekly else 1,
+            lookback=DAY_LOOKBACK if weekly else 14,
+            min_history=DAY_MIN_HISTORY,
+        ):
+            out.append(
+                _anomaly(
+                    spike,
+                    bounds[spike.index],
+                    bounds[spike.index + 1],
+                    "day",
+                    {by: group} if by else {},
+                    values[spike.index],
+                    ongoing=bounds[spike.index] == today.start,
+                )
+            )
+    return out
+
+
+def _spikes(
+    values: Sequence[int], *, start: int, period: int, lookback: int, min_history: int
+) -> list[an.Spike]:
+    """Spikes in ``values[start:]``; history before the first spend is not history."""
+    from huntaze_cli.costs import anomalies as an
+
+    lead = first_spend(values)
+    if lead is None:
+        return []
+    found = an.spikes(
+        [v / NANO for v in values[lead:]],
+        period=period,
+        lookback=lookback,
+        start=max(0, start - lead),
+        min_history=min_history,
+    )
+    return [an.Spike(s.index + lead, s.observed, s.expected, s.score, s.severity) for s in found]
+
+
+def _anomaly(
+    spike: an.Spike,
+    start: datetime,
+    end: datetime,
+    granularity: Literal["hour", "day"],
+    scope: dict[str, Group],
+    observed_nano: int,
+    *,
+    ongoing: bool,
+) -> Anomaly:
+    return Anomaly(
+        start=start,
+        end=end,
+        granularity=granularity,
+        scope=scope,
+        observed_usd=nano_to_usd(observed_nano),
+        observed_nano=observed_nano,
+        expected_usd=round(spike.expected, 6),
+        score=round(spike.score, 2),
+        severity=spike.severity,
+        ongoing=ongoing,
+    )

@@ -1,0 +1,80 @@
+"""`GET /api/v2/costs/forecast` and `/anomalies`: the CLI's JSON over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from huntaze_cli.storage.ledger import slot_of
+from tests.costs.history import hourly_events, record
+from tests.helpers import run
+from tests.server.conftest import Served
+
+FORECAST = "/api/v2/costs/forecast"
+ANOMALIES = "/api/v2/costs/anomalies"
+
+
+def _same_moment(http: dict[str, Any], cli: dict[str, Any]) -> bool:
+    """Both computed in the same quarter-hour (a forecast moves on at slot boundaries)."""
+    a, b = (datetime.fromisoformat(r["generated_at"]) for r in (http, cli))
+    return slot_of(a) == slot_of(b)
+
+
+@pytest.fixture
+def client(serve: Callable[..., Served]) -> httpx.Client:
+    record(hourly_events(30))
+    return serve(worker=False).client()
+
+
+def test_forecast_and_anomalies_answer_the_cli_json(client: httpx.Client) -> None:
+    for _ in range(2):  # once more if the two straddled a quarter-hour
+        http = client.get(FORECAST, params={"by": "provider", "level": "90"})
+        cli = run("costs", "forecast", "--by", "provider", "--level", "90", "--json").json()
+        assert http.status_code == 200, http.text
+        body = http.json()
+        if _same_moment(body, cli):
+            break
+    body.pop("generated_at"), cli.pop("generated_at")
+    assert body == cli
+    assert body["level_pct"] == 90.0 and len(body["groups"]) == 2
+    params = [("by", "provider"), ("by", "tenant"), ("since", "2026-01-01")]
+    anomalies = client.get(ANOMALIES, params=params)
+    assert anomalies.status_code == 200, anomalies.text
+    cli_anomalies = run(
+        "costs", "anomalies", "--by", "provider", "--by", "tenant", "--since", "2026-01-01",
+        "--json",
+    ).json()  # fmt: skip
+    assert anomalies.json().pop("anomalies") == cli_anomalies.pop("anomalies")
+    assert {
+        k: v for k, v in anomalies.json().items() if k not in ("generated_at", "anomalies")
+    } == {k: v for k, v in cli_anomalies.items() if k != "generated_at"}
+
+
+@pytest.mark.parametrize(
+    ("route", "params", "cli_args"),
+    [
+        (FORECAST, {"level": "0"}, ["costs", "forecast", "--level", "0"]),
+        (FORECAST, {"level": "100"}, ["costs", "forecast", "--level", "100"]),
+        (FORECAST, {"by": "campaign"}, ["costs", "forecast", "--by", "campaign"]),
+        (ANOMALIES, {"by": "weekday"}, ["costs", "anomalies", "--by", "weekday"]),
+        (ANOMALIES, {"since": "later"}, ["costs", "anomalies", "--since", "later"]),
+    ],
+)
+def test_bad_values_are_422_with_the_cli_message(
+    client: httpx.Client, route: str, params: dict[str, str], cli_args: list[str]
+) -> None:
+    response = client.get(route, params=params)
+    assert response.status_code == 422
+    cli = run(*cli_args, "--json")
+    assert cli.exit_code == 2
+    assert response.json() == {"detail": cli.stderr.splitlines()[0].removeprefix("error: ")}
+
+
+def test_a_level_that_is_not_a_number_is_a_field_error(client: httpx.Client) -> None:
+    response = client.get(FORECAST, params={"level": "high"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "level"]
