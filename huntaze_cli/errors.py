@@ -1,86 +1,96 @@
 """The one exception tree of huntaze.
 
 Every error a user can see is one of these; library exceptions (sqlite3, botocore,
-openai, smtplib) are wrapped at the boundary where they happen. The CLI maps the tree to
-exit codes in ``huntaze_cli.cli._app`` and the HTTP daemon maps it to statuses, each in
-one place: ``exit_code`` and ``http_status`` below.
+openai, smtplib) are wrapped at the boundary where they happen. Each interface maps the
+tree in one place: the CLI to exit codes in ``huntaze_cli.cli.exit_codes``, the HTTP
+daemon to statuses in ``huntaze_cli.server.errors``.
 
-    HuntazeError                      exit 1   operational failure
-    ├── UsageError                    exit 2   bad flag or argument value
-    ├── InputError                    exit 2   invalid campaign/import file or body
-    ├── ConfigError                   exit 2   invalid or unreadable config
-    ├── NotFoundError                 exit 1   a named thing (campaign, ...) does not exist
-    ├── BackendError                  exit 1   ledger, queue, rate-limit store, CloudWatch
-    ├── ProviderError                 exit 1   every provider attempt failed
-    ├── DeliveryError                 exit 1   the delivery sink failed
-    └── AlertError                    exit 1   an alert channel could not send
+    HuntazeError                      exit 1   HTTP 500   operational failure
+    ├── UsageError                    exit 2   HTTP 422   bad flag, argument or query value
+    ├── InputError                    exit 2   HTTP 422   invalid campaign/import file or body
+    ├── ConfigError                   exit 2   HTTP 500   invalid or unreadable config
+    ├── NotFoundError                 exit 1   HTTP 404   a named thing (campaign, ...) is missing
+    ├── BackendError                  exit 1   HTTP 503   ledger, queue, rate-limit store, AWS
+    ├── ProviderError                 exit 1   HTTP 502   every provider attempt failed
+    ├── DeliveryError                 exit 1   HTTP 502   the delivery sink failed
+    └── AlertError                    exit 1   HTTP 502   an alert channel could not send
+
+Errors about one input carry it as data: ``field`` (the parameter's name, e.g. ``since``
+or ``recipients``) and ``value``. The core never names a CLI flag: where a message refers
+to a parameter it writes ``<name>`` (for ``field`` and the names in ``refs`` only) and
+each interface renders it, the CLI as its flag (``--since``), HTTP as the query or body
+field (``since``); see ``render``.
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
 
 
 class HuntazeError(Exception):
     """Base of every error huntaze reports; an operational failure (exit 1)."""
 
-    exit_code = 1
-    http_status = 500
-
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        field: str | None = None,
+        value: Any = None,
+        refs: Sequence[str] = (),
+    ) -> None:
         super().__init__(message)
-        self.message = message
+        self.text = message
         self.hint = hint
+        self.field = field
+        self.value = value
+        self.refs = tuple(dict.fromkeys([*([field] if field else []), *refs]))
+
+    def render(self, name: Callable[[str], str] = str) -> str:
+        """The message with each ``<field>`` reference spelled by ``name``."""
+        if not self.refs:
+            return self.text
+        pattern = "|".join(re.escape(ref) for ref in self.refs)
+        return re.sub(f"<({pattern})>", lambda m: name(m.group(1)), self.text)
+
+    @property
+    def message(self) -> str:
+        """The message with parameters by their plain names (logs, the API)."""
+        return self.render()
 
     def __str__(self) -> str:
         return self.message
 
 
 class UsageError(HuntazeError):
-    """A command-line flag or argument has a value that cannot be used."""
-
-    exit_code = 2
-    http_status = 422
+    """A flag, argument or query parameter has a value that cannot be used."""
 
 
 class InputError(HuntazeError):
     """An input file, stdin document or request body is invalid; names field or line."""
 
-    exit_code = 2
-    http_status = 422
-
 
 class ConfigError(HuntazeError):
     """The config file or a HUNTAZE_* variable is invalid; names `section.key` and source."""
-
-    exit_code = 2
-    http_status = 500
 
 
 class NotFoundError(HuntazeError):
     """A thing named by the user (a campaign id, ...) does not exist."""
 
-    exit_code = 1
-    http_status = 404
-
 
 class BackendError(HuntazeError):
     """An AWS or storage service (SQLite, DynamoDB, SQS, CloudWatch) failed or is unreachable."""
-
-    http_status = 503
 
 
 class ProviderError(HuntazeError):
     """An LLM provider call failed and no other attempt could serve it."""
 
-    http_status = 502
-
 
 class DeliveryError(HuntazeError):
     """The delivery sink (outbox, webhook, SQS) failed."""
 
-    http_status = 502
-
 
 class AlertError(HuntazeError):
     """An alert channel (SMTP, SES) could not send a threshold alert."""
-
-    http_status = 502

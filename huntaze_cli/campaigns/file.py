@@ -111,30 +111,36 @@ class LoadedCampaign:
         seen: set[int] = set()
         for where, line, record in self._raw():
             if not isinstance(record, dict):
-                raise InputError(f"{where}: expected an object with an id")
+                raise InputError(f"{where}: expected an object with an id", field="recipients")
             fields = {str(k): _text(v) for k, v in record.items() if v is not None}
             rid = fields.pop("id", "").strip()
             if not rid:
-                raise InputError(f"{where}: id: missing (every recipient needs a unique id)")
+                raise InputError(
+                    f"{where}: id: missing (every recipient needs a unique id)", field="recipients"
+                )
             if len(rid) > MAX_ID:
-                raise InputError(f"{where}: id: longer than {MAX_ID} characters")
+                raise InputError(
+                    f"{where}: id: longer than {MAX_ID} characters", field="recipients"
+                )
             key = hash(rid)
             if key in seen:
                 first = self._first_line(rid, before=line)
                 if first is not None:
                     raise InputError(
-                        f"{where}: duplicate recipient id {rid!r} (first seen at {first})"
+                        f"{where}: duplicate recipient id {rid!r} (first seen at {first})",
+                        field="recipients",
                     )
             seen.add(key)
             fields["id"] = rid  # `{id}` is a placeholder like any other field
             for name in self.fields:
                 if name not in fields or fields[name] == "":
                     raise InputError(
-                        f"{where}: {name}: missing; the prompt uses {{{name}}} (recipient {rid!r})"
+                        f"{where}: {name}: missing; the prompt uses {{{name}}} (recipient {rid!r})",
+                        field="recipients",
                     )
             yield rid, fields
         if not seen:
-            raise InputError(f"{self.source}: recipients: no recipients")
+            raise InputError(f"{self.source}: recipients: no recipients", field="recipients")
 
     def _first_line(self, rid: str, *, before: int) -> int | None:
         """The line (or index) where ``rid`` first appears, if before ``before``."""

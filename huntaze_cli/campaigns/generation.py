@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from huntaze_cli.campaigns.file import LoadedCampaign, render
 from huntaze_cli.config import Config
-from huntaze_cli.errors import ConfigError, NotFoundError
+from huntaze_cli.errors import BackendError, ConfigError, NotFoundError
 from huntaze_cli.llm.types import GenerationRequest, Message
 from huntaze_cli.models import (
     CampaignReport,
@@ -34,6 +34,9 @@ from huntaze_cli.money import nano_to_usd
 from huntaze_cli.storage.ledger import Counters, Ledger
 from huntaze_cli.storage.queue import DeliveryQueue, QueueItem, message_key
 from huntaze_cli.storage.sqlite.campaigns import CampaignRow, CampaignStore, PendingMessage
+
+if TYPE_CHECKING:
+    from huntaze_cli.llm.routing import Plan
 
 DEFAULT_MAX_TOKENS = 256  # what estimates assume when a campaign sets no max_tokens
 FLUSH_EVERY = 256
@@ -76,9 +79,29 @@ def eta_seconds(config: Config, remaining: int) -> float:
 
 
 @dataclass
-class _Estimate:
+class ProviderEstimate:
+    """One provider's cost range for a whole campaign, in nano-dollars (None: unpriced)."""
+
+    kind: str
+    low_nano: int | None
+    high_nano: int | None
+
+
+@dataclass
+class Estimate:
+    """What a campaign will cost and take, before anything is called or stored."""
+
+    row: CampaignRow
     recipients: int
     input_tokens: int
+    output_tokens_max: int
+    plan: Plan
+    providers: dict[str, ProviderEstimate]
+
+    @property
+    def high_nano(self) -> int | None:
+        """The upper bound on the first provider of the routing plan."""
+        return self.providers[self.plan.order[0]].high_nano
 
 
 def _spec_row(config: Config, loaded: LoadedCampaign, campaign_id: str) -> CampaignRow:
@@ -104,17 +127,18 @@ def _spec_row(config: Config, loaded: LoadedCampaign, campaign_id: str) -> Campa
     )
 
 
-def dry_run(config: Config, loaded: LoadedCampaign) -> DryRunReport:
-    """Routing plan, token and cost estimate per provider, ETA; calls and stores nothing."""
+def estimate(config: Config, loaded: LoadedCampaign) -> Estimate:
+    """Routing plan and token and cost estimate per provider; calls and stores nothing."""
     from huntaze_cli.llm.pricing import PriceBook
     from huntaze_cli.llm.providers import effective_provider_configs, estimate_input_tokens
     from huntaze_cli.llm.routing import Router
+    from huntaze_cli.llm.types import Usage
 
     row = _spec_row(config, loaded, "dry-run")
-    estimate = _Estimate(0, 0)
+    recipients = input_tokens = 0
     for recipient_id, fields in loaded.iter_recipients():
-        estimate.recipients += 1
-        estimate.input_tokens += estimate_input_tokens(request_for(row, recipient_id, fields))
+        recipients += 1
+        input_tokens += estimate_input_tokens(request_for(row, recipient_id, fields))
     providers = effective_provider_configs(config)
     router = Router(config, list(providers))
     plan = router.plan(
@@ -127,40 +151,51 @@ def dry_run(config: Config, loaded: LoadedCampaign) -> DryRunReport:
         )
     )
     prices = PriceBook(config.pricing.overrides)
-    max_out = (row.max_tokens or DEFAULT_MAX_TOKENS) * estimate.recipients
-    per_provider: dict[str, DryRunProvider] = {}
+    max_out = (row.max_tokens or DEFAULT_MAX_TOKENS) * recipients
+    per_provider: dict[str, ProviderEstimate] = {}
     for name in plan.order:
         price = prices.price(name, providers[name].kind, row.model)
         low = high = None
         if price is not None:
-            from huntaze_cli.llm.types import Usage
+            low = prices.cost_nano(price, Usage(input_tokens, 0, max_out // 4))
+            high = prices.cost_nano(price, Usage(input_tokens, 0, max_out))
+        per_provider[name] = ProviderEstimate(providers[name].kind, low, high)
+    return Estimate(row, recipients, input_tokens, max_out, plan, per_provider)
 
-            low = prices.cost_nano(price, Usage(estimate.input_tokens, 0, max_out // 4))
-            high = prices.cost_nano(price, Usage(estimate.input_tokens, 0, max_out))
-        per_provider[name] = DryRunProvider(
-            kind=providers[name].kind,
-            priced=price is not None,
-            input_tokens=estimate.input_tokens,
-            output_tokens_max=max_out,
-            cost_low_usd=None if low is None else nano_to_usd(low),
-            cost_high_usd=None if high is None else nano_to_usd(high),
-        )
-    first = per_provider[plan.order[0]]
+
+def dry_run(config: Config, loaded: LoadedCampaign) -> DryRunReport:
+    """Routing plan, token and cost estimate per provider, ETA; calls and stores nothing."""
+    found = estimate(config, loaded)
+    row, plan = found.row, found.plan
+
+    def usd(nano: int | None) -> float | None:
+        return None if nano is None else nano_to_usd(nano)
+
     return DryRunReport(
         name=row.name,
         account=row.account,
         tenant=row.tenant,
         model=row.model,
-        recipients=estimate.recipients,
+        recipients=found.recipients,
         routing={
             "strategy": config.routing.strategy,
             "reason": plan.reason,
             "order": list(plan.order),
             "fallback": plan.fallback,
         },
-        providers=per_provider,
-        estimated_cost_usd=first.cost_high_usd,
-        eta_seconds=eta_seconds(config, estimate.recipients),
+        providers={
+            name: DryRunProvider(
+                kind=p.kind,
+                priced=p.high_nano is not None,
+                input_tokens=found.input_tokens,
+                output_tokens_max=found.output_tokens_max,
+                cost_low_usd=usd(p.low_nano),
+                cost_high_usd=usd(p.high_nano),
+            )
+            for name, p in found.providers.items()
+        },
+        estimated_cost_usd=usd(found.high_nano),
+        eta_seconds=eta_seconds(config, found.recipients),
         rate_limit={
             "messages": config.rate_limit.messages,
             "per_seconds": config.rate_limit.per_seconds,
@@ -178,29 +213,47 @@ def start_campaign(
     *,
     idempotency_key: str | None,
 ) -> tuple[CampaignRow, bool]:
-    """Store a new campaign, or find the one with this idempotency key (resumed=True)."""
+    """Store a new campaign, or find the one with this idempotency key (resumed=True).
+
+    Several processes starting the same key at once all end on one campaign: the key is
+    unique in the store, so every insert but the first fails, and those find the winner.
+    """
     if idempotency_key:
-        existing = store.find_by_key(idempotency_key)
-        if existing:
-            campaign = store.get(existing)
-            assert campaign is not None
-            return campaign, True
+        found = _by_key(store, idempotency_key)
+        if found is not None:
+            return found, True
     _check_provider(config, loaded.spec.provider)
-    estimate = dry_run(config, loaded)
+    high = estimate(config, loaded).high_nano
     campaign_id = new_campaign_id()
     spec = loaded.spec.model_dump(exclude={"recipients", "recipients_file"})
     spec["model"] = spec["model"] or config.routing.default_model
-    high = estimate.estimated_cost_usd
-    store.create(
-        campaign_id=campaign_id,
-        idempotency_key=idempotency_key,
-        spec=spec,
-        recipients=loaded.iter_recipients(),
-        estimated_cost_nano=0 if high is None else round(high * 1e9),
-    )
+    try:
+        store.create(
+            campaign_id=campaign_id,
+            idempotency_key=idempotency_key,
+            spec=spec,
+            recipients=loaded.iter_recipients(),
+            estimated_cost_nano=high or 0,
+        )
+    except BackendError:
+        # Another process stored this key between our look-up and our insert.
+        found = _by_key(store, idempotency_key) if idempotency_key else None
+        if found is None:
+            raise
+        return found, True
     campaign = store.get(campaign_id)
     assert campaign is not None
     return campaign, False
+
+
+def _by_key(store: CampaignStore, idempotency_key: str) -> CampaignRow | None:
+    existing = store.find_by_key(idempotency_key)
+    return store.get(existing) if existing else None
+
+
+def needs_generation(store: CampaignStore, campaign: CampaignRow) -> bool:
+    """Whether some message of the campaign still has to be written (or queued)."""
+    return campaign.state in ("estimating", "generating") or store.needs_generation(campaign.id)
 
 
 def _check_provider(config: Config, provider: str) -> None:
@@ -210,7 +263,9 @@ def _check_provider(config: Config, provider: str) -> None:
     known = effective_provider_configs(config)
     if provider != "auto" and provider not in known:
         raise InputError(
-            f"provider: unknown provider {provider!r}; configured: {', '.join(known)} or auto"
+            f"provider: unknown provider {provider!r}; configured: {', '.join(known)} or auto",
+            field="provider",
+            value=provider,
         )
 
 

@@ -1,8 +1,9 @@
 """The `huntaze` command line: one Typer app per command group, joined here.
 
-Every command parses its flags, calls one core function and renders the result. Errors
-from the core (the HuntazeError tree) become a one-line message and an exit code here,
-in ``_Group.invoke``, and nowhere else.
+Every command parses its flags, calls one application service (``huntaze_cli.services``)
+and renders the result. Errors from the core (the HuntazeError tree) become a one-line
+message here, in ``_Group.invoke``; their exit codes, and those of outcomes (health,
+thresholds, campaign results), come from ``cli.exit_codes``.
 """
 
 from __future__ import annotations
@@ -20,23 +21,24 @@ import typer
 from typer.core import TyperGroup
 
 from huntaze_cli import __version__
+from huntaze_cli.cli import exit_codes
 from huntaze_cli.cli.output import report_error
 from huntaze_cli.errors import HuntazeError
 from huntaze_cli.services import Services
 
 
 class _Group(TyperGroup):
-    """The root group: maps the HuntazeError tree to exit codes, once for every command."""
+    """The root group: reports the HuntazeError tree once for every command."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except HuntazeError as exc:
             report_error(exc)
-            raise typer.Exit(exc.exit_code) from None
+            raise typer.Exit(exit_codes.for_error(exc)) from None
         except KeyboardInterrupt:
             sys.stderr.write("interrupted\n")
-            raise typer.Exit(130) from None
+            raise typer.Exit(exit_codes.INTERRUPTED) from None
 
 
 def state(ctx: typer.Context) -> Services:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from huntaze_cli.campaigns.worker import DeliveryWorker
     from huntaze_cli.models import CampaignReport, StatusOverview
+    from huntaze_cli.services.campaigns import Started
     from huntaze_cli.storage.queue import Lease
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
@@ -59,27 +60,25 @@ def send_campaign(
     Example: huntaze send-campaign examples/quickstart.toml --idempotency-key nov-ppv
     """
     from huntaze_cli.campaigns.file import load_campaign
-    from huntaze_cli.campaigns.generation import campaign_report, start_campaign
-    from huntaze_cli.campaigns.generation import dry_run as plan
+    from huntaze_cli.cli.exit_codes import for_campaign
+    from huntaze_cli.services import campaigns
 
     if idempotency_key is not None and not idempotency_key.strip():
         raise UsageError("--idempotency-key: the key is empty; give a key, or leave the option out")
     st = state(ctx)
-    config = st.config()
     loaded = load_campaign(file)
     if dry_run:
-        report = plan(config, loaded)
+        report = campaigns.plan(st, loaded)
         emit(report, as_json=as_json, render=lambda console: _render_dry_run(console, report))
         return
-    store = st.store()
-    campaign, resumed = start_campaign(config, store, loaded, idempotency_key=idempotency_key)
-    if resumed:
+    started = campaigns.start(st, loaded, idempotency_key=idempotency_key)
+    campaign = started.campaign
+    if started.resumed:
         warn(f"resuming campaign {campaign.id} (idempotency key {idempotency_key!r})")
     else:
         sys.stderr.write(f"campaign {campaign.id}: {campaign.recipients:,} recipients\n")
-    interrupted = _run(_send(st, campaign.id, wait=not no_wait))
-    final = campaign_report(config, store, st.ledger(), campaign.id)
-    final.resumed = resumed
+    interrupted = _run(_send(st, started, wait=not no_wait))
+    final = campaigns.report(st, campaign.id, resumed=started.resumed)
     emit(final, as_json=as_json, render=lambda console: _render_campaign(console, final))
     if interrupted:
         remaining = final.counts["queued"] + final.counts["failed"] + final.counts["pending"]
@@ -89,40 +88,31 @@ def send_campaign(
             + (f" (or re-run with {resume})" if resume else "")
             + "\n"
         )
-        raise typer.Exit(130)
-    if final.state == "completed_with_errors" or (
-        final.counts["dead"] and final.state != "completed"
-    ):
-        raise typer.Exit(1)
+    code = for_campaign(final, interrupted=interrupted)
+    if code:
+        raise typer.Exit(code)
 
 
-async def _send(st: Services, campaign_id: str, *, wait: bool) -> bool:
+async def _send(st: Services, started: Started, *, wait: bool) -> bool:
     """Generate what is missing, then deliver in the foreground; True if interrupted."""
-    from huntaze_cli.campaigns.generation import generate_campaign
-    from huntaze_cli.llm.orchestrator import Orchestrator
+    from huntaze_cli.services import campaigns
 
-    config = st.config()
-    store = st.store()
-    campaign = store.get(campaign_id)
-    assert campaign is not None
-    ledger = st.ledger() if config.flags.cost_tracking else None
-    if campaign.state in ("estimating", "generating") or store.needs_generation(campaign_id):
-        orchestrator = Orchestrator.from_config(config, ledger=ledger, warn=warn)
+    campaign = started.campaign
+    if started.generate:
+        orchestrator = st.orchestrator(warn=warn)
         progress = _Progress("generating", campaign.recipients)
         try:
-            await generate_campaign(
-                store,
-                st.queue(),
+            await campaigns.generate(
+                st,
+                campaign.id,
                 orchestrator,
-                campaign,
-                concurrency=config.routing.concurrency,
                 on_progress=lambda ok, bad: progress.update(ok + bad, f"{bad:,} failed"),
             )
         finally:
             progress.close()
             await orchestrator.aclose()
     if wait:
-        return await _deliver_foreground(st, campaign_id)
+        return await _deliver_foreground(st, campaign.id)
     return False
 
 
@@ -254,17 +244,14 @@ def status(
 
     Example: huntaze status cmp_0193a1b2c3d4e5f6 --json | jq .counts
     """
-    from huntaze_cli.campaigns.generation import campaign_report
+    from huntaze_cli.services import campaigns
 
     st = state(ctx)
-    config = st.config()
     if campaign_id:
-        report = campaign_report(config, st.store(), st.ledger(), campaign_id)
+        report = campaigns.report(st, campaign_id)
         emit(report, as_json=as_json, render=lambda console: _render_campaign(console, report))
         return
-    from huntaze_cli.campaigns.generation import status_overview
-
-    overview = status_overview(config, st.store(), st.ledger(), st.queue(), limit=limit)
+    overview = campaigns.overview(st, limit=limit)
     emit(overview, as_json=as_json, render=lambda console: _render_overview(console, overview))
 
 
@@ -327,20 +314,13 @@ def requeue(
 
     Example: huntaze requeue cmp_0193a1b2c3d4e5f6 && huntaze worker --once
     """
-    from huntaze_cli.errors import NotFoundError
-    from huntaze_cli.models import RequeueReport
+    from huntaze_cli.services import campaigns
 
-    st = state(ctx)
-    store = st.store()
-    if store.get(campaign_id) is None:
-        raise NotFoundError(f"campaign {campaign_id!r} not found")
-    moved = st.queue().requeue_dead(campaign_id)
-    store.requeued(campaign_id)
-    report = RequeueReport(campaign_id=campaign_id, requeued=moved)
+    report = campaigns.requeue(state(ctx), campaign_id)
     emit(
         report,
         as_json=as_json,
-        render=lambda console: console.print(f"requeued {moved:,} dead messages"),
+        render=lambda console: console.print(f"requeued {report.requeued:,} dead messages"),
     )
 
 

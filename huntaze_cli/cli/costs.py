@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,7 +17,6 @@ if TYPE_CHECKING:
 
     from huntaze_cli.costs.anomaly_report import AnomalyReport
     from huntaze_cli.costs.forecast_report import ForecastFigures, ForecastReport
-    from huntaze_cli.costs.transfer import Format
     from huntaze_cli.models import BreakdownReport, StatsReport
 
 app = typer.Typer(
@@ -66,13 +64,11 @@ def breakdown_cmd(
 
     Example: huntaze costs breakdown --days 7 --by provider --by model
     """
-    from huntaze_cli.costs.reports import breakdown, time_range, validate_group_by
+    from huntaze_cli.services import costs
 
     if as_json and as_csv:
         raise UsageError("--json and --csv cannot be used together")
-    keys = validate_group_by(by or [])
-    start, end = time_range(since=since, until=until, days=days, now=datetime.now(UTC))
-    report = breakdown(state(ctx).ledger(), start=start, end=end, group_by=keys)
+    report = costs.breakdown(state(ctx), by=by, since=since, until=until, days=days)
     if as_csv:
         _breakdown_csv(report)
         return
@@ -157,9 +153,9 @@ def stats_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 
     Example: huntaze costs stats --json | jq .thresholds.daily.used_pct
     """
-    from huntaze_cli.costs.reports import stats
+    from huntaze_cli.services import costs
 
-    report = stats(state(ctx).config(), state(ctx).ledger())
+    report = costs.stats(state(ctx))
     emit(report, as_json=as_json, render=lambda console: _render_stats(console, report))
 
 
@@ -240,17 +236,12 @@ def export_cmd(
 
     Example: huntaze costs export --since 2026-11-01 > november.jsonl
     """
-    from huntaze_cli.costs.reports import parse_when
-    from huntaze_cli.costs.transfer import export_events
+    from huntaze_cli.services import costs
 
-    chosen = _format(fmt)
-    start = _instant(parse_when(since, option="--since"), end=False) if since else None
-    end = _instant(parse_when(until, option="--until"), end=True) if until else None
-    if start is not None and end is not None and start >= end:
-        raise UsageError("--since must be before --until")
-    ledger = state(ctx).ledger()
+    request = costs.export_request(fmt, since=since, until=until)
+    st = state(ctx)
     if output is None:
-        count = export_events(ledger, sys.stdout, fmt=chosen, since=start, until=end)
+        count = costs.export(st, sys.stdout, request)
     else:
         try:
             fh = _create_private(output)
@@ -258,7 +249,7 @@ def export_cmd(
             raise UsageError(f"--output: cannot write {output}: {exc.strerror}") from None
         try:
             with fh:
-                count = export_events(ledger, fh, fmt=chosen, since=start, until=end)
+                count = costs.export(st, fh, request)
         except OSError as exc:
             raise HuntazeError(f"--output: writing {output} failed: {exc.strerror}") from None
     sys.stderr.write(f"exported {count:,} events\n")
@@ -270,26 +261,6 @@ def _create_private(path: Path) -> Any:
 
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     return os.fdopen(fd, "w", encoding="utf-8", newline="")
-
-
-def _format(value: str) -> Format:
-    if value == "jsonl":
-        return "jsonl"
-    if value == "csv":
-        return "csv"
-    raise UsageError(f"--format: unknown format {value!r}; choose jsonl or csv")
-
-
-def _instant(value: Any, *, end: bool) -> datetime:
-    from datetime import timedelta
-
-    if isinstance(value, datetime):
-        return value
-    try:
-        day = value + timedelta(days=1) if end else value
-    except OverflowError:  # --until 9999-12-31: everything from --since on
-        return datetime.max.replace(tzinfo=UTC)
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 @app.command("import")
@@ -319,11 +290,12 @@ def import_cmd(
 
     Example: huntaze costs export | huntaze --config dynamo.toml costs import -
     """
-    from huntaze_cli.costs.transfer import import_events
+    from huntaze_cli.services import costs
     from huntaze_cli.textfile import lines
 
-    chosen = _format(fmt or ("csv" if file.lower().endswith(".csv") else "jsonl"))
-    ledger = state(ctx).ledger()
+    chosen = fmt or ("csv" if file.lower().endswith(".csv") else "jsonl")
+    costs.transfer_format(chosen)  # a bad format before reading anything
+    st = state(ctx)
 
     def on_bad(line: int, reason: str) -> None:
         sys.stderr.write(f"skipped line {line}: {reason}\n")
@@ -332,7 +304,7 @@ def import_cmd(
         stdin = getattr(sys.stdin, "buffer", None)
         raw = stdin if stdin is not None else (line.encode() for line in sys.stdin)
         text = lines(raw, "<stdin>")
-        report = import_events(ledger, text, fmt=chosen, skip_bad=skip_bad, on_bad=on_bad)
+        report = costs.import_(st, text, fmt=chosen, skip_bad=skip_bad, on_bad=on_bad)
     else:
         path = Path(file)
         try:
@@ -341,7 +313,7 @@ def import_cmd(
             raise InputError(f"{path}: cannot read: {exc.strerror}") from None
         with fh:
             text = lines(fh, str(path))
-            report = import_events(ledger, text, fmt=chosen, skip_bad=skip_bad, on_bad=on_bad)
+            report = costs.import_(st, text, fmt=chosen, skip_bad=skip_bad, on_bad=on_bad)
     emit(
         report,
         as_json=as_json,
@@ -376,12 +348,9 @@ def forecast_cmd(
 
     Example: huntaze costs forecast --by provider --level 90 --json
     """
-    from huntaze_cli.costs.forecast_report import forecast_report, validate_level
-    from huntaze_cli.costs.series import validate_key
+    from huntaze_cli.services import costs
 
-    validate_key(by)
-    validate_level(level)
-    report = forecast_report(state(ctx).config(), state(ctx).ledger(), by=by, level_pct=level)
+    report = costs.forecast(state(ctx), by=by, level=level)
     emit(report, as_json=as_json, render=lambda console: _render_forecast(console, report))
 
 
@@ -448,12 +417,9 @@ def anomalies_cmd(
 
     Example: huntaze costs anomalies --since 2026-11-20 --by provider --json
     """
-    from huntaze_cli.costs.anomaly_report import anomaly_report, parse_since, validate_keys
+    from huntaze_cli.services import costs
 
-    keys = validate_keys(by or [])
-    config = state(ctx).config()
-    start = parse_since(since, config.thresholds.tz)
-    report = anomaly_report(config, state(ctx).ledger(), since=start, by=keys)
+    report = costs.anomalies(state(ctx), since=since, by=by)
     emit(report, as_json=as_json, render=lambda console: _render_anomalies(console, report))
 
 

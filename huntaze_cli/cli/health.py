@@ -14,8 +14,6 @@ if TYPE_CHECKING:
 
     from huntaze_cli.models import HealthReport
 
-EXIT = {"healthy": 0, "unhealthy": 1, "degraded": 3}
-
 
 def health(
     ctx: typer.Context,
@@ -37,12 +35,13 @@ def health(
 
     Example: huntaze health --deep --json | jq '.providers | map_values(.status)'
     """
+    from huntaze_cli.cli.exit_codes import for_health
     from huntaze_cli.services.health import check_health
 
     st = state(ctx)
     report = check_health(st.config(), st.ledger, deep=deep, probe_timeout_s=timeout)
     emit(report, as_json=as_json, render=lambda console: _render(console, report))
-    raise typer.Exit(EXIT[report.status])
+    raise typer.Exit(for_health(report.status))
 
 
 def _render(console: Console, report: HealthReport) -> None:

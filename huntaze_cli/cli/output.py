@@ -152,7 +152,9 @@ def warn(message: str) -> None:
 
 
 def report_error(exc: HuntazeError) -> None:
-    """The one-line error (and hint) a user sees; never a traceback."""
-    sys.stderr.write(f"error: {exc.message}\n")
+    """The one-line error (and hint) a user sees, parameters named by their flags."""
+    from huntaze_cli.cli.exit_codes import flag
+
+    sys.stderr.write(f"error: {exc.render(flag)}\n")
     if exc.hint:
         sys.stderr.write(f"hint: {exc.hint}\n")

@@ -33,26 +33,17 @@ def check_thresholds(
 
     Example (crontab): */10 * * * * huntaze check-thresholds --json >> /var/log/huntaze.log
     """
-    from huntaze_cli.alerts.thresholds import evaluate_thresholds, publish_cloudwatch
-    from huntaze_cli.errors import HuntazeError
+    from huntaze_cli.cli.exit_codes import for_thresholds
+    from huntaze_cli.services.thresholds import check
 
-    config = state(ctx).config()
-    ledger = state(ctx).ledger()
-    report = evaluate_thresholds(config, ledger, send_alerts=not no_alert)
-    failed = any(result.alert_errors for result in report.thresholds)
-    try:
-        publish_cloudwatch(config, ledger, report)
-    except HuntazeError as exc:
-        warn(f"cloudwatch: {exc.message}")
-        failed = True
+    result = check(state(ctx), send_alerts=not no_alert)
+    if result.cloudwatch_error is not None:
+        warn(f"cloudwatch: {result.cloudwatch_error}")
+    report = result.report
     emit(report, as_json=as_json, render=lambda console: _render(console, report))
-    for result in report.thresholds:
-        for error in result.alert_errors:
-            warn(f"{result.name} alert not sent: {error}")
-    if failed:
-        raise typer.Exit(1)
-    if report.breached:
-        raise typer.Exit(3)
+    for name, error in result.alert_errors:
+        warn(f"{name} alert not sent: {error}")
+    raise typer.Exit(for_thresholds(result))
 
 
 def _render(console: Console, report: ThresholdReport) -> None:

@@ -78,10 +78,10 @@ def validate_keys(keys: Sequence[str]) -> list[str]:
 
 
 def parse_since(value: str | None, tz: ZoneInfo) -> datetime | None:
-    """--since: a date is that day's start in ``tz``; a time needs an offset."""
+    """``since``: a date is that day's start in ``tz``; a time needs an offset."""
     if value is None:
         return None
-    parsed = parse_when(value, option="--since")
+    parsed = parse_when(value, field="since")
     if isinstance(parsed, datetime):
         return parsed
     return datetime(parsed.year, parsed.month, parsed.day, tzinfo=tz).astimezone(UTC)
@@ -100,7 +100,7 @@ def anomaly_report(
     now = (now or datetime.now(UTC)).astimezone(UTC)
     since = (since or now - timedelta(days=DEFAULT_DAYS)).astimezone(UTC)
     if since >= now:
-        raise UsageError("--since must be in the past")
+        raise UsageError("<since> must be in the past", field="since", value=since)
     # Nothing older than the rollups is left to judge.
     since = max(since, now - timedelta(days=config.ledger.rollup_retention_days))
     tz = config.thresholds.tz

@@ -92,7 +92,11 @@ class ForecastReport(ForecastFigures, _ReportHead):
 
 def validate_level(level: float) -> float:
     if not 0 < level < 100:
-        raise UsageError(f"--level: {level:g} is not a percentage strictly between 0 and 100")
+        raise UsageError(
+            f"<level>: {level:g} is not a percentage strictly between 0 and 100",
+            field="level",
+            value=level,
+        )
     return float(level)
 
 
@@ -182,7 +186,7 @@ def forecast_scope(
     month = _month(now, config.thresholds.tz)
     for key in scope:
         if key != "campaign":
-            validate_key(key, option="scope")
+            validate_key(key, field="scope")
     series = daily_series(ledger, month.days, scope=scope)[None]
     limit_nano = usd_to_nano(limit_usd, field="limit_usd")
     store = _Cache(config.forecast_cache_dir if cache else None)

@@ -40,8 +40,8 @@ GROUP_KEYS = tuple(GROUP_FIELDS)
 # --- time ranges -----------------------------------------------------------------------
 
 
-def parse_when(value: str, *, option: str) -> datetime | date:
-    """A date (YYYY-MM-DD) or an ISO-8601 time with offset, for --since/--until."""
+def parse_when(value: str, *, field: str) -> datetime | date:
+    """A date (YYYY-MM-DD) or an ISO-8601 time with offset, for ``since``/``until``."""
     text = value.strip()
     try:
         if len(text) == 10:
@@ -49,11 +49,17 @@ def parse_when(value: str, *, option: str) -> datetime | date:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise UsageError(
-            f"{option}: cannot parse {value!r}; use YYYY-MM-DD or an ISO-8601 time "
-            "such as 2026-11-25T10:00:00+00:00"
+            f"<{field}>: cannot parse {value!r}; use YYYY-MM-DD or an ISO-8601 time "
+            "such as 2026-11-25T10:00:00+00:00",
+            field=field,
+            value=value,
         ) from None
     if parsed.tzinfo is None:
-        raise UsageError(f"{option}: {value!r} has no UTC offset; add one, e.g. +00:00")
+        raise UsageError(
+            f"<{field}>: {value!r} has no UTC offset; add one, e.g. +00:00",
+            field=field,
+            value=value,
+        )
     return parsed.astimezone(UTC)
 
 
@@ -66,19 +72,25 @@ def _start_of(value: datetime | date) -> datetime:
 def time_range(
     *, since: str | None, until: str | None, days: int | None, now: datetime
 ) -> tuple[datetime, datetime]:
-    """Resolve --since/--until/--days to a half-open UTC range ``[start, end)``.
+    """Resolve since/until/days to a half-open UTC range ``[start, end)``.
 
-    A date given to --until is inclusive (the whole day); a time is exclusive. Without
-    --since, the range is the last ``days`` UTC days including today (default 30).
+    A date given as ``until`` is inclusive (the whole day); a time is exclusive. Without
+    ``since``, the range is the last ``days`` UTC days including today (default 30).
     """
     if days is not None and since is not None:
-        raise UsageError("--days and --since cannot be used together")
+        raise UsageError(
+            "<days> and <since> cannot be used together", field="days", value=days, refs=["since"]
+        )
     if days is not None and days < 1:
-        raise UsageError("--days must be at least 1")
+        raise UsageError("<days> must be at least 1", field="days", value=days)
     try:
         return _time_range(since=since, until=until, days=days, now=now)
     except OverflowError:
-        raise UsageError("--since/--until/--days: the range runs past year 9999") from None
+        raise UsageError(
+            "<since>/<until>/<days>: the range runs past year 9999",
+            field="since" if since is not None else "until" if until is not None else "days",
+            refs=["since", "until", "days"],
+        ) from None
 
 
 def _time_range(
@@ -88,15 +100,17 @@ def _time_range(
         today = now.astimezone(UTC).date()
         end = _start_of(today + timedelta(days=1))
     else:
-        parsed = parse_when(until, option="--until")
+        parsed = parse_when(until, field="until")
         end = parsed if isinstance(parsed, datetime) else _start_of(parsed + timedelta(days=1))
     if since is None:
         last_day = (end - timedelta(microseconds=1)).date()
         start = _start_of(last_day - timedelta(days=(days or 30) - 1))
     else:
-        start = _start_of(parse_when(since, option="--since"))
+        start = _start_of(parse_when(since, field="since"))
     if start >= end:
-        raise UsageError("--since must be before --until")
+        raise UsageError(
+            "<since> must be before <until>", field="since", value=since, refs=["until"]
+        )
     return start, end
 
 
@@ -107,7 +121,11 @@ def validate_group_by(keys: Sequence[str]) -> list[str]:
     chosen: list[str] = []
     for key in keys or ["provider"]:
         if key not in GROUP_KEYS:
-            raise UsageError(f"--by: unknown key {key!r}; choose from {', '.join(GROUP_KEYS)}")
+            raise UsageError(
+                f"<by>: unknown key {key!r}; choose from {', '.join(GROUP_KEYS)}",
+                field="by",
+                value=key,
+            )
         if key not in chosen:
             chosen.append(key)
     return chosen

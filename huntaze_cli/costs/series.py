@@ -29,11 +29,15 @@ HOUR = timedelta(hours=1)
 Group = str | None
 
 
-def validate_key(key: str | None, *, option: str = "--by") -> str | None:
-    """``key`` if a series can be split by it; UsageError naming ``option`` if not."""
+def validate_key(key: str | None, *, field: str = "by") -> str | None:
+    """``key`` if a series can be split by it; UsageError naming ``field`` if not."""
     if key is None or key in SERIES_KEYS:
         return key
-    raise UsageError(f"{option}: unknown key {key!r}; choose from {', '.join(SERIES_KEYS)}")
+    raise UsageError(
+        f"<{field}>: unknown key {key!r}; choose from {', '.join(SERIES_KEYS)}",
+        field=field,
+        value=key,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,7 +108,9 @@ class Router:
             if request.provider not in self.base:
                 raise InputError(
                     f"provider: unknown provider {request.provider!r}; "
-                    f"configured: {', '.join(self.base)}"
+                    f"configured: {', '.join(self.base)}",
+                    field="provider",
+                    value=request.provider,
                 )
             return Plan((request.provider,), "pinned", False)
         if not self.on_hybrid_path(request):

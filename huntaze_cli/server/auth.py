@@ -59,6 +59,8 @@ def check_bind(host: str, token: str | None) -> None:
     """Refuse (UsageError, exit 2) to listen beyond this machine without a token."""
     if token is None and not is_loopback(host):
         raise UsageError(
-            f"--host {host}: refusing to listen on a non-loopback address without an API "
-            "token; set [server] token_env to a variable holding a token, or bind 127.0.0.1"
+            f"<host> {host}: refusing to listen on a non-loopback address without an API "
+            "token; set [server] token_env to a variable holding a token, or bind 127.0.0.1",
+            field="host",
+            value=host,
         )

@@ -40,7 +40,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
     try:
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)
     except OSError as exc:
-        raise UsageError(f"--host {host}: cannot resolve: {exc.strerror or exc}") from None
+        raise UsageError(
+            f"<host> {host}: cannot resolve: {exc.strerror or exc}", field="host", value=host
+        ) from None
     family, kind, proto, _, address = infos[0]
     # proto must be IPPROTO_TCP (not 0): asyncio only sets TCP_NODELAY on accepted
     # sockets that say so, and without it every response waits ~40 ms for a delayed ACK.
@@ -75,7 +77,11 @@ class Daemon:
         from huntaze_cli.server.asgi import configure_logging
 
         if log_level not in LOG_LEVELS:
-            raise UsageError(f"--log-level: choose one of {', '.join(LOG_LEVELS)}")
+            raise UsageError(
+                f"<log_level>: choose one of {', '.join(LOG_LEVELS)}",
+                field="log_level",
+                value=log_level,
+            )
         configure_logging(log_level)
         self.host = host
         self.port = port

@@ -3,7 +3,7 @@
 ``Runtime`` holds what the CLI commands build per run, built once: the config, the
 storage backends (through the shared ``Services`` container), one ``Orchestrator`` with the app's
 ``Metrics``, the delivery worker (the same ``DeliveryWorker`` as `huntaze worker`) and the
-background generation of POSTed campaigns (the same ``generate_campaign`` as
+background generation of POSTed campaigns (the same ``services.campaigns.generate`` as
 `send-campaign`).
 
 Two sets of backends, because the SQLite campaign store is not thread-safe:
@@ -23,26 +23,25 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from huntaze_cli.config import Config, load_config
-from huntaze_cli.errors import BackendError, HuntazeError
+from huntaze_cli.errors import HuntazeError
 from huntaze_cli.jsondoc import dump_json
 from huntaze_cli.observability.metrics import Metrics
 from huntaze_cli.server.auth import api_token, check_bind
 from huntaze_cli.services import Services
 
 if TYPE_CHECKING:
-    from huntaze_cli.campaigns.file import CampaignSpec
     from huntaze_cli.campaigns.worker import DeliveryWorker
     from huntaze_cli.llm.orchestrator import Orchestrator
     from huntaze_cli.llm.types import GenerationRequest, GenerationResult
-    from huntaze_cli.models import CampaignReport
     from huntaze_cli.storage.ledger import Ledger, RecordResult
     from huntaze_cli.storage.queue import Lease
     from huntaze_cli.storage.ratelimit import Grant, RateLimiter
 
 log = logging.getLogger("huntaze.server")
+T = TypeVar("T")
 
 STATS_TTL_S = 1.0
 WORKER_STOP_S = 20.0  # a webhook delivery in flight may take its timeout (10 s) to finish
@@ -111,15 +110,13 @@ class Runtime:
         self._opened = True
 
     def _build_orchestrator(self, config: Config) -> Orchestrator:
-        from huntaze_cli.llm.orchestrator import Orchestrator
-
-        ledger = None
-        if config.flags.cost_tracking:
-            ledger = cast(
-                "Ledger", CountingLedger(self.loop.ledger(), self.metrics, self.stats.invalidate)
-            )
-        return Orchestrator.from_config(
-            config, ledger=ledger, metrics=self.metrics, warn=lambda m: log.warning(m)
+        return self.loop.orchestrator(
+            config,
+            metrics=self.metrics,
+            warn=lambda m: log.warning(m),
+            wrap_ledger=lambda ledger: cast(
+                "Ledger", CountingLedger(ledger, self.metrics, self.stats.invalidate)
+            ),
         )
 
     async def start(self) -> None:
@@ -178,37 +175,19 @@ class Runtime:
     def _delivery_event(self, outcome: str, lease: Lease) -> None:
         self.metrics.deliveries.labels(outcome).inc()
 
+    # --- services ----------------------------------------------------------------------
+
+    async def on_store(self, call: Callable[[Services], T]) -> T:
+        """Run ``call`` with the request handlers' services, off the loop, one at a time
+        (the SQLite campaign store is one connection)."""
+
+        def locked() -> T:
+            with self.store_lock:
+                return call(self.http)
+
+        return await asyncio.to_thread(locked)
+
     # --- campaigns -----------------------------------------------------------------------
-
-    def start_campaign(
-        self, spec: CampaignSpec, idempotency_key: str | None
-    ) -> tuple[CampaignReport, bool]:
-        """Store (or find by key) a campaign; the report and whether to generate it."""
-        from huntaze_cli.campaigns.file import LoadedCampaign
-        from huntaze_cli.campaigns.generation import campaign_report, start_campaign
-
-        loaded = LoadedCampaign(spec, Path.cwd(), "body")  # recipients are inline
-        config = self.config
-        with self.store_lock:
-            store = self.http.store()
-            try:
-                campaign, resumed = start_campaign(
-                    config, store, loaded, idempotency_key=idempotency_key
-                )
-            except BackendError:
-                # Another daemon created the campaign with this key between our look-up
-                # and our insert (the key is unique): answer with that one.
-                existing = store.find_by_key(idempotency_key) if idempotency_key else None
-                found = store.get(existing) if existing else None
-                if found is None:
-                    raise
-                campaign, resumed = found, True
-            generate = campaign.state in ("estimating", "generating") or store.needs_generation(
-                campaign.id
-            )
-            report = campaign_report(config, store, self.http.ledger(), campaign.id)
-        report.resumed = resumed
-        return report, generate
 
     def schedule_generation(self, campaign_id: str) -> None:
         """Generate a campaign in the background on this loop (once per campaign)."""
@@ -219,21 +198,11 @@ class Runtime:
         task.add_done_callback(lambda _: self._generations.pop(campaign_id, None))
 
     async def _generate(self, campaign_id: str) -> None:
-        from huntaze_cli.campaigns.generation import generate_campaign
+        from huntaze_cli.services import campaigns
 
         assert self.generator is not None
-        store = self.loop.store()
         try:
-            campaign = store.get(campaign_id)
-            if campaign is None:
-                return
-            await generate_campaign(
-                store,
-                self.loop.queue(),
-                self.generator,
-                campaign,
-                concurrency=self.config.routing.concurrency,
-            )
+            await campaigns.generate(self.loop, campaign_id, self.generator)
         except HuntazeError as exc:
             log.error(
                 "campaign generation stopped",
@@ -244,15 +213,12 @@ class Runtime:
                 "campaign generation failed", exc_info=exc, extra={"campaign_id": campaign_id}
             )
 
-    def generating(self) -> int:
-        return len(self._generations)
-
     # --- reports -------------------------------------------------------------------------
 
     def stats_json(self) -> bytes:
-        from huntaze_cli.costs.reports import stats
+        from huntaze_cli.services import costs
 
-        return dump_json(stats(self.config, self.http.ledger()))
+        return dump_json(costs.stats(self.http))
 
     def metrics_text(self) -> bytes:
         with self.metrics_lock:

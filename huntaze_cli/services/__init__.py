@@ -1,8 +1,9 @@
 """The service container both the CLI and the HTTP daemon build on.
 
-Commands and routes get their config, stores, queue, limiter and sink from a
-``Services`` object and call the application services in this package with it; neither
-layer opens a backend itself.
+Commands and routes get their config, stores, queue, limiter, sink and orchestrator from
+a ``Services`` object and call the application services in this package with it
+(``campaigns``, ``costs``, ``thresholds``, ``health``); neither layer opens a backend or
+builds an orchestrator itself.
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from huntaze_cli.config import Config
+    from huntaze_cli.llm.orchestrator import Orchestrator
+    from huntaze_cli.observability.metrics import Metrics
     from huntaze_cli.sinks import Sink
     from huntaze_cli.storage.ledger import Ledger
     from huntaze_cli.storage.queue import DeliveryQueue
@@ -84,6 +89,29 @@ class Services:
         from huntaze_cli.sinks import open_sink
 
         return self._get("sink", open_sink)
+
+    def orchestrator(
+        self,
+        config: Config | None = None,
+        *,
+        metrics: Metrics | None = None,
+        warn: Callable[[str], None] | None = None,
+        wrap_ledger: Callable[[Ledger], Ledger] | None = None,
+    ) -> Orchestrator:
+        """A new orchestrator over this container's ledger; the caller closes it.
+
+        ``config`` builds it for a config not yet swapped in (a reload checks it first);
+        ``wrap_ledger`` lets the daemon count ledger writes. The orchestrator itself
+        decides whether cost events are written (``[flags] cost_tracking``).
+        """
+        from huntaze_cli.llm.orchestrator import Orchestrator
+
+        ledger = self.ledger()
+        if wrap_ledger is not None:
+            ledger = wrap_ledger(ledger)
+        return Orchestrator.from_config(
+            config or self.config(), ledger=ledger, metrics=metrics, warn=warn
+        )
 
     def close(self) -> None:
         if self._ledger is not None:

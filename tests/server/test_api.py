@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -174,14 +175,19 @@ def test_unknown_campaign_is_404(client: httpx.Client) -> None:
          ["--since", "2026-02-01", "--until", "2026-01-01"]),
     ],
 )  # fmt: skip
-def test_bad_breakdown_values_give_the_cli_message(
+def test_bad_breakdown_values_give_the_cli_message_naming_the_query_field(
     client: httpx.Client, params: list[tuple[str, str]], cli_args: list[str]
 ) -> None:
     response = client.get(BREAKDOWN, params=params)
     assert response.status_code == 422
     cli = run("costs", "breakdown", *cli_args, "--json")
     assert cli.exit_code == 2
-    assert response.json() == {"detail": cli.stderr.splitlines()[0].removeprefix("error: ")}
+    cli_message = cli.stderr.splitlines()[0].removeprefix("error: ")
+    detail = response.json()["detail"]
+    # The same message; the CLI names its flags, the API its query fields.
+    assert f"--{params[0][0]}" in cli_message and "--" not in detail
+    assert detail.startswith(params[0][0])
+    assert response.json() == {"detail": re.sub(r"--([a-z]+)", r"\1", cli_message)}
 
 
 def test_non_integer_days_is_a_field_error(client: httpx.Client) -> None:

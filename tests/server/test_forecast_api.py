@@ -64,14 +64,18 @@ def test_forecast_and_anomalies_answer_the_cli_json(client: httpx.Client) -> Non
         (ANOMALIES, {"since": "later"}, ["costs", "anomalies", "--since", "later"]),
     ],
 )
-def test_bad_values_are_422_with_the_cli_message(
+def test_bad_values_are_422_with_the_cli_message_naming_the_query_field(
     client: httpx.Client, route: str, params: dict[str, str], cli_args: list[str]
 ) -> None:
     response = client.get(route, params=params)
     assert response.status_code == 422
     cli = run(*cli_args, "--json")
     assert cli.exit_code == 2
-    assert response.json() == {"detail": cli.stderr.splitlines()[0].removeprefix("error: ")}
+    cli_message = cli.stderr.splitlines()[0].removeprefix("error: ")
+    (field,) = params
+    # The same message; the CLI names its flag, the API its query field.
+    assert cli_message.startswith(f"--{field}") and "--" not in response.json()["detail"]
+    assert response.json() == {"detail": cli_message.replace(f"--{field}", field)}
 
 
 def test_a_level_that_is_not_a_number_is_a_field_error(client: httpx.Client) -> None:

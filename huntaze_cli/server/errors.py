@@ -1,0 +1,76 @@
+"""The one map from errors and outcomes to HTTP statuses (CONTRACT.md, "HTTP API").
+
+Errors of the HuntazeError tree become ``{"detail": message}`` with the status below,
+parameters named as their query fields; an ``InputError`` about the request body
+becomes FastAPI's usual 422 list of field errors, located by the error's ``field``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from huntaze_cli.errors import (
+    AlertError,
+    BackendError,
+    DeliveryError,
+    HuntazeError,
+    InputError,
+    NotFoundError,
+    ProviderError,
+    UsageError,
+)
+from huntaze_cli.server.asgi import log
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+# Most specific first; anything else in the tree (ConfigError included) is a 500.
+_STATUS: tuple[tuple[type[HuntazeError], int], ...] = (
+    (UsageError, 422),
+    (InputError, 422),
+    (NotFoundError, 404),
+    (BackendError, 503),
+    (ProviderError, 502),
+    (DeliveryError, 502),
+    (AlertError, 502),
+)
+
+
+def status_for(exc: HuntazeError) -> int:
+    for kind, status in _STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 500
+
+
+def health_status(status: str) -> int:
+    """200 healthy or degraded (another provider serves), 503 unhealthy."""
+    return 503 if status == "unhealthy" else 200
+
+
+def body_error(exc: InputError, body: type[BaseModel]) -> RequestValidationError:
+    """A core InputError about the body as FastAPI's field-error list."""
+    loc: list[str] = ["body"]
+    if exc.field is not None and exc.field in body.model_fields:
+        loc.append(exc.field)
+    return RequestValidationError([{"loc": loc, "msg": exc.message, "type": "value_error"}])
+
+
+async def _huntaze_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HuntazeError)  # registered for HuntazeError only
+    status = status_for(exc)
+    if status >= 500:
+        log.warning(
+            "request failed",
+            extra={"path": request.url.path, "status": status, "error": exc.message},
+        )
+    return JSONResponse({"detail": exc.message}, status_code=status)
+
+
+def install(app: FastAPI) -> None:
+    """Answer every HuntazeError a route raises through the map above."""
+    app.add_exception_handler(HuntazeError, _huntaze_error)

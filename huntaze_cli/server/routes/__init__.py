@@ -1,0 +1,57 @@
+"""The daemon's routes, one module per area; each answers what the matching command's
+``--json`` prints, by calling the same application service (``huntaze_cli.services``).
+
+| route | service | CLI |
+| --- | --- | --- |
+| POST /api/v2/campaigns/hybrid | campaigns.start, campaigns.generate | send-campaign --no-wait |
+| GET /api/v2/campaigns/status | campaigns.report / campaigns.overview | status [ID] |
+| GET /api/health/hybrid-orchestrator | health.check_health | health |
+| GET /api/v2/costs/breakdown | costs.breakdown | costs breakdown |
+| GET /api/v2/costs/stats | costs.stats (cached 1 s) | costs stats |
+| GET /api/v2/costs/forecast | costs.forecast | costs forecast |
+| GET /api/v2/costs/anomalies | costs.anomalies | costs anomalies |
+| GET /metrics | Metrics.exposition | |
+
+A new area (thresholds, alerts, forecast, budgets, dashboard, the /v1 gateway) is a new
+module here with a ``router``, listed in ``ROUTERS``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, Request
+from pydantic import BaseModel
+
+from huntaze_cli.server.runtime import Runtime
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+JSON = "application/json"
+
+
+class ErrorDetail(BaseModel):
+    """The body of every error that is not a list of field errors."""
+
+    detail: str
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorDetail, "description": "missing or wrong bearer token"},
+    503: {"model": ErrorDetail, "description": "a backend (ledger, queue, store) failed"},
+}
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+CurrentRuntime = Annotated[Runtime, Depends(_runtime)]
+
+
+def routers() -> list[APIRouter]:
+    from huntaze_cli.server.routes import campaigns, costs, health, metrics
+
+    return [campaigns.router, health.router, costs.router, metrics.router]

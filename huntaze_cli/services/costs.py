@@ -1,0 +1,134 @@
+"""The cost-report use cases: `costs breakdown|stats|forecast|anomalies|export|import`
+and their HTTP routes.
+
+Parameters arrive as the user typed them (strings, repeated keys); bad ones raise
+``UsageError`` naming the parameter as a field, which each interface spells its way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, TextIO
+
+from huntaze_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from huntaze_cli.costs.anomaly_report import AnomalyReport
+    from huntaze_cli.costs.forecast_report import ForecastReport
+    from huntaze_cli.costs.transfer import Format
+    from huntaze_cli.models import BreakdownReport, ImportReport, StatsReport
+    from huntaze_cli.services import Services
+
+
+def breakdown(
+    services: Services,
+    *,
+    by: Sequence[str] | None,
+    since: str | None,
+    until: str | None,
+    days: int | None,
+) -> BreakdownReport:
+    """Cost grouped by ``by`` (default provider) over since/until or the last ``days``."""
+    from huntaze_cli.costs.reports import breakdown as report
+    from huntaze_cli.costs.reports import time_range, validate_group_by
+
+    keys = validate_group_by(by or [])
+    start, end = time_range(since=since, until=until, days=days, now=datetime.now(UTC))
+    return report(services.ledger(), start=start, end=end, group_by=keys)
+
+
+def stats(services: Services) -> StatsReport:
+    """Last hour, today, yesterday, month to date, per provider, threshold use."""
+    from huntaze_cli.costs.reports import stats as report
+
+    return report(services.config(), services.ledger())
+
+
+def forecast(services: Services, *, by: str | None, level: float) -> ForecastReport:
+    """Month-end spend with an interval, the chance of crossing the monthly limit."""
+    from huntaze_cli.costs.forecast_report import forecast_report, validate_level
+    from huntaze_cli.costs.series import validate_key
+
+    validate_key(by)
+    validate_level(level)
+    return forecast_report(services.config(), services.ledger(), by=by, level_pct=level)
+
+
+def anomalies(services: Services, *, since: str | None, by: Sequence[str] | None) -> AnomalyReport:
+    """Hourly and daily spend spikes since ``since`` (default: the last 7 days)."""
+    from huntaze_cli.costs.anomaly_report import anomaly_report, parse_since, validate_keys
+
+    keys = validate_keys(by or [])
+    config = services.config()
+    start = parse_since(since, config.thresholds.tz)
+    return anomaly_report(config, services.ledger(), since=start, by=keys)
+
+
+def transfer_format(value: str) -> Format:
+    """``jsonl`` or ``csv``; anything else is a usage error on ``format``."""
+    if value == "jsonl":
+        return "jsonl"
+    if value == "csv":
+        return "csv"
+    raise UsageError(
+        f"<format>: unknown format {value!r}; choose jsonl or csv", field="format", value=value
+    )
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """A validated export: the format and the UTC range (None: unbounded)."""
+
+    fmt: Format
+    since: datetime | None
+    until: datetime | None
+
+
+def export_request(fmt: str, *, since: str | None, until: str | None) -> ExportRequest:
+    """Check an export's parameters before anything is opened; dates are inclusive."""
+    from huntaze_cli.costs.reports import parse_when
+
+    chosen = transfer_format(fmt)
+    start = _instant(parse_when(since, field="since"), end=False) if since else None
+    end = _instant(parse_when(until, field="until"), end=True) if until else None
+    if start is not None and end is not None and start >= end:
+        raise UsageError(
+            "<since> must be before <until>", field="since", value=since, refs=["until"]
+        )
+    return ExportRequest(chosen, start, end)
+
+
+def export(services: Services, out: TextIO, request: ExportRequest) -> int:
+    """Write the raw events of ``request``'s range to ``out``; returns the count."""
+    from huntaze_cli.costs.transfer import export_events
+
+    return export_events(
+        services.ledger(), out, fmt=request.fmt, since=request.since, until=request.until
+    )
+
+
+def import_(
+    services: Services,
+    lines: Iterable[str],
+    *,
+    fmt: str,
+    skip_bad: bool,
+    on_bad: Callable[[int, str], None],
+) -> ImportReport:
+    """Record every event of ``lines`` idempotently (see ``costs.transfer``)."""
+    from huntaze_cli.costs.transfer import import_events
+
+    chosen = transfer_format(fmt)
+    return import_events(services.ledger(), lines, fmt=chosen, skip_bad=skip_bad, on_bad=on_bad)
+
+
+def _instant(value: datetime | date, *, end: bool) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    try:
+        day = value + timedelta(days=1) if end else value
+    except OverflowError:  # until 9999-12-31: everything from since on
+        return datetime.max.replace(tzinfo=UTC)
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
