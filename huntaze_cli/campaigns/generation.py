@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from huntaze_cli.campaigns.file import LoadedCampaign, render
+from huntaze_cli.campaigns.offload import off_loop, off_loop_on
 from huntaze_cli.config import Config
 from huntaze_cli.errors import BackendError, ConfigError, NotFoundError
 from huntaze_cli.llm.types import GenerationRequest, Message
@@ -288,29 +289,31 @@ async def generate_campaign(
     """
     from huntaze_cli.llm.orchestrator import GenerationFailed
 
-    store.retry_failed_generation(campaign.id)
-    _enqueue_generated(store, queue, campaign)
+    await off_loop(store.retry_failed_generation, campaign.id)
+    await off_loop_on(store, _enqueue_generated, store, queue, campaign)
     if campaign.state not in ("generating", "estimating"):
-        store.set_state(campaign.id, "generating")
+        await off_loop(store.set_state, campaign.id, "generating")
     work: asyncio.Queue[PendingMessage | None] = asyncio.Queue(maxsize=concurrency * 4)
     done: list[tuple[str, str, str]] = []
     failed: list[tuple[str, str]] = []
     generated = errors = 0
     fatal: list[BaseException] = []
 
-    def flush() -> None:
-        if done:
-            store.save_generated(campaign.id, done)
-            _queue_chunk(store, queue, campaign, [(rid, text) for rid, text, _ in done])
-            done.clear()
-        if failed:
-            store.generation_failed(campaign.id, failed, final=True)
-            failed.clear()
+    async def flush() -> None:
+        # Take the batches first: other consumers keep adding while this one waits.
+        written, lost = done[:], failed[:]
+        done.clear()
+        failed.clear()
+        if written:
+            chunk = [(rid, text) for rid, text, _ in written]
+            await off_loop_on(store, _save_and_queue, store, queue, campaign, written, chunk)
+        if lost:
+            await off_loop(store.generation_failed, campaign.id, lost, final=True)
 
     async def producer() -> None:
         after = -1
         while not fatal:
-            batch = store.pending(campaign.id, after_seq=after, limit=1000)
+            batch = await off_loop(store.pending, campaign.id, after_seq=after, limit=1000)
             if not batch:
                 break
             for message in batch:
@@ -338,7 +341,7 @@ async def generate_campaign(
                 done.append((message.recipient_id, result.text, result.provider))
                 generated += 1
             if len(done) + len(failed) >= FLUSH_EVERY:
-                flush()
+                await flush()
             if on_progress:
                 on_progress(generated, errors)
 
@@ -347,11 +350,11 @@ async def generate_campaign(
         await asyncio.gather(*(consumer() for _ in range(concurrency)))
     finally:
         producer_task.cancel()
-        flush()
+        await flush()  # also when cancelled (the daemon stopping): keep what was written
     if fatal:
         raise fatal[0]
-    store.set_state(campaign.id, "delivering")
-    store.refresh_state(campaign.id)
+    await off_loop(store.set_state, campaign.id, "delivering")
+    await off_loop(store.refresh_state, campaign.id)
 
 
 def _item(campaign: CampaignRow, recipient_id: str, text: str) -> QueueItem:
@@ -365,7 +368,10 @@ def _item(campaign: CampaignRow, recipient_id: str, text: str) -> QueueItem:
 
 
 def _enqueue_generated(store: CampaignStore, queue: DeliveryQueue, campaign: CampaignRow) -> None:
-    """Queue what a crash left generated but not queued, 1,000 at a time (streamed)."""
+    """Queue what a crash left generated but not queued, 1,000 at a time (streamed).
+
+    Blocking: runs in a thread, holding the store's turn (``off_loop_on``).
+    """
     chunk: list[tuple[str, str]] = []
     for recipient_id, text in store.generated(campaign.id):
         chunk.append((recipient_id, text))
@@ -374,6 +380,17 @@ def _enqueue_generated(store: CampaignStore, queue: DeliveryQueue, campaign: Cam
             chunk = []
     if chunk:
         _queue_chunk(store, queue, campaign, chunk)
+
+
+def _save_and_queue(
+    store: CampaignStore,
+    queue: DeliveryQueue,
+    campaign: CampaignRow,
+    written: list[tuple[str, str, str]],
+    chunk: list[tuple[str, str]],
+) -> None:
+    store.save_generated(campaign.id, written)
+    _queue_chunk(store, queue, campaign, chunk)
 
 
 def _queue_chunk(

@@ -7,6 +7,9 @@ wait longer than the lease returns the message to the queue instead), hand it to
 sink stamped with the slot's time, then record the outcome in the campaign store before
 acking the queue, so a crash at any point leaves the message leasable again and the
 idempotency key makes the replay harmless.
+
+Every store, queue, limiter and sink call runs off the event loop (``offload``), so the
+loop stays free for whatever shares it (the HTTP API of `huntaze serve`).
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ import contextlib
 import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from huntaze_cli.campaigns.offload import off_loop
 from huntaze_cli.config import Config
 from huntaze_cli.errors import ConfigError, DeliveryError
 from huntaze_cli.sinks import PermanentDelivery, RetryableDelivery, Sink
@@ -82,7 +86,7 @@ class DeliveryWorker:
         return self._stop.is_set()
 
     async def run(
-        self, *, once: bool = False, until: Callable[[], bool] | None = None
+        self, *, once: bool = False, until: Callable[[], Awaitable[bool]] | None = None
     ) -> WorkerStats:
         """Deliver until stopped; ``once``: until nothing is due; ``until``: a predicate."""
         last_beat = 0.0
@@ -90,19 +94,20 @@ class DeliveryWorker:
             while not self._stop.is_set():
                 now = time.monotonic()
                 if now - last_beat >= HEARTBEAT_S:
-                    self._beat()
+                    await self._beat()
                     last_beat = now
-                if until is not None and until():
+                if until is not None and await until():
                     break
                 blocked = [a for a, t in self._blocked.items() if t > now]
-                leases = self.queue.lease(
+                leases = await off_loop(
+                    self.queue.lease,
                     limit=self.batch,
                     lease_s=self.config.queue.lease_s,
                     exclude_accounts=blocked,
                     account=self.account,
                 )
                 if self.account is not None:
-                    leases = self._only_mine(leases)
+                    leases = await self._only_mine(leases)
                 if not leases:
                     if once:
                         break
@@ -114,19 +119,19 @@ class DeliveryWorker:
                 await asyncio.gather(
                     *(self._deliver_account(a, items) for a, items in by_account.items())
                 )
-                self._refresh({lease.item.campaign_id for lease in leases})
+                await self._refresh({lease.item.campaign_id for lease in leases})
         finally:
-            self._beat(stopped=True)
+            await self._beat(stopped=True)
         return self.stats
 
-    def _only_mine(self, leases: list[Lease]) -> list[Lease]:
+    async def _only_mine(self, leases: list[Lease]) -> list[Lease]:
         # Queues that cannot filter by account (SQS) hand out others: give them back.
         mine = []
         for lease in leases:
             if lease.item.account == self.account:
                 mine.append(lease)
             else:
-                self.queue.release(lease, delay_s=0)
+                await off_loop(self.queue.release, lease, delay_s=0)
         return mine
 
     async def _deliver_account(self, account: str, leases: list[Lease]) -> None:
@@ -141,14 +146,14 @@ class DeliveryWorker:
                 if grant.retry_after_s > left - LEASE_MARGIN_S:
                     # The wait outlives the lease: give the rest back, due when the slot is.
                     for rest in leases[index:]:
-                        self.queue.release(rest, delay_s=grant.retry_after_s)
+                        await off_loop(self.queue.release, rest, delay_s=grant.retry_after_s)
                         self.stats.released += 1
                     self._blocked[account] = time.monotonic() + grant.retry_after_s
                     return
                 await self._sleep(grant.retry_after_s)
             if self._stop.is_set() or grant is None or not grant.granted:
                 for rest in leases[index:]:
-                    self.queue.release(rest, delay_s=0)
+                    await off_loop(self.queue.release, rest, delay_s=0)
                     self.stats.released += 1
                 return
             await self._deliver(lease, grant.at or datetime.now(UTC))
@@ -167,9 +172,9 @@ class DeliveryWorker:
             fresh = await asyncio.to_thread(self.sink.deliver, payload)
         except RetryableDelivery as exc:
             delay = exc.retry_after_s if exc.retry_after_s is not None else self._backoff(lease)
-            outcome = self.queue.retry(lease, delay_s=delay, error=exc.message)
+            outcome = await off_loop(self.queue.retry, lease, delay_s=delay, error=exc.message)
             state = "dead" if outcome.dead else "failed"
-            self.store.delivery_outcome(item.key, state, sent_at=None, error=exc.message)
+            await self._outcome(item.key, state, sent_at=None, error=exc.message)
             if outcome.dead:
                 self.stats.dead += 1
             else:
@@ -177,20 +182,21 @@ class DeliveryWorker:
             self._emit(state, lease)
             return
         except (PermanentDelivery, ConfigError) as exc:
-            self.queue.kill(lease, error=exc.message)
-            self.store.delivery_outcome(item.key, "dead", sent_at=None, error=exc.message)
+            await off_loop(self.queue.kill, lease, error=exc.message)
+            await self._outcome(item.key, "dead", sent_at=None, error=exc.message)
             self.stats.dead += 1
             self._emit("dead", lease)
             return
         except DeliveryError as exc:
-            outcome = self.queue.retry(lease, delay_s=self._backoff(lease), error=exc.message)
-            self.store.delivery_outcome(
-                item.key, "dead" if outcome.dead else "failed", sent_at=None, error=exc.message
+            outcome = await off_loop(
+                self.queue.retry, lease, delay_s=self._backoff(lease), error=exc.message
             )
+            state = "dead" if outcome.dead else "failed"
+            await self._outcome(item.key, state, sent_at=None, error=exc.message)
             return
         # Store first, then ack: a crash in between replays a delivery the sink dedupes.
-        self.store.delivery_outcome(item.key, "sent", sent_at=payload["sent_at"], error=None)
-        self.queue.ack(lease)
+        await self._outcome(item.key, "sent", sent_at=payload["sent_at"], error=None)
+        await off_loop(self.queue.ack, lease)
         if fresh:
             self.stats.delivered += 1
         else:
@@ -206,12 +212,18 @@ class DeliveryWorker:
         if self.on_event:
             self.on_event(what, lease)
 
-    def _refresh(self, campaign_ids: set[str]) -> None:
-        for campaign_id in campaign_ids:
-            self.store.refresh_state(campaign_id)
+    async def _outcome(
+        self, key: str, state: str, *, sent_at: str | None, error: str | None
+    ) -> None:
+        await off_loop(self.store.delivery_outcome, key, state, sent_at=sent_at, error=error)
 
-    def _beat(self, *, stopped: bool = False) -> None:
-        self.store.heartbeat(
+    async def _refresh(self, campaign_ids: set[str]) -> None:
+        for campaign_id in campaign_ids:
+            await off_loop(self.store.refresh_state, campaign_id)
+
+    async def _beat(self, *, stopped: bool = False) -> None:
+        await off_loop(
+            self.store.heartbeat,
             self.worker_id,
             started_at=self.started_at,
             delivered=self.stats.delivered,

@@ -117,6 +117,7 @@ async def _send(st: Services, started: Started, *, wait: bool) -> bool:
 
 
 async def _deliver_foreground(st: Services, campaign_id: str) -> bool:
+    from huntaze_cli.campaigns.offload import off_loop
     from huntaze_cli.campaigns.worker import DeliveryWorker
 
     store = st.store()
@@ -155,9 +156,13 @@ async def _deliver_foreground(st: Services, campaign_id: str) -> bool:
         account=campaign.account,
         on_event=on_event,
     )
+
+    async def completed() -> bool:
+        return (await off_loop(store.refresh_state, campaign_id)).startswith("completed")
+
     _stop_on_signals(worker)
     try:
-        await worker.run(until=lambda: store.refresh_state(campaign_id).startswith("completed"))
+        await worker.run(until=completed)
     finally:
         progress.close()
     return worker.stopping

@@ -6,9 +6,11 @@ storage backends (through the shared ``Services`` container), one ``Orchestrator
 background generation of POSTed campaigns (the same ``services.campaigns.generate`` as
 `send-campaign`).
 
-Two sets of backends, because the SQLite campaign store is not thread-safe:
-``loop`` is used only on the event loop's thread (worker, generation), ``http`` only by
-request handlers running in the thread pool, with ``store_lock`` serialising its store.
+Two sets of backends, because the SQLite campaign store is one connection that serves
+one caller at a time: ``loop`` belongs to the worker and the generations, which call it
+in threads one call at a time (``campaigns.offload``), so the event loop never waits on
+a store, queue or sink; ``http`` belongs to the request handlers, with ``store_lock``
+serialising its store (``on_store``).
 
 SIGHUP calls ``reload``: a new config (routing, flags, providers, pricing, thresholds,
 token) is swapped in whole, with a new orchestrator for generations started after it;
