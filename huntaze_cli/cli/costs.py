@@ -243,8 +243,10 @@ def export_cmd(
     if output is None:
         count = costs.export(st, sys.stdout, request)
     else:
+        from huntaze_cli.storage.files import open_private
+
         try:
-            fh = _create_private(output)
+            fh = open_private(output)
         except OSError as exc:
             raise UsageError(f"--output: cannot write {output}: {exc.strerror}") from None
         try:
@@ -255,12 +257,6 @@ def export_cmd(
     sys.stderr.write(f"exported {count:,} events\n")
 
 
-def _create_private(path: Path) -> Any:
-    """Open ``path`` for writing; a new file is created 0600 (it holds fans' spend data)."""
-    import os
-
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    return os.fdopen(fd, "w", encoding="utf-8", newline="")
 
 
 @app.command("import")

@@ -7,7 +7,7 @@ becomes FastAPI's usual 422 list of field errors, located by the error's ``field
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -71,6 +71,30 @@ async def _huntaze_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": exc.message}, status_code=status)
 
 
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's 422 field errors, with any echoed input made encodable.
+
+    The default handler echoes the input, and a lone surrogate in it ("\\ud800", valid
+    JSON but not UTF-8) made the 422 itself fail with a 500.
+    """
+    from fastapi.encoders import jsonable_encoder
+
+    assert isinstance(exc, RequestValidationError)
+    detail = _encodable(jsonable_encoder(exc.errors()))
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+def _encodable(node: Any) -> Any:
+    if isinstance(node, str):
+        return node.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(node, dict):
+        return {_encodable(k): _encodable(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_encodable(v) for v in node]
+    return node
+
+
 def install(app: FastAPI) -> None:
-    """Answer every HuntazeError a route raises through the map above."""
+    """Answer every HuntazeError a route raises through the map above, and field errors."""
     app.add_exception_handler(HuntazeError, _huntaze_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)

@@ -12,9 +12,11 @@ in threads one call at a time (``campaigns.offload``), so the event loop never w
 a store, queue or sink; ``http`` belongs to the request handlers, with ``store_lock``
 serialising its store (``on_store``).
 
-SIGHUP calls ``reload``: a new config (routing, flags, providers, pricing, thresholds,
-token) is swapped in whole, with a new orchestrator for generations started after it;
-a config that does not load or validate leaves everything as it was.
+SIGHUP calls ``reload``: a new config (routing, flags, providers, pricing, thresholds)
+is swapped in, with a new orchestrator for generations started after it; a config that
+does not load or validate leaves everything as it was. The sections in
+``RESTART_SECTIONS`` keep their start-up values in effect until a restart; above all
+``[server]``, so a reload can never weaken authentication.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from huntaze_cli.config import Config, load_config
 from huntaze_cli.errors import HuntazeError
 from huntaze_cli.jsondoc import dump_json
 from huntaze_cli.observability.metrics import Metrics
-from huntaze_cli.server.auth import api_token, check_bind
+from huntaze_cli.server.auth import api_token
 from huntaze_cli.services import Services
 
 if TYPE_CHECKING:
@@ -233,9 +235,6 @@ class Runtime:
         """Load the config file again and swap it in; False (and a warning) if it is bad."""
         try:
             config = load_config(self.config_path)
-            token = api_token(config)
-            if self.bound_host is not None:
-                check_bind(self.bound_host, token)
             orchestrator = self._build_orchestrator(config)
         except HuntazeError as exc:
             log.warning(
@@ -243,10 +242,12 @@ class Runtime:
             )
             return False
         later = [s for s in RESTART_SECTIONS if getattr(config, s) != getattr(self.config, s)]
+        # [server] (token, body limit, address) keeps its start-up values until a restart,
+        # as the log and README say: a reload must never turn authentication off.
+        config = config.model_copy(update={"server": self.config.server})
         self.config = config
         self.http.reload(config)
         self.loop.reload(config)
-        self.token = token
         assert self.generator is not None
         self.generator.swap(orchestrator)
         self.stats.invalidate()

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from huntaze_cli.errors import DeliveryError
 from huntaze_cli.sinks.base import RetryableDelivery, encode_payload
+from huntaze_cli.storage.files import FILE_MODE, private_dir
 
 if TYPE_CHECKING:
     from huntaze_cli.config import Config
@@ -114,7 +115,7 @@ class OutboxSink:
             if self.path.exists():
                 os.close(os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC))
             else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                private_dir(self.path.parent)
                 # A real write probe: os.access() says yes to root on a read-only mount.
                 fd, probe = tempfile.mkstemp(dir=self.path.parent, prefix=".huntaze-probe-")
                 os.close(fd)
@@ -166,8 +167,8 @@ class OutboxSink:
     def _open(self) -> None:
         try:
             created = not self.path.exists()
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, _OPEN_FLAGS, 0o644)
+            private_dir(self.path.parent)
+            fd = os.open(self.path, _OPEN_FLAGS, FILE_MODE)  # fans' messages: owner only
         except OSError as exc:
             raise DeliveryError(
                 f"cannot open outbox {self.path}: {exc.strerror or exc}", hint=_HINT

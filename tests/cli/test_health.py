@@ -106,7 +106,8 @@ def test_deep_probe_finds_a_failing_provider(fake: FakeLLM, tmp_path: Path) -> N
     assert data["providers"]["azure"]["detail"].startswith("live probe failed: server_error")
     assert data["providers"]["openai"]["detail"] == "live probe answered"
     assert data["providers"]["openai"]["probe_ms"] > 0
-    assert fake.count("azure") == 1 and fake.count("openai") == 1
+    # A failed first call ends the probe; a good one is followed by the timed call.
+    assert fake.count("azure") == 1 and fake.count("openai") == 2
     assert OPENAI_KEY not in result.stdout + result.stderr
     assert AZURE_KEY not in result.stdout + result.stderr
 
@@ -147,3 +148,15 @@ def test_health_shows_the_circuit_another_process_opened(
     assert azure["last_error_kind"] == "server_error"
     assert azure["consecutive_failures"] >= 2
     assert "circuit open" in azure["detail"]
+
+
+def test_deep_probe_times_a_warm_round_trip(fake: FakeLLM, tmp_path: Path) -> None:
+    fake.set_latency(150)
+    result = run(
+        "--config", str(two_providers(fake, tmp_path)), "health", "--deep", "--json", env=keys()
+    )
+    assert result.exit_code == 0, result.stderr
+    for name in ("azure", "openai"):
+        # A warm-up call (client set-up, imports, connecting), then the timed one.
+        assert fake.count(name) == 2
+        assert result.json()["providers"][name]["probe_ms"] >= 150

@@ -17,13 +17,16 @@ import socket
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from huntaze_cli.errors import BackendError
 from huntaze_cli.storage.sqlite.db import open_migrated, sqlite_errors
 
+STOPPED_WORKERS_KEPT = 10
+STOPPED_WORKERS_KEPT_S = 3600.0
+DEAD_WORKERS_KEPT_S = 7 * 86400.0
 MESSAGE_STATES = ("pending", "generated", "queued", "sent", "failed", "dead")
 OPEN_STATES = ("pending", "generated", "queued", "failed")
 
@@ -124,6 +127,10 @@ class Heartbeat:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
+
+
+def _ago(seconds: float) -> str:
+    return (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat()
 
 
 def split_key(key: str) -> tuple[str, str]:
@@ -376,6 +383,17 @@ class CampaignStore:
                     int(stopped),
                 ),
             )
+            if stopped:
+                # `worker --once` from cron stops every minute: keep the last few stopped
+                # workers (status and health show them) and any that stopped recently.
+                conn.execute(
+                    "DELETE FROM workers WHERE stopped = 1 AND beat_at < ? AND worker_id NOT IN "
+                    "(SELECT worker_id FROM workers WHERE stopped = 1 "
+                    "ORDER BY beat_at DESC LIMIT ?)",
+                    (_ago(STOPPED_WORKERS_KEPT_S), STOPPED_WORKERS_KEPT),
+                )
+                # One that died without stopping (kill -9) is forgotten after a week.
+                conn.execute("DELETE FROM workers WHERE beat_at < ?", (_ago(DEAD_WORKERS_KEPT_S),))
 
     def heartbeats(self) -> list[Heartbeat]:
         rows = self._read("SELECT * FROM workers ORDER BY beat_at DESC LIMIT 50")

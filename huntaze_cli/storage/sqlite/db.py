@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from huntaze_cli.errors import BackendError
+from huntaze_cli.storage.files import touch_private
 
 BUSY_TIMEOUT_S = 30.0
 CACHE_MB = 64
@@ -54,7 +55,10 @@ def connect(
     The connection may be used from several threads; callers serialise its use.
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # 0600 from the start: SQLite gives the -wal and -shm files the same mode.
+        touch_private(path)
+    except IsADirectoryError:
+        pass  # sqlite3 reports it below, with the advice for it
     except OSError as exc:
         raise BackendError(
             f"{path}: opening the {what} failed: cannot create directory {path.parent} "
