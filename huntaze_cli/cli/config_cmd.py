@@ -76,9 +76,12 @@ def path_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 def show(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Show the effective config (defaults, file, environment), secrets masked.
 
+    The TOML can be pasted back into a config file; comments say which variables named
+    by *_env keys are set.
+
     Example: huntaze config show --json | jq .routing
     """
-    from huntaze_cli.config import masked_dump
+    from huntaze_cli.config import env_status, masked_dump
 
     config = state(ctx).config()
     data = masked_dump(config)
@@ -87,8 +90,13 @@ def show(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         import tomli_w
 
         source = config.source or "built-in defaults (no config file)"
-        console.print(f"# effective config; file: {source}", markup=False, highlight=False)
-        console.print(tomli_w.dumps(_drop_none(data)), markup=False, highlight=False)
+        lines = [f"# effective config; file: {source}"]
+        lines += [
+            f"# {name}: {'set' if is_set else 'NOT SET'}"
+            for name, is_set in sorted(env_status(config).items())
+        ]
+        console.print("\n".join(lines))
+        console.print(tomli_w.dumps(_drop_none(data)))
 
     emit(data, as_json=as_json, render=render)
 

@@ -576,41 +576,84 @@ SECRET_MARKERS = ("secret", "password", "token", "api_key")
 
 
 def masked_dump(config: Config) -> dict[str, Any]:
-    """The effective config as plain data, safe to print: secrets masked, paths resolved.
+    """The effective config as plain data that can be pasted back into a config file.
 
-    Config holds env var *names*, not secrets; each ``*_env`` key is shown with whether
-    that variable is set, never its value. Any literal value under a secret-looking key,
-    and passwords inside URLs, are masked.
+    Paths are resolved (the data dir defaults spelled out), money is a number, ``*_env``
+    keys hold the variable *names* they always hold (``env_status`` says which are set),
+    and secrets found in literal values (a password in a URL, a ``?token=`` in a query,
+    a value under a secret-looking key) are masked.
     """
-    data = config.model_dump(mode="json")
-    data["ledger"]["path"] = str(config.ledger_path)
-    data["queue"]["path"] = str(config.queue_path)
-    data["delivery"]["outbox_path"] = str(config.outbox_path)
+    data = config.model_dump(mode="python")
+    data["ledger"]["path"] = config.ledger_path
+    data["queue"]["path"] = config.queue_path
+    data["rate_limit"]["path"] = config.ratelimit_path
+    data["delivery"]["outbox_path"] = config.outbox_path
     return _mask(data)
+
+
+def env_status(config: Config) -> dict[str, bool]:
+    """Every environment variable a ``*_env`` key names, and whether it is set."""
+    found: dict[str, bool] = {}
+
+    def walk(node: Any, key: str = "") -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, str(k))
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, key)
+        elif isinstance(node, str) and key.endswith("_env"):
+            found[node] = bool(os.environ.get(node))
+
+    walk(config.model_dump(mode="python"))
+    return found
 
 
 def _mask(node: Any, key: str = "") -> Any:
     if isinstance(node, dict):
-        return {k: _mask(v, k) for k, v in node.items()}
-    if isinstance(node, list):
+        return {k: _mask(v, str(k)) for k, v in node.items()}
+    if isinstance(node, list | tuple):
         return [_mask(v, key) for v in node]
+    if isinstance(node, Decimal):
+        return int(node) if node == node.to_integral_value() else float(node)
+    if isinstance(node, Path):
+        return str(node)
     if isinstance(node, str):
         if key.endswith("_env"):
-            return f"{node} ({'set' if os.environ.get(node) else 'not set'})"
+            return node
         if any(marker in key for marker in SECRET_MARKERS):
             return "********"
-        return _mask_url_password(node)
+        return _mask_url(node)
     return node
 
 
-def _mask_url_password(value: str) -> str:
-    if "://" not in value or "@" not in value:
+_SECRET_QUERY = ("token", "secret", "password", "passwd", "key", "sig", "auth", "code")
+
+
+def _mask_url(value: str) -> str:
+    """``value`` with a URL's password and secret-looking query values masked."""
+    if "://" not in value:
         return value
-    scheme, _, rest = value.partition("://")
-    creds, _, host = rest.partition("@")
-    if ":" in creds:
-        creds = creds.split(":", 1)[0] + ":********"
-    return f"{scheme}://{creds}@{host}"
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return value
+    netloc = parts.netloc
+    if "@" in netloc:
+        creds, _, host = netloc.rpartition("@")
+        if ":" in creds:
+            creds = creds.split(":", 1)[0] + ":********"
+        netloc = f"{creds}@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        masked = [
+            (k, "********" if any(m in k.lower() for m in _SECRET_QUERY) else v) for k, v in pairs
+        ]
+        query = urlencode(masked, safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def secret_from_env(var: str | None, *, what: str, key: str) -> str:
