@@ -297,7 +297,8 @@ class CampaignReport(_Report):
 class DryRunProvider(_Report):
     kind: str
     priced: bool
-    input_tokens: int
+    input_tokens: int  # a high estimate for any script (llm/tokens.py)
+    input_tokens_max: int = 0  # a hard bound: one token per UTF-8 byte
     output_tokens_max: int
     cost_low_usd: float | None
     cost_high_usd: float | None

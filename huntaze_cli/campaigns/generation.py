@@ -95,6 +95,7 @@ class Estimate:
     row: CampaignRow
     recipients: int
     input_tokens: int
+    input_tokens_max: int
     output_tokens_max: int
     plan: Plan
     providers: dict[str, ProviderEstimate]
@@ -131,15 +132,18 @@ def _spec_row(config: Config, loaded: LoadedCampaign, campaign_id: str) -> Campa
 def estimate(config: Config, loaded: LoadedCampaign) -> Estimate:
     """Routing plan and token and cost estimate per provider; calls and stores nothing."""
     from huntaze_cli.llm.pricing import PriceBook
-    from huntaze_cli.llm.providers import effective_provider_configs, estimate_input_tokens
+    from huntaze_cli.llm.providers import effective_provider_configs
     from huntaze_cli.llm.routing import Router
+    from huntaze_cli.llm.tokens import estimate_input_tokens, max_input_tokens
     from huntaze_cli.llm.types import Usage
 
     row = _spec_row(config, loaded, "dry-run")
-    recipients = input_tokens = 0
+    recipients = input_tokens = input_tokens_max = 0
     for recipient_id, fields in loaded.iter_recipients():
         recipients += 1
-        input_tokens += estimate_input_tokens(request_for(row, recipient_id, fields))
+        request = request_for(row, recipient_id, fields)
+        input_tokens += estimate_input_tokens(request)
+        input_tokens_max += max_input_tokens(request)
     providers = effective_provider_configs(config)
     router = Router(config, list(providers))
     plan = router.plan(
@@ -159,9 +163,10 @@ def estimate(config: Config, loaded: LoadedCampaign) -> Estimate:
         low = high = None
         if price is not None:
             low = prices.cost_nano(price, Usage(input_tokens, 0, max_out // 4))
-            high = prices.cost_nano(price, Usage(input_tokens, 0, max_out))
+            # Input at its hard bound (one token per byte): the high end holds for any text.
+            high = prices.cost_nano(price, Usage(input_tokens_max, 0, max_out))
         per_provider[name] = ProviderEstimate(providers[name].kind, low, high)
-    return Estimate(row, recipients, input_tokens, max_out, plan, per_provider)
+    return Estimate(row, recipients, input_tokens, input_tokens_max, max_out, plan, per_provider)
 
 
 def dry_run(config: Config, loaded: LoadedCampaign) -> DryRunReport:
@@ -189,6 +194,7 @@ def dry_run(config: Config, loaded: LoadedCampaign) -> DryRunReport:
                 kind=p.kind,
                 priced=p.high_nano is not None,
                 input_tokens=found.input_tokens,
+                input_tokens_max=found.input_tokens_max,
                 output_tokens_max=found.output_tokens_max,
                 cost_low_usd=usd(p.low_nano),
                 cost_high_usd=usd(p.high_nano),

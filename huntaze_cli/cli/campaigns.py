@@ -394,18 +394,28 @@ def _render_dry_run(console: Console, report: Any) -> None:
     console.print(
         table(
             "Estimate",
-            ["provider", "kind", "input tokens", "max output tokens", "cost low", "cost high"],
+            [
+                "provider",
+                "kind",
+                "input tokens",
+                "input max",
+                "output max",
+                "cost low",
+                "cost high",
+            ],
             [
                 [
                     name,
                     p.kind,
                     f"{p.input_tokens:,}",
+                    f"{p.input_tokens_max:,}",
                     f"{p.output_tokens_max:,}",
                     usd(p.cost_low_usd),
                     usd(p.cost_high_usd),
                 ]
                 for name, p in report.providers.items()
             ],
+            right=["input tokens", "input max", "output max", "cost low", "cost high"],
         )
     )
     console.print(f"delivery ETA under the rate limit: {report.eta_seconds:,.0f} s")

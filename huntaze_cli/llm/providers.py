@@ -29,6 +29,7 @@ from huntaze_cli.config import (
     secret_from_env,
 )
 from huntaze_cli.errors import ConfigError
+from huntaze_cli.llm.tokens import estimate_input_tokens
 from huntaze_cli.llm.types import (
     Completion,
     FailureKind,
@@ -463,9 +464,3 @@ def simulate(request: GenerationRequest) -> Completion:
         usage=Usage(input_tokens=estimate_input_tokens(request), output_tokens=output_tokens),
         deployment=None,
     )
-
-
-def estimate_input_tokens(request: GenerationRequest) -> int:
-    """About 1.3 tokens per word over every message, system prompt included, rounded up."""
-    words = sum(len(m.content.split()) for m in request.messages)
-    return -(-words * 13 // 10)

@@ -388,8 +388,9 @@ def test_the_simulator_is_deterministic_and_personal() -> None:
 
 def test_the_simulator_counts_tokens_like_a_real_model() -> None:
     result = run(SimulatedProvider().complete(request(), timeout=1))
-    # 13 words over both messages, system prompt included: ceil(13 x 1.3) = 17.
-    assert result.usage.input_tokens == 17
+    # By character class over both messages (llm/tokens.py): 3 priming + 2 x 4 framing
+    # + 10 for the system prompt + 16 for the user message.
+    assert result.usage.input_tokens == 37
     assert result.usage.output_tokens == -(-len(result.text) // 4)
     capped = run(SimulatedProvider().complete(request(max_tokens=3), timeout=1))
     assert capped.usage.output_tokens == 3
