@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -95,8 +96,8 @@ def show(ctx: typer.Context, as_json: JsonFlag = False) -> None:
             f"# {name}: {'set' if is_set else 'NOT SET'}"
             for name, is_set in sorted(env_status(config).items())
         ]
-        console.print("\n".join(lines))
-        console.print(tomli_w.dumps(_drop_none(data)))
+        # Plain text, never wrapped at the terminal width: it is meant to be pasted.
+        sys.stdout.write("\n".join(lines) + "\n" + tomli_w.dumps(_drop_none(data)))
 
     emit(data, as_json=as_json, render=render)
 

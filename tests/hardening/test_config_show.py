@@ -16,7 +16,7 @@ def test_config_show_pastes_back_to_the_same_config(tmp_path: Path) -> None:
         "HUNTAZE_PRICING__OVERRIDES": '{"openai/gpt-4o-mini": {"input": 0.15, "output": 0.6}}',
         "HUNTAZE_DELIVERY__WEBHOOK_SECRET_ENV": "HOOK_SECRET",
     }
-    shown = run("config", "show", env=env)
+    shown = run("config", "show", env={**env, "COLUMNS": "40"})
     assert shown.exit_code == 0, shown.stderr
     assert "# OPENAI_API_KEY: set" in shown.stdout and "# HOOK_SECRET: NOT SET" in shown.stdout
     pasted = tmp_path / "pasted.toml"
