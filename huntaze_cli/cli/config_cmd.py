@@ -106,10 +106,22 @@ def show(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 def validate(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Check the config file and HUNTAZE_* variables; exit 2 naming what is wrong.
 
+    Beyond each key's own value it checks cross-references: providers named by
+    [routing] order and weights and [flags] legacy_provider exist, the delivery sink has
+    its settings, and every variable a *_env key relies on is set.
+
     Example: huntaze --config /etc/huntaze/config.toml config validate
     """
+    from huntaze_cli.services.preflight import problems
+
     config = state(ctx).config()
     source = str(config.source) if config.source else None
+    found = problems(config)
+    if found:
+        raise ConfigError(
+            "invalid config: " + "; ".join(found),
+            hint="fix these in the config file or the environment, then run this again",
+        )
     emit(
         {"valid": True, "path": source, "providers": sorted(config.providers)},
         as_json=as_json,

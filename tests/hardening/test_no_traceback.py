@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from huntaze_cli.cli import app
 
-EXAMPLES = 12  # per command: about 15 s for all of them on the 2-core machine
+EXAMPLES = 8  # per command: about 10 s for all of them on an idle 2-core machine
 COMMANDS: list[tuple[tuple[str, ...], Any]] = []
 
 
