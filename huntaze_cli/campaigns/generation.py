@@ -291,9 +291,10 @@ async def generate_campaign(
     """Generate every pending message and enqueue it; leftovers of a crash are enqueued.
 
     Generation failures are recorded on the message (dead, with the error; a resume
-    tries them again). A configuration error (no usable provider) stops the campaign.
+    tries them again). A configuration error (no usable provider), or every provider's
+    circuit open (ProvidersDown), stops the campaign: what is left stays pending.
     """
-    from huntaze_cli.llm.orchestrator import GenerationFailed
+    from huntaze_cli.llm.orchestrator import GenerationFailed, ProvidersDown
 
     await off_loop(store.retry_failed_generation, campaign.id)
     await off_loop_on(store, _enqueue_generated, store, queue, campaign)
@@ -337,6 +338,10 @@ async def generate_campaign(
             request = request_for(campaign, message.recipient_id, message.fields)
             try:
                 result = await orchestrator.generate(request)
+            except ProvidersDown as exc:
+                # Nothing can be served now: stop, leaving the rest pending to resume.
+                fatal.append(exc)
+                return
             except GenerationFailed as exc:
                 failed.append((message.recipient_id, exc.message))
                 errors += 1

@@ -56,6 +56,15 @@ class GenerationFailed(ProviderError):
         self.attempts = attempts
 
 
+class ProvidersDown(GenerationFailed):
+    """Every provider this request may use has its circuit open: nothing was tried.
+
+    Raised at once instead of waiting out the cooldown, so a campaign against a dead
+    upstream stops in seconds (its messages stay pending, to resume) rather than
+    spending each message's whole deadline. The message names each provider's cause.
+    """
+
+
 def _attempt_id() -> str:
     """Unique and time-ordered (nanoseconds, then randomness), as 32 hex digits.
 
@@ -264,6 +273,9 @@ class Orchestrator:
                 None,
             )
             if pick is None:
+                down = [name for name in candidates if self._down(name)]
+                if len(down) == len(candidates):
+                    raise self._providers_down(down, attempts)
                 wait = min(
                     max(ready_at.get(name, 0.0) - now, self.breakers[name].ready_in())
                     for name in candidates
@@ -329,6 +341,25 @@ class Orchestrator:
         if config_errors and not attempts:
             raise config_errors[0]
         raise self._failed(request, attempts, last)
+
+    def _down(self, name: str) -> bool:
+        """Circuit open and cooling down, or its one half-open probe already in flight."""
+        breaker = self.breakers[name]
+        return breaker.state != "closed" and breaker.ready_in() > 0
+
+    def _providers_down(self, names: list[str], attempts: list[Attempt]) -> ProvidersDown:
+        causes = []
+        for name in names:
+            breaker = self.breakers[name]
+            cfg = getattr(self.providers[name], "cfg", None)
+            where = getattr(cfg, "base_url", None) or getattr(cfg, "endpoint", None)
+            cause = breaker.last_error or breaker.last_error_kind or "failing"
+            causes.append(f"{name}: {cause}" + (f" at {where}" if where else ""))
+        return ProvidersDown(
+            "every provider's circuit is open: " + "; ".join(causes),
+            kind="circuit_open",
+            attempts=attempts,
+        )
 
     def _backoff(self, failures: int) -> float:
         """Exponential backoff with jitter (50-100 %) before retrying the same provider."""

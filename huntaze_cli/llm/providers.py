@@ -288,6 +288,9 @@ def classify(exc: BaseException, *, secrets: Iterable[str | None] = ()) -> Provi
         return exc
     kind, status, retry_after = _kind_of(exc)
     detail = getattr(exc, "message", None) or str(exc) or "no details"
+    cause = exc.__cause__ or exc.__context__
+    if kind in ("connection", "timeout") and cause is not None and str(cause) not in detail:
+        detail = f"{detail} ({cause})"  # the SDK says "Connection error."; why is in its cause
     origin = type(exc).__name__ if status is None else f"{type(exc).__name__}, HTTP {status}"
     message = _scrub(f"{kind} ({origin}): {detail}", secrets)
     return ProviderFailure(kind, message, status=status, retry_after_s=retry_after)
