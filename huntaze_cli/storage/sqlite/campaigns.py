@@ -83,7 +83,17 @@ _MIGRATIONS = [
             stopped INTEGER NOT NULL DEFAULT 0
         );
         """,
-    )
+    ),
+    (
+        "campaigns_002_generation_leases",
+        """
+        CREATE TABLE generation_leases (
+            campaign_id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            until TEXT NOT NULL
+        );
+        """,
+    ),
 ]
 
 
@@ -164,10 +174,14 @@ class CampaignStore:
         spec: dict[str, Any],
         recipients: Iterable[tuple[str, dict[str, str]]],
         estimated_cost_nano: int,
+        generation_owner: str | None = None,
+        lease_s: float = 60.0,
     ) -> int:
         """Store a campaign and all its recipients in one transaction; returns the count.
 
-        If ``recipients`` raises (a bad line), nothing at all is stored.
+        If ``recipients`` raises (a bad line), nothing at all is stored. With
+        ``generation_owner`` the campaign is stored with that owner's generation lease,
+        so no worker takes it as orphaned before its creator starts generating.
         """
         now = _now()
         with self._write("creating the campaign") as conn:
@@ -205,6 +219,12 @@ class CampaignStore:
                 "UPDATE campaigns SET recipients = ?, state = 'generating' WHERE id = ?",
                 (count, campaign_id),
             )
+            if generation_owner is not None:
+                until = (datetime.now(UTC) + timedelta(seconds=lease_s)).isoformat()
+                conn.execute(
+                    "INSERT OR REPLACE INTO generation_leases VALUES (?, ?, ?)",
+                    (campaign_id, generation_owner, until),
+                )
         return count
 
     @staticmethod
@@ -364,6 +384,51 @@ class CampaignStore:
             (campaign_id,),
         )
         return bool(rows)
+
+    # --- generation leases ---------------------------------------------------------------
+    # Whoever generates a campaign's messages (send-campaign, resume, a worker, serve)
+    # holds its lease and renews it; a campaign left generating with no live lease (the
+    # process was interrupted or killed) is orphaned, and the next worker or serve that
+    # looks claims it and finishes it.
+
+    def claim_generation(self, campaign_id: str, owner: str, *, lease_s: float) -> bool:
+        """Take (or renew) the lease on generating ``campaign_id``; False if held by another."""
+        until = (datetime.now(UTC) + timedelta(seconds=lease_s)).isoformat()
+        with self._write("claiming a campaign's generation") as conn:
+            cursor = conn.execute(
+                "INSERT INTO generation_leases (campaign_id, owner, until) VALUES (?, ?, ?) "
+                "ON CONFLICT (campaign_id) DO UPDATE SET owner = excluded.owner, "
+                "until = excluded.until WHERE generation_leases.owner = excluded.owner "
+                "OR generation_leases.until < ?",
+                (campaign_id, owner, until, _now()),
+            )
+            return cursor.rowcount == 1
+
+    def release_generation(self, campaign_id: str, owner: str) -> None:
+        """Give the lease up (generation finished or stopped)."""
+        with self._write("releasing a campaign's generation") as conn:
+            conn.execute(
+                "DELETE FROM generation_leases WHERE campaign_id = ? AND owner = ?",
+                (campaign_id, owner),
+            )
+
+    def generation_owner(self, campaign_id: str) -> str | None:
+        """Who holds a live lease on generating ``campaign_id``, if anyone."""
+        rows = self._read(
+            "SELECT owner FROM generation_leases WHERE campaign_id = ? AND until >= ?",
+            (campaign_id, _now()),
+        )
+        return str(rows[0][0]) if rows else None
+
+    def orphaned(self, *, limit: int = 10) -> list[str]:
+        """Campaigns left generating with no live lease, oldest first."""
+        rows = self._read(
+            "SELECT c.id FROM campaigns c LEFT JOIN generation_leases l ON l.campaign_id = c.id "
+            "WHERE c.state IN ('estimating', 'generating') AND (l.until IS NULL OR l.until < ?) "
+            "ORDER BY c.created_at LIMIT ?",
+            (_now(), limit),
+        )
+        return [str(r[0]) for r in rows]
 
     # --- workers -----------------------------------------------------------------------
 
