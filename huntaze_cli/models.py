@@ -290,6 +290,8 @@ class CampaignReport(_Report):
     eta_seconds: float
     idempotency_key: str | None = None
     resumed: bool = False
+    # Why generation stopped early (every provider's circuit open, ...); resumable.
+    error: str | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -346,4 +348,5 @@ class StatusOverview(_Report):
 
 class RequeueReport(_Report):
     campaign_id: str
-    requeued: int
+    requeued: int  # delivery dead letters back in the queue
+    regenerate: int = 0  # messages whose generation failed, pending again

@@ -257,8 +257,6 @@ def export_cmd(
     sys.stderr.write(f"exported {count:,} events\n")
 
 
-
-
 @app.command("import")
 def import_cmd(
     ctx: typer.Context,

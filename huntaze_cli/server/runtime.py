@@ -79,6 +79,7 @@ class Runtime:
         self.generator: Generator | None = None
         self.worker: DeliveryWorker | None = None
         self._worker_task: asyncio.Task[None] | None = None
+        self._orphan_task: asyncio.Task[None] | None = None
         self._generations: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self._opened = False
@@ -129,6 +130,7 @@ class Runtime:
         self._stopping = asyncio.Event()
         if self.worker is not None:
             self._worker_task = asyncio.create_task(self._run_worker())
+        self._orphan_task = asyncio.create_task(self._adopt_orphans())
         _on_signal("SIGHUP", self.reload)
         log.info(
             "daemon started",
@@ -139,6 +141,8 @@ class Runtime:
         """Stop taking work; in-flight deliveries finish or go back to the queue."""
         _on_signal("SIGHUP", None)
         self._stopping.set()
+        if self._orphan_task is not None:
+            self._orphan_task.cancel()
         if self.worker is not None and self._worker_task is not None:
             self.worker.stop()
             try:
@@ -173,6 +177,27 @@ class Runtime:
             try:
                 await asyncio.wait_for(self._stopping.wait(), WORKER_RESTART_S)
                 return
+            except TimeoutError:
+                continue
+
+    async def _adopt_orphans(self) -> None:
+        """Finish campaigns whose generating process stopped (no live lease), now and
+        every half lease: an interrupted send-campaign, a crashed daemon."""
+        from huntaze_cli.campaigns.generation import GENERATION_LEASE_S
+        from huntaze_cli.campaigns.offload import off_loop
+
+        store = self.loop.store()
+        while not self._stopping.is_set():
+            try:
+                for campaign_id in await off_loop(store.orphaned, limit=10):
+                    log.info(
+                        "finishing an interrupted campaign", extra={"campaign_id": campaign_id}
+                    )
+                    self.schedule_generation(campaign_id)
+            except HuntazeError as exc:
+                log.error("looking for interrupted campaigns failed", extra={"error": exc.message})
+            try:
+                await asyncio.wait_for(self._stopping.wait(), GENERATION_LEASE_S / 2)
             except TimeoutError:
                 continue
 

@@ -40,14 +40,34 @@ def plan(services: Services, loaded: LoadedCampaign) -> DryRunReport:
 
 
 def start(services: Services, loaded: LoadedCampaign, *, idempotency_key: str | None) -> Started:
-    """Store ``loaded`` with its estimate, or resume the campaign with this key."""
-    from huntaze_cli.campaigns.generation import needs_generation, start_campaign
+    """Store ``loaded`` with its estimate, or resume the campaign with this key.
 
+    The config is checked first (providers named by routing exist, the sink has its URL
+    and secret, some provider has its key): nothing is stored or spent on a config
+    that would fail after the LLM calls were paid for.
+    """
+    from huntaze_cli.campaigns.generation import needs_generation, start_campaign
+    from huntaze_cli.services.preflight import check_before_sending
+
+    check_before_sending(services.config())
     store = services.store()
     campaign, resumed = start_campaign(
         services.config(), store, loaded, idempotency_key=idempotency_key
     )
     return Started(campaign, resumed, needs_generation(store, campaign))
+
+
+def resume(services: Services, campaign_id: str) -> Started:
+    """Any campaign by its id, to finish: generate what is missing, deliver what is queued."""
+    from huntaze_cli.campaigns.generation import needs_generation
+
+    store = services.store()
+    campaign = store.get(campaign_id)
+    if campaign is None:
+        raise NotFoundError(
+            f"campaign {campaign_id!r} not found", hint="`huntaze status` lists recent campaigns"
+        )
+    return Started(campaign, True, needs_generation(store, campaign))
 
 
 async def generate(
@@ -56,21 +76,41 @@ async def generate(
     orchestrator: Any,
     *,
     on_progress: Callable[[int, int], None] | None = None,
-) -> None:
-    """Write every message still missing and move it into the delivery queue."""
-    from huntaze_cli.campaigns.generation import generate_campaign
+) -> bool:
+    """Write every message still missing and move it into the delivery queue.
+
+    False when another live process is generating the campaign (it holds the lease):
+    that process finishes it, and what it queues is delivered all the same.
+    """
+    from huntaze_cli.campaigns.generation import GenerationBusy, generate_campaign
 
     store = services.store()
     campaign = store.get(campaign_id)
     if campaign is None:
         raise NotFoundError(f"campaign {campaign_id!r} not found")
-    await generate_campaign(
-        store,
+    try:
+        await generate_campaign(
+            store,
+            services.queue(),
+            orchestrator,
+            campaign,
+            concurrency=services.config().routing.concurrency,
+            on_progress=on_progress,
+        )
+    except GenerationBusy:
+        return False
+    return True
+
+
+async def generate_orphans(services: Services, orchestrator: Any) -> list[str]:
+    """Finish campaigns whose generating process stopped (`worker` and `serve` call this)."""
+    from huntaze_cli.campaigns.generation import generate_orphans as finish
+
+    return await finish(
+        services.store(),
         services.queue(),
         orchestrator,
-        campaign,
         concurrency=services.config().routing.concurrency,
-        on_progress=on_progress,
     )
 
 
@@ -94,7 +134,12 @@ def overview(services: Services, *, limit: int) -> StatusOverview:
 
 
 def requeue(services: Services, campaign_id: str) -> RequeueReport:
-    """Put a campaign's dead letters back in the queue with attempts reset."""
+    """Retry a campaign's dead messages: dead in delivery and dead in generation.
+
+    Delivery dead letters go back in the queue with attempts reset. Messages whose
+    generation gave up go back to pending and the campaign to generating, with no
+    lease: `huntaze resume ID`, or any running `worker`/`serve`, writes them.
+    """
     from huntaze_cli.models import RequeueReport
 
     store = services.store()
@@ -102,4 +147,7 @@ def requeue(services: Services, campaign_id: str) -> RequeueReport:
         raise NotFoundError(f"campaign {campaign_id!r} not found")
     moved = services.queue().requeue_dead(campaign_id)
     store.requeued(campaign_id)
-    return RequeueReport(campaign_id=campaign_id, requeued=moved)
+    regenerate = store.retry_failed_generation(campaign_id)
+    if regenerate:
+        store.set_state(campaign_id, "generating")
+    return RequeueReport(campaign_id=campaign_id, requeued=moved, regenerate=regenerate)

@@ -225,7 +225,9 @@ def test_failed_deliveries_retry_then_dead_letter_then_requeue(
     overview = run("status", "--json", env=env).json()
     assert overview["queue"]["creator_t"]["dead"] == 2
     requeued = run("requeue", report["campaign_id"], "--json", env=env)
-    assert requeued.json() == {"campaign_id": report["campaign_id"], "requeued": 2}
+    assert requeued.json() == {
+        "campaign_id": report["campaign_id"], "requeued": 2, "regenerate": 0
+    }  # fmt: skip
     handler.statuses = []
     worker = run("worker", "--once", "--json", env=env)
     assert worker.json()["delivered"] == 2

@@ -55,3 +55,28 @@ def test_a_sound_config_validates(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
     assert result.json()["valid"] is True
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '[routing]\norder = ["nosuch"]\n',
+        '[delivery]\nsink = "webhook"\nwebhook_url = "http://127.0.0.1:9/x"\n'
+        'webhook_secret_env = "HOOK_SECRET_UNSET"\n',
+    ],
+)
+def test_send_campaign_checks_the_config_before_storing_or_spending(
+    tmp_path: Path, body: str
+) -> None:
+    from huntaze_cli.config import load_config
+
+    path = tmp_path / "config.toml"
+    path.write_text(body)
+    campaign = tmp_path / "c.toml"
+    campaign.write_text('name = "n"\naccount = "a"\nprompt = "Hi"\n[[recipients]]\nid = "f"\n')
+    result = run("--config", str(path), "send-campaign", str(campaign))
+    assert result.exit_code == 2, result.stderr
+    assert "nothing was stored or spent" in result.stderr
+    assert not load_config(path).campaigns_path.exists()
+    stats = run("--config", str(path), "costs", "stats", "--json").json()
+    assert stats["today"]["requests"] == 0

@@ -35,8 +35,14 @@ def _setup(tmp_path: Path, count: int) -> tuple[Path, Path]:
 def test_unreachable_provider_fails_fast_and_leaves_the_rest_pending(tmp_path: Path) -> None:
     config, campaign = _setup(tmp_path, 200)
     env = {"OPENAI_API_KEY": "sk-test"}
-    result = run("--config", str(config), "send-campaign", str(campaign), "--no-wait", env=env)
+    result = run(
+        "--config", str(config), "send-campaign", str(campaign), "--no-wait", "--json", env=env
+    )
     assert result.exit_code == 1
+    report = json.loads(result.stdout)  # the campaign, with why it stopped
+    assert "every provider's circuit is open" in report["error"] and DEAD_URL in report["error"]
+    assert report["state"] == "generating"
+    assert f"`huntaze resume {report['campaign_id']}`" in result.stderr
     error = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(error) == 1
     assert "every provider's circuit is open" in error[0]
