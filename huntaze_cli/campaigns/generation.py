@@ -373,6 +373,7 @@ async def _generate(
     failed: list[tuple[str, str]] = []
     generated = errors = 0
     fatal: list[BaseException] = []
+    flushed = [time.monotonic()]
 
     async def flush() -> None:
         # Take the batches first: other consumers keep adding while this one waits.
@@ -419,7 +420,11 @@ async def _generate(
             else:
                 done.append((message.recipient_id, result.text, result.provider))
                 generated += 1
-            if len(done) + len(failed) >= FLUSH_EVERY:
+            # Failures are stored within a second, so `status` shows them as they happen
+            # (a failing provider may produce few of them per second).
+            now = time.monotonic()
+            if len(done) + len(failed) >= FLUSH_EVERY or (failed and now - flushed[0] >= 1.0):
+                flushed[0] = now
                 await flush()
             if on_progress:
                 on_progress(generated, errors)
