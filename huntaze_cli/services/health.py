@@ -32,12 +32,17 @@ def check_health(
 ) -> HealthReport:
     """Run every check; never raises for a failing component (it is reported)."""
     from huntaze_cli.llm.providers import effective_provider_configs
+    from huntaze_cli.services.preflight import problems
 
+    source = str(config.source) if config.source else "built-in defaults"
+    found = problems(config)
     checks: dict[str, CheckResult] = {
         "config": CheckResult(
-            status="ok", detail=str(config.source) if config.source else "built-in defaults"
+            status="degraded" if found else "ok",
+            detail=f"{source}: {'; '.join(found)}" if found else source,
         ),
         "ledger": _check_ledger(config, open_ledger),
+        "sink": _check_sink(config),
     }
     shared = _shared_state(config)
     configs = effective_provider_configs(config)
@@ -47,7 +52,7 @@ def check_health(
     if deep:
         asyncio.run(_probe_all(config, providers, probe_timeout_s))
     serving = [name for name, health in providers.items() if health.status == "ok"]
-    if checks["ledger"].status == "fail" or not serving:
+    if checks["ledger"].status == "fail" or checks["sink"].status == "fail" or not serving:
         status = "unhealthy"
     elif len(serving) < len(providers) or any(c.status != "ok" for c in checks.values()):
         status = "degraded"
@@ -69,6 +74,25 @@ def _check_ledger(config: Config, open_ledger: Callable[[], Ledger]) -> CheckRes
     except HuntazeError as exc:
         return CheckResult(status="fail", detail=exc.message)
     return CheckResult(status="ok", detail=f"{where}: reachable and writable")
+
+
+def _check_sink(config: Config) -> CheckResult:
+    """The delivery sink can be built (its module and settings) and, if local, written."""
+    from huntaze_cli.sinks import open_sink
+
+    kind = config.delivery.sink
+    try:
+        sink = open_sink(config)
+        try:
+            if kind == "outbox":
+                sink.check()  # a local file: cheap to prove writable
+        finally:
+            sink.close()
+    except HuntazeError as exc:
+        return CheckResult(status="fail", detail=f"{kind}: {exc.message}")
+    except ImportError as exc:  # a dependency missing from the install
+        return CheckResult(status="fail", detail=f"{kind}: cannot load: {exc}")
+    return CheckResult(status="ok", detail=f"{kind}: ready")
 
 
 def _shared_state(config: Config) -> dict[str, ProviderState]:

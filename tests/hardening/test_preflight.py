@@ -80,3 +80,20 @@ def test_send_campaign_checks_the_config_before_storing_or_spending(
     assert not load_config(path).campaigns_path.exists()
     stats = run("--config", str(path), "costs", "stats", "--json").json()
     assert stats["today"]["requests"] == 0
+
+
+def test_health_fails_a_sink_that_cannot_deliver(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[delivery]\nsink = "webhook"\nwebhook_url = "http://127.0.0.1:9/x"\n'
+        'webhook_secret_env = "HOOK_SECRET_UNSET"\n'
+    )
+    result = run("--config", str(path), "health", "--json")
+    assert result.exit_code == 1
+    data = result.json()
+    assert data["status"] == "unhealthy"
+    assert data["checks"]["sink"]["status"] == "fail"
+    assert "HOOK_SECRET_UNSET" in data["checks"]["sink"]["detail"]
+    assert data["checks"]["config"]["status"] == "degraded"
+    ok = run("health", "--json")
+    assert ok.exit_code == 0 and ok.json()["checks"]["sink"]["status"] == "ok"
