@@ -438,7 +438,9 @@ def _render_campaign(console: Console, report: CampaignReport) -> None:
         )
     )
     # One row per figure: fits any terminal width, however many states there are.
-    estimated = f"${report.estimated_cost_usd:,.6f}"
+    # A model with no known price was estimated at nothing: say so, never a bare $0.
+    unknown = not report.estimated_cost_usd and report.unpriced_requests
+    estimated = "unpriced" if unknown else f"${report.estimated_cost_usd:,.6f}"
     figures = [
         ("recipients", f"{report.recipients:,}"),
         *((name, f"{n:,}") for name, n in counts.items()),

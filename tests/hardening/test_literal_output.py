@@ -104,5 +104,6 @@ def test_unpriced_campaign_cost_is_marked_unpriced(tmp_path: Path) -> None:
     assert report["providers"]["simulated"]["unpriced_requests"] == 2
     shown = run("status", report["campaign_id"], env={"COLUMNS": "200"})
     assert re.search(r"^\s*cost\s+unpriced\s*$", shown.stdout, re.M), shown.stdout
+    assert re.search(r"^\s*estimated\s+unpriced\s*$", shown.stdout, re.M), shown.stdout
     overview = run("status", env={"COLUMNS": "200"})
     assert "unpriced" in overview.stdout
