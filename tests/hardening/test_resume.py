@@ -144,3 +144,28 @@ def test_ctrl_c_during_generation_says_how_to_finish(tmp_path: Path) -> None:
         result = run("resume", campaign_id, "--json", env={k: env[k] for k in env if k[:1] != "_"})
         assert result.exit_code == 0, result.stderr
         assert result.json()["counts"]["sent"] == 60
+
+
+@pytest.mark.slow
+def test_resume_waits_for_a_live_generation_and_takes_over_when_it_lapses(
+    tmp_path: Path,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    campaign_id = _stored_then_died(tmp_path, 5)
+    soon = (datetime.now(UTC) + timedelta(seconds=3)).isoformat()
+    with sqlite3.connect(load_config().campaigns_path) as conn:
+        conn.execute(
+            "UPDATE generation_leases SET owner = 'otherhost:1:abc', until = ? "
+            "WHERE campaign_id = ?",
+            (soon, campaign_id),
+        )
+    done = subprocess.run(
+        [sys.executable, "-m", "huntaze_cli", "resume", campaign_id, "--json"],
+        env={**os.environ, **FAST},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["counts"]["sent"] == 5
