@@ -35,6 +35,8 @@ EVENT_FIELDS = (
     "campaign_id",
     "account",
     "tenant",
+    "experiment",
+    "arm",
 )
 
 
@@ -61,8 +63,13 @@ class CostEvent(BaseModel):
     campaign_id: str | None = Field(None, max_length=256)
     account: str | None = Field(None, max_length=256)
     tenant: str = Field("default", min_length=1, max_length=256)
+    # Set when an experiment assigned the request to one of its arms.
+    experiment: str | None = Field(None, max_length=128)
+    arm: str | None = Field(None, max_length=128)
 
-    @field_validator("campaign_id", "account", "deployment", "error_kind", "route_reason")
+    @field_validator(
+        "campaign_id", "account", "deployment", "error_kind", "route_reason", "experiment", "arm"
+    )
     @classmethod
     def _empty_is_none(cls, value: str | None) -> str | None:
         # Rollups store an absent key as "", so "" and None must mean the same thing.
@@ -114,6 +121,8 @@ class CostEvent(BaseModel):
             "campaign_id": self.campaign_id,
             "account": self.account,
             "tenant": self.tenant,
+            "experiment": self.experiment,
+            "arm": self.arm,
         }
 
 

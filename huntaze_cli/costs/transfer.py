@@ -83,7 +83,9 @@ def _jsonl_records(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] |
             yield number, f"invalid JSON: {exc.msg} at column {exc.colno}"
 
 
-_NULLABLE = {"deployment", "error_kind", "route_reason", "campaign_id", "account"}
+_NULLABLE = {
+    "deployment", "error_kind", "route_reason", "campaign_id", "account", "experiment", "arm"
+}  # fmt: skip
 
 
 def _csv_records(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:

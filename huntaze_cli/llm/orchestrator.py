@@ -424,6 +424,8 @@ class Orchestrator:
                     campaign_id=request.campaign_id,
                     account=request.account,
                     tenant=request.tenant,
+                    experiment=request.experiment,
+                    arm=request.arm,
                 )
             )
         if self.metrics is not None:

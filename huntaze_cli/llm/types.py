@@ -45,6 +45,8 @@ class GenerationRequest:
     account: str | None = None
     campaign_id: str | None = None
     tenant: str = "default"
+    experiment: str | None = None  # set with arm when an experiment assigned the request
+    arm: str | None = None
 
 
 @dataclass(slots=True)

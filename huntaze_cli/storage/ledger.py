@@ -7,7 +7,11 @@ rollups that every report reads instead of raw events:
 * daily rollups, by (UTC day, provider, model, account, campaign, tenant): breakdowns;
 * quarter-hour rollups, by (15-minute UTC slot, provider), with a latency histogram:
   stats and thresholds. Every real time zone offset is a multiple of 15 minutes, so a
-  day or month in ``[thresholds] timezone`` is an exact set of slots.
+  day or month in ``[thresholds] timezone`` is an exact set of slots;
+* usage rollups, by (UTC day, provider, model, campaign, experiment, arm): the shape of
+  the traffic that recommendations and experiment reports need and sums cannot give
+  (output-token and latency histograms of successful attempts, spend on failed
+  attempts, fallbacks, sums of squares for confidence intervals).
 
 Raw events are kept ``retention_days``; rollups ``rollup_retention_days`` (400).
 Events older than the raw retention are refused by ``record`` (counted as expired): once
@@ -37,6 +41,18 @@ LATENCY_BUCKETS = len(LATENCY_BOUNDS_MS) + 1
 
 def latency_bucket(latency_ms: float) -> int:
     return bisect_left(LATENCY_BOUNDS_MS, latency_ms)
+
+
+# Upper bounds (tokens) of the output-token histogram of usage rollups; last is open-ended.
+OUTPUT_BOUNDS: tuple[int, ...] = (
+    8, 16, 32, 48, 64, 96, 128, 160, 192, 256, 384, 512, 768, 1024, 1536, 2048, 4096,
+    8192, 16384,
+)  # fmt: skip
+OUTPUT_BUCKETS = len(OUTPUT_BOUNDS) + 1
+
+
+def output_bucket(tokens: int) -> int:
+    return bisect_left(OUTPUT_BOUNDS, tokens)
 
 
 def slot_of(ts: datetime) -> int:
@@ -140,6 +156,127 @@ class AlertRecord:
     sent_at: datetime
     ok: bool
     error: str | None = None
+
+
+# Key of a usage rollup: (day ISO, provider, model, campaign_id, experiment, arm); absent
+# campaign/experiment/arm are stored as "".
+UsageKey = tuple[str, str, str, str, str, str]
+
+# Integer and float sums of a usage rollup, in storage column order.
+USAGE_INT_FIELDS = (
+    "attempts",
+    "errors",
+    "ok",
+    "fallbacks",
+    "cost_nano",
+    "error_cost_nano",
+    "input_tokens",
+    "cached_input_tokens",
+    "output_tokens",
+)
+USAGE_FLOAT_FIELDS = ("cost_sq", "latency_sum", "latency_sq")
+
+
+@dataclass(slots=True)
+class UsageRollup:
+    """The shape of one day's traffic of one provider, model, campaign and arm.
+
+    Histograms, ``output_tokens`` and the float sums cover successful attempts only
+    (``ok`` of them); ``cost_nano`` covers every attempt, ``error_cost_nano`` the failed
+    ones. ``cost_sq`` is the sum of squared successful-attempt costs in USD, and
+    ``latency_sum``/``latency_sq`` of their latencies in ms: enough for a mean and a
+    variance. ``fallbacks`` counts successes on a fallback provider.
+    """
+
+    day: date
+    provider: str
+    model: str
+    campaign_id: str | None
+    experiment: str | None
+    arm: str | None
+    attempts: int = 0
+    errors: int = 0
+    ok: int = 0
+    fallbacks: int = 0
+    cost_nano: int = 0
+    error_cost_nano: int = 0
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    cost_sq: float = 0.0
+    latency_sum: float = 0.0
+    latency_sq: float = 0.0
+    latency: list[int] = field(default_factory=lambda: [0] * LATENCY_BUCKETS)
+    output: list[int] = field(default_factory=lambda: [0] * OUTPUT_BUCKETS)
+
+    @property
+    def key(self) -> UsageKey:
+        return (
+            self.day.isoformat(),
+            self.provider,
+            self.model,
+            self.campaign_id or "",
+            self.experiment or "",
+            self.arm or "",
+        )
+
+    def add_event(self, event: CostEvent) -> None:
+        self.attempts += 1
+        self.cost_nano += event.cost_nano
+        self.input_tokens += event.input_tokens
+        self.cached_input_tokens += event.cached_input_tokens
+        if event.status == "error":
+            self.errors += 1
+            self.error_cost_nano += event.cost_nano
+            return
+        self.ok += 1
+        self.fallbacks += (event.route_reason or "").startswith("fallback:")
+        self.output_tokens += event.output_tokens
+        cost = event.cost_nano / 1e9
+        self.cost_sq += cost * cost
+        self.latency_sum += event.latency_ms
+        self.latency_sq += event.latency_ms * event.latency_ms
+        self.latency[latency_bucket(event.latency_ms)] += 1
+        self.output[output_bucket(event.output_tokens)] += 1
+
+    def add(self, other: UsageRollup) -> None:
+        for name in (*USAGE_INT_FIELDS, *USAGE_FLOAT_FIELDS):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for index, count in enumerate(other.latency):
+            self.latency[index] += count
+        for index, count in enumerate(other.output):
+            self.output[index] += count
+
+
+def usage_from_key(key: UsageKey) -> UsageRollup:
+    day, provider, model, campaign_id, experiment, arm = key
+    return UsageRollup(
+        date.fromisoformat(day), provider, model, campaign_id or None, experiment or None,
+        arm or None,
+    )  # fmt: skip
+
+
+def usage_key(event: CostEvent) -> UsageKey:
+    return (
+        event.ts.date().isoformat(),
+        event.provider,
+        event.model,
+        event.campaign_id or "",
+        event.experiment or "",
+        event.arm or "",
+    )
+
+
+def aggregate_usage(events: Iterable[CostEvent]) -> dict[UsageKey, UsageRollup]:
+    """The usage rollup increments a batch of (new, distinct) events makes."""
+    usage: dict[UsageKey, UsageRollup] = {}
+    for event in events:
+        key = usage_key(event)
+        rollup = usage.get(key)
+        if rollup is None:
+            rollup = usage[key] = usage_from_key(key)
+        rollup.add_event(event)
+    return usage
 
 
 def daily_key(event: CostEvent) -> DailyKey:
@@ -266,6 +403,12 @@ class Ledger(Protocol):
 
     def slots(self, since: datetime, until: datetime) -> list[SlotRollup]:
         """Quarter-hour rollups whose slot starts in ``[since, until)``."""
+        ...
+
+    def usage(
+        self, since: date, until: date, *, experiment: str | None = None
+    ) -> list[UsageRollup]:
+        """Usage rollups with ``since <= day < until`` (of one experiment if named)."""
         ...
 
     def slot_groups(

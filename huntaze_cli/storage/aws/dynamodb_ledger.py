@@ -10,6 +10,7 @@ daily rollup                ``DAY#<yyyy-mm-dd>``             provider, model, ac
                                                              campaign, tenant (escaped,
                                                              joined by ``\\x1f``)
 quarter-hour rollup         ``SLOTDAY#<yyyy-mm-dd>``         ``<slot epoch>#<provider>``
+usage rollup                ``USAGEDAY#<yyyy-mm-dd>``        see dynamodb_usage.py
 days holding raw events     ``EVDAYS``                       ``<yyyy-mm-dd>``
 days holding rollups        ``ROLLDAYS``                     ``<yyyy-mm-dd>``
 alert attempt               ``ALERT#<threshold>#<period>``   ``<sent_at>#<channel>#<nonce>``
@@ -98,14 +99,18 @@ from huntaze_cli.storage.ledger import (
     RecordResult,
     SlotCost,
     SlotRollup,
+    UsageRollup,
     aggregate,
+    aggregate_usage,
     daily_key,
     dedupe_batch,
     group_daily,
     group_slots,
     retention_cutoff,
     slot_of,
+    usage_key,
 )
+from huntaze_cli.storage.aws.dynamodb_usage import usage_from_item, usage_partition, usage_update
 
 if TYPE_CHECKING:
     from huntaze_cli.config import Config
@@ -144,7 +149,9 @@ _READ_THREADS = 8
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-_OPTIONAL_EVENT_FIELDS = ("deployment", "error_kind", "route_reason", "campaign_id", "account")
+_OPTIONAL_EVENT_FIELDS = (
+    "deployment", "error_kind", "route_reason", "campaign_id", "account", "experiment", "arm"
+)  # fmt: skip
 _INT_EVENT_FIELDS = ("input_tokens", "cached_input_tokens", "output_tokens", "cost_nano")
 
 _DAILY_SET = ("day", "provider", "model", "account", "campaign_id", "tenant", TTL_ATTRIBUTE)
@@ -311,6 +318,20 @@ class DynamoDBLedger:
         )
         return [item for page in pages for item in page]
 
+    def usage(
+        self, since: date, until: date, *, experiment: str | None = None
+    ) -> list[UsageRollup]:
+        """Usage rollups with ``since <= day < until``: one Query per day."""
+        days = [since + timedelta(days=n) for n in range((until - since).days)]
+        if not days:
+            return []
+        self._ensure_ready()
+        pages = self._gather(lambda day: self._query_all(usage_partition(day.isoformat())), days)
+        rows = [usage_from_item(item) for page in pages for item in page]
+        if experiment is not None:
+            rows = [row for row in rows if row.experiment == experiment]
+        return rows
+
     def events(
         self, since: datetime | None = None, until: datetime | None = None
     ) -> Iterator[CostEvent]:
@@ -365,6 +386,7 @@ class DynamoDBLedger:
             if day < rollup_day:
                 self._delete(self._query_iter(f"DAY#{day}", projection=("pk", "sk")))
                 self._delete(self._query_iter(f"SLOTDAY#{day}", projection=("pk", "sk")))
+                self._delete(self._query_iter(usage_partition(day), projection=("pk", "sk")))
             else:
                 # The cutoff's own day: only the slots that start before the cutoff slot.
                 bounds = ("0", f"{rollup_slot:010d}")
@@ -587,6 +609,16 @@ class DynamoDBLedger:
         ]
         items.extend(self._daily_update(key, counters) for key, counters in daily.items())
         items.extend(self._slot_update(slot) for slot in slots.values())
+        items.extend(
+            usage_update(
+                self.table,
+                rollup,
+                sort_key=_join_key(key[1:]),
+                expires_at=_day_epoch(key[0]) + (self.rollup_retention_days + 1) * DAY_SECONDS,
+                ttl_attribute=TTL_ATTRIBUTE,
+            )
+            for key, rollup in aggregate_usage(events).items()
+        )
         return items
 
     def _event_item(self, event: CostEvent) -> dict[str, Any]:
@@ -903,20 +935,22 @@ def _transaction_chunks(events: list[CostEvent]) -> Iterator[list[CostEvent]]:
     chunk: list[CostEvent] = []
     daily: set[DailyKey] = set()
     slots: set[tuple[int, str]] = set()
+    usage: set[tuple[str, ...]] = set()
     size = 0
     for event in events:
-        dkey, skey = daily_key(event), (slot_of(event.ts), event.provider)
-        added = 1 + (dkey not in daily) + (skey not in slots)
+        dkey, skey, ukey = daily_key(event), (slot_of(event.ts), event.provider), usage_key(event)
+        added = 1 + (dkey not in daily) + (skey not in slots) + (ukey not in usage)
         event_size = _size_estimate(event)
         if chunk and (
-            len(chunk) + len(daily) + len(slots) + added > MAX_TRANSACT_ITEMS
+            len(chunk) + len(daily) + len(slots) + len(usage) + added > MAX_TRANSACT_ITEMS
             or size + event_size > MAX_TRANSACT_BYTES
         ):
             yield chunk
-            chunk, daily, slots, size = [], set(), set(), 0
+            chunk, daily, slots, usage, size = [], set(), set(), set(), 0
         chunk.append(event)
         daily.add(dkey)
         slots.add(skey)
+        usage.add(ukey)
         size += event_size
     if chunk:
         yield chunk
@@ -937,10 +971,14 @@ def _size_estimate(event: CostEvent) -> int:
             event.campaign_id,
             event.account,
             event.tenant,
+            event.experiment,
+            event.arm,
         )
         if value
     )
-    return 2048 + 12 * text  # 4 bytes per character at most, in up to three items
+    # 4 bytes per character at most, in up to four items (the usage rollup's histograms
+    # and sums add about 1 KB).
+    return 3072 + 16 * text
 
 
 def _backoff(retries: int) -> None:

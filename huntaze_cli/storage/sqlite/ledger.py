@@ -26,13 +26,18 @@ from huntaze_cli.storage.ledger import (
     COUNTER_FIELDS,
     GROUP_FIELDS,
     LATENCY_BUCKETS,
+    OUTPUT_BUCKETS,
+    USAGE_FLOAT_FIELDS,
+    USAGE_INT_FIELDS,
     AlertRecord,
     Counters,
     DailyRollup,
     RecordResult,
     SlotCost,
     SlotRollup,
+    UsageRollup,
     aggregate,
+    aggregate_usage,
     dedupe_batch,
     retention_cutoff,
     slot_of,
@@ -64,6 +69,9 @@ _EVENT_COLUMNS = tuple(CostEvent.model_fields)
 _DAILY_KEYS = ("day", "provider", "model", "account", "campaign_id", "tenant")
 _SLOT_KEYS = ("slot", "provider")
 _LATENCY_COLUMNS = tuple(f"lat_{i}" for i in range(LATENCY_BUCKETS))
+_USAGE_KEYS = ("day", "provider", "model", "campaign_id", "experiment", "arm")
+_OUTPUT_COLUMNS = tuple(f"out_{i}" for i in range(OUTPUT_BUCKETS))
+_USAGE_SUMS = (*USAGE_INT_FIELDS, *USAGE_FLOAT_FIELDS, *_LATENCY_COLUMNS, *_OUTPUT_COLUMNS)
 
 
 def _columns_sql(names: Sequence[str], ctype: str) -> str:
@@ -126,6 +134,31 @@ LEDGER_MIGRATIONS: list[Migration] = [
         CREATE INDEX alerts_ok ON alerts (threshold, ok, sent_at);
         """,
     ),
+    (
+        "ledger_002_experiments_usage",
+        f"""
+        ALTER TABLE events ADD COLUMN experiment TEXT;
+        ALTER TABLE events ADD COLUMN arm TEXT;
+        CREATE TABLE rollup_usage (
+            day TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            model TEXT NOT NULL,
+            campaign_id TEXT NOT NULL,
+            experiment TEXT NOT NULL,
+            arm TEXT NOT NULL,
+            {_columns_sql(USAGE_INT_FIELDS, "INTEGER")},
+            {_columns_sql(USAGE_FLOAT_FIELDS, "REAL")},
+            {_columns_sql(_LATENCY_COLUMNS, "INTEGER")},
+            {_columns_sql(_OUTPUT_COLUMNS, "INTEGER")},
+            PRIMARY KEY (day, provider, model, campaign_id, experiment, arm)
+        ) WITHOUT ROWID;
+        -- An experiment report reads only its own rows.
+        CREATE INDEX rollup_usage_experiment ON rollup_usage (experiment, day);
+        """,
+    ),
+    # Usage rollups of the events stored before they existed (raw events are kept
+    # retention_days, so this touches at most that window, once).
+    ("ledger_003_usage_backfill", lambda conn: _backfill_usage(conn)),
 ]
 
 
@@ -144,6 +177,11 @@ _INSERT_EVENT = (
 )
 _UPSERT_DAILY = _upsert_sql("rollup_daily", _DAILY_KEYS, COUNTER_FIELDS)
 _UPSERT_SLOT = _upsert_sql("rollup_slot", _SLOT_KEYS, (*COUNTER_FIELDS, *_LATENCY_COLUMNS))
+_UPSERT_USAGE = _upsert_sql("rollup_usage", _USAGE_KEYS, _USAGE_SUMS)
+_SELECT_USAGE = (
+    f"SELECT {', '.join((*_USAGE_KEYS, *_USAGE_SUMS))} FROM rollup_usage "
+    "WHERE day >= ? AND day < ?"
+)
 _SELECT_EVENTS = f"SELECT {', '.join(_EVENT_COLUMNS)} FROM events"
 _SELECT_DAILY = (
     f"SELECT {', '.join((*_DAILY_KEYS, *COUNTER_FIELDS))} FROM rollup_daily "
@@ -311,6 +349,7 @@ class SQLiteLedger:
                     for s in slots.values()
                 ],
             )
+            _upsert_usage(conn, new)
         except OverflowError as exc:
             # sqlite3 refuses ints beyond 64 bits; surface it as a rolled-back ledger
             # write rather than a bare OverflowError.
@@ -346,6 +385,9 @@ class SQLiteLedger:
                 "DELETE FROM rollup_daily WHERE day < ?", (rollup_cutoff.date().isoformat(),)
             )
             conn.execute("DELETE FROM rollup_slot WHERE slot < ?", (slot_of(rollup_cutoff),))
+            conn.execute(
+                "DELETE FROM rollup_usage WHERE day < ?", (rollup_cutoff.date().isoformat(),)
+            )
 
     def record_alert(self, record: AlertRecord) -> None:
         if record.sent_at.tzinfo is None:
@@ -461,6 +503,18 @@ class SQLiteLedger:
                 )
         return out
 
+    def usage(
+        self, since: date, until: date, *, experiment: str | None = None
+    ) -> list[UsageRollup]:
+        """Usage rollups with ``since <= day < until`` (of one experiment if named)."""
+        sql, params = _SELECT_USAGE, [_day(since), _day(until)]
+        if experiment is not None:
+            sql += " AND experiment = ?"
+            params.append(experiment)
+        with self._reading("reading usage rollups") as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [_usage_from_row(row) for row in rows]
+
     def events(
         self, since: datetime | None = None, until: datetime | None = None
     ) -> Iterator[CostEvent]:
@@ -521,6 +575,59 @@ def _event_from_row(row: tuple[Any, ...]) -> CostEvent:
     # The row was a validated CostEvent when it went in; validating it again would
     # double the cost of an export for nothing.
     return CostEvent.model_construct(**data)
+
+
+_N_INT = len(USAGE_INT_FIELDS)
+_N_FLOAT = len(USAGE_FLOAT_FIELDS)
+
+
+def _usage_values(rollup: UsageRollup) -> tuple[Any, ...]:
+    return (
+        *rollup.key,
+        *(getattr(rollup, name) for name in USAGE_INT_FIELDS),
+        *(getattr(rollup, name) for name in USAGE_FLOAT_FIELDS),
+        *rollup.latency,
+        *rollup.output,
+    )
+
+
+def _upsert_usage(conn: sqlite3.Connection, events: Sequence[CostEvent]) -> None:
+    conn.executemany(_UPSERT_USAGE, [_usage_values(u) for u in aggregate_usage(events).values()])
+
+
+def _usage_from_row(row: tuple[Any, ...]) -> UsageRollup:
+    sums = row[6:]
+    lat_end = _N_INT + _N_FLOAT + LATENCY_BUCKETS
+    return UsageRollup(
+        date.fromisoformat(row[0]),
+        row[1],
+        row[2],
+        row[3] or None,
+        row[4] or None,
+        row[5] or None,
+        *sums[:_N_INT],
+        *sums[_N_INT : _N_INT + _N_FLOAT],
+        latency=list(sums[_N_INT + _N_FLOAT : lat_end]),
+        output=list(sums[lat_end:]),
+    )
+
+
+def _backfill_usage(conn: sqlite3.Connection) -> None:
+    """Build usage rollups from the raw events already stored (migration step)."""
+    # Only the columns usage rollups read: later migrations may add others.
+    columns = (
+        "ts", "provider", "model", "campaign_id", "experiment", "arm", "status", "route_reason",
+        "cost_nano", "input_tokens", "cached_input_tokens", "output_tokens", "latency_ms",
+    )  # fmt: skip
+    batch: list[CostEvent] = []
+    for row in conn.execute(f"SELECT {', '.join(columns)} FROM events"):
+        data = dict(zip(columns, row, strict=True))
+        data["ts"] = _from_micros(data["ts"])
+        batch.append(CostEvent.model_construct(**data))
+        if len(batch) >= _PRUNE_CHUNK:
+            _upsert_usage(conn, batch)
+            batch = []
+    _upsert_usage(conn, batch)
 
 
 def _alert_from_row(row: tuple[Any, ...]) -> AlertRecord:
