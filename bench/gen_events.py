@@ -33,7 +33,14 @@ def cost(model: str, tokens_in: int, tokens_out: int) -> Decimal:
     return exact.quantize(NANO, rounding=ROUND_HALF_EVEN)
 
 
-def generate(events: int, days: float, seed: int, accounts: int, campaigns: int):
+def generate(
+    events: int,
+    days: float,
+    seed: int,
+    accounts: int,
+    campaigns: int,
+    experiment: str | None = None,
+):
     rng = random.Random(seed)
     now = datetime.now(UTC)
     span = timedelta(days=days).total_seconds()
@@ -44,6 +51,12 @@ def generate(events: int, days: float, seed: int, accounts: int, campaigns: int)
         provider = PROVIDERS[n % 2 if rng.random() < 0.8 else (n + 1) % 2]
         model = models[rng.randrange(len(models))]
         campaign = rng.randrange(campaigns)
+        arm = None
+        if experiment:
+            # Half the fans on the campaign's model, half on gpt-4o-mini.
+            arm = "control" if rng.random() < 0.5 else "cheaper"
+            if arm == "cheaper":
+                model = "gpt-4o-mini"
         error = rng.random() < 0.02
         tokens_in = rng.randint(40, 400)
         tokens_out = 0 if error else rng.randint(20, 160)
@@ -66,6 +79,8 @@ def generate(events: int, days: float, seed: int, accounts: int, campaigns: int)
             "campaign_id": f"cmp-{campaign}",
             "account": f"creator_{campaign % accounts}",
             "tenant": f"agency_{campaign % 3}",
+            "experiment": experiment,
+            "arm": arm,
         }
 
 
@@ -76,9 +91,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--accounts", type=int, default=20)
     parser.add_argument("--campaigns", type=int, default=60)
+    parser.add_argument("--experiment", help="tag every event with this experiment and an arm")
     args = parser.parse_args()
     write = sys.stdout.write
-    for event in generate(args.events, args.days, args.seed, args.accounts, args.campaigns):
+    for event in generate(
+        args.events, args.days, args.seed, args.accounts, args.campaigns, args.experiment
+    ):
         write(json.dumps(event, default=str))
         write("\n")
 

@@ -30,6 +30,11 @@ process), answering every request after ``--latency-ms`` (50 ms).
    moves single runs by several percent: the per-round figures are printed so the spread
    shows; use more ``--rounds`` when it is wide.
 
+   ``--strategy auto`` runs the orchestrator side with ``[routing] strategy = "auto"``.
+   Whatever the strategy, a micro-benchmark first prints the CPU per call that auto's
+   routing adds over priority (``Router.plan`` plus ``HealthWindow.observe``, 200k calls):
+   DESIGN.md allows it 0.05 ms.
+
 2. Failover: two providers in priority order, azure (the fake server's Azure route) first,
    then openai (its OpenAI route). The Azure route draws 2 % each of 429, 500, 503 and
    content_filter from a seeded mix. N generations at concurrency C: failed generations
@@ -225,6 +230,7 @@ class Bench:
     gc_clock: GCClock = field(default_factory=GCClock)
     warnings: list[str] = field(default_factory=list)
     seq: int = 0
+    strategy: str = "priority"
 
     @property
     def ideal_s(self) -> float:
@@ -258,7 +264,7 @@ class Bench:
             {
                 "ledger": {"path": str(ledger.ledger.path)},
                 "routing": {
-                    "strategy": "priority",
+                    "strategy": self.strategy,
                     "order": list(providers),
                     "concurrency": self.concurrency,
                 },
@@ -487,8 +493,32 @@ async def profile(bench: Bench, n: int) -> None:
     print(out.getvalue())
 
 
+def auto_overhead(calls: int = 200_000) -> None:
+    """CPU per call of routing with strategy auto minus strategy priority."""
+    from huntaze_cli.llm.routing import HealthWindow, Router
+    from huntaze_cli.llm.types import GenerationRequest, Message
+
+    request = GenerationRequest("r", "gpt-4o-mini", [Message("user", "hi")])
+    per_call = {}
+    for strategy in ("priority", "auto"):
+        config = Config.model_validate({"routing": {"strategy": strategy}})
+        window = HealthWindow(config.routing.auto.window)
+        router = Router(config, ["azure", "openai"], price_of=lambda p, m: None, health=window)
+        start = time.process_time()
+        for n in range(calls):
+            plan = router.plan(request)
+            if strategy == "auto":
+                window.observe(plan.order[0], 50.0 + n % 7, failed=n % 50 == 0)
+        per_call[strategy] = (time.process_time() - start) / calls
+    extra_ms = (per_call["auto"] - per_call["priority"]) * 1000
+    verdict = "meets" if extra_ms <= 0.05 else "MISSES"
+    print(f"auto routing CPU on top of priority: {extra_ms:.4f} ms/call (target <= 0.05) {verdict}")
+
+
 async def amain(args: argparse.Namespace, srv: FakeLLMProcess, data: Path) -> None:
+    auto_overhead()
     bench = Bench(srv, data, args.n, args.concurrency, args.latency_ms / 1000)
+    bench.strategy = args.strategy
     await head_to_head(bench, args.rounds)
     if not args.skip_faults:
         print()
@@ -507,6 +537,9 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=50.0, help="fake upstream latency")
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds (each: both)")
     parser.add_argument("--skip-faults", action="store_true", help="skip the failover run")
+    parser.add_argument(
+        "--strategy", default="priority", choices=["priority", "auto"], help="orchestrator routing"
+    )
     parser.add_argument(
         "--profile", type=int, default=0, metavar="N", help="also cProfile one run of N"
     )

@@ -170,13 +170,15 @@ def test_example_config_is_current_valid_and_complete() -> None:
             section = header.group(1)
             section = re.sub(r"^providers\.\w+$", "providers", section)
             section = re.sub(r"^pricing\.overrides\..*$", "pricing.overrides", section)
+            section = re.sub(r"^experiments\.[\w-]+", "experiments", section)
             continue
-        key = re.match(r"^#? ?([a-z_]+) = ", line)
+        key = re.match(r"^#? ?([a-z0-9_]+) = ", line)
         if key:
             documented.add(f"{section}.{key.group(1)}")
-    expected = _model_keys(Config) - {"providers", "pricing.overrides"}
-    from huntaze_cli.config import PriceOverride, ProviderConfig
+    expected = _model_keys(Config) - {"providers", "pricing.overrides", "experiments"}
+    from huntaze_cli.config import ExperimentConfig, PriceOverride, ProviderConfig
 
+    expected |= {f"experiments.{k}" for k in _model_keys(ExperimentConfig)}
     expected |= {f"providers.{k}" for k in _model_keys(ProviderConfig)}
     expected |= {f"pricing.overrides.{k}" for k in _model_keys(PriceOverride)}
     assert expected - documented == set()

@@ -362,8 +362,17 @@ async def _generate(
     concurrency: int,
     on_progress: Callable[[int, int], None] | None,
 ) -> None:
+    from huntaze_cli.llm.experiments import assigner_for
     from huntaze_cli.llm.orchestrator import GenerationFailed, ProvidersDown
 
+    assigner = assigner_for(
+        orchestrator.config,
+        tenant=campaign.tenant,
+        account=campaign.account,
+        campaign=(campaign.id, campaign.name),
+        model=campaign.model,
+        providers=list(orchestrator.providers),
+    )
     await off_loop(store.retry_failed_generation, campaign.id)
     await off_loop_on(store, _enqueue_generated, store, queue, campaign)
     if campaign.state not in ("generating", "estimating"):
@@ -405,6 +414,8 @@ async def _generate(
             if message is None or fatal:
                 return
             request = request_for(campaign, message.recipient_id, message.fields)
+            if assigner is not None:
+                request = assigner.apply(request, message.recipient_id)
             try:
                 result = await orchestrator.generate(request)
             except ProvidersDown as exc:

@@ -95,11 +95,20 @@ def _root(
 
 
 def _register() -> None:
-    from huntaze_cli.cli import campaigns, config_cmd, costs, health, serve, thresholds
+    from huntaze_cli.cli import (
+        campaigns,
+        config_cmd,
+        costs,
+        health,
+        optimization,
+        serve,
+        thresholds,
+    )
 
     campaigns.register(app)
     health.register(app)
     serve.register(app)
+    optimization.register(app, costs.app)
     app.add_typer(costs.app, name="costs")
     thresholds.register(app)
     app.add_typer(config_cmd.app, name="config")

@@ -132,11 +132,23 @@ class LedgerConfig(_AwsTable):
     rollup_retention_days: int = Field(400, ge=1, description="days rollups are kept")
 
 
+class AutoRoutingConfig(_Section):
+    """Service levels of strategy auto: the cheapest provider that meets them wins."""
+
+    max_error_pct: float = Field(
+        5.0, ge=0, le=100, description="highest recent error rate (% of attempts) allowed"
+    )
+    max_p95_ms: float = Field(5000.0, gt=0, description="highest recent p95 latency allowed")
+    window: int = Field(
+        200, ge=10, le=100_000, description="recent attempts per provider the figures cover"
+    )
+
+
 class RoutingConfig(_Section):
     """How each LLM call picks a provider."""
 
-    strategy: Literal["priority", "cost", "latency", "weighted"] = Field(
-        "priority", description="priority | cost | latency | weighted"
+    strategy: Literal["priority", "cost", "latency", "weighted", "auto"] = Field(
+        "priority", description="priority | cost | latency | weighted | auto"
     )
     order: list[str] = Field(
         default_factory=list, description="provider names, most preferred first"
@@ -162,6 +174,7 @@ class RoutingConfig(_Section):
         5, ge=1, description="consecutive failures that open a provider's circuit"
     )
     circuit_cooldown_s: float = Field(30.0, gt=0, description="open time before one probe")
+    auto: AutoRoutingConfig = Field(default_factory=AutoRoutingConfig)
 
 
 class ProviderConfig(_Section):
@@ -364,6 +377,92 @@ class ServerConfig(_Section):
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="larger bodies get 413")
 
 
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class ArmConfig(_Section):
+    """What one experiment arm changes; an empty arm keeps the campaign as it is."""
+
+    strategy: Literal["priority", "cost", "latency", "weighted", "auto"] | None = Field(
+        None, description="routing strategy for this arm's messages"
+    )
+    model: str | None = Field(None, min_length=1, max_length=256, description="model to use")
+    provider: str | None = Field(
+        None, min_length=1, max_length=128, description='provider to pin, or "auto"'
+    )
+    max_tokens: int | None = Field(None, ge=1, le=100_000, description="max_tokens to send")
+
+
+class ExperimentScope(_Section):
+    """Which campaigns an experiment covers; every key given must match."""
+
+    tenant: str | None = Field(
+        None, description="only this tenant's campaigns", examples=["agency_a"]
+    )
+    account: str | None = Field(
+        None, description="only this creator account's campaigns", examples=["creator_123"]
+    )
+    campaign: str | None = Field(
+        None, description="only campaigns with this name or id", examples=["November PPV"]
+    )
+    model: str | None = Field(
+        None, description="only campaigns written with this model", examples=["gpt-4o"]
+    )
+
+
+class ExperimentConfig(_Section):
+    """An A/B test: each fan of a campaign in scope is assigned to one arm, for good."""
+
+    arms: dict[str, ArmConfig] = Field(
+        ...,
+        description="arm name = overrides (strategy, model, provider, max_tokens)",
+        examples=[{"control": {}, "cheaper": {"model": "gpt-4o-mini"}}],
+    )
+    split: dict[str, float] = Field(
+        default_factory=dict,
+        description="arm name = percent of fans; default an equal split",
+        examples=[{"control": 50, "cheaper": 50}],
+    )
+    scope: ExperimentScope = Field(default_factory=ExperimentScope)
+    baseline: str | None = Field(
+        None, description='arm the others are compared with; default "control" or the first'
+    )
+    enabled: bool = Field(True, description="false: stop assigning (reports still work)")
+
+    @model_validator(mode="after")
+    def _arms_and_split(self) -> ExperimentConfig:
+        import re
+
+        if len(self.arms) < 2:
+            raise ValueError("arms: an experiment needs at least two arms")
+        for name in self.arms:
+            if not re.match(_NAME, name):
+                raise ValueError(f"arms: {name!r} is not a valid arm name (letters, digits, _-.)")
+        if self.split:
+            unknown = [name for name in self.split if name not in self.arms]
+            if unknown:
+                raise ValueError(f"split: {unknown[0]!r} is not one of the arms")
+            if any(share < 0 for share in self.split.values()):
+                raise ValueError("split: a share is negative")
+            if abs(sum(self.split.values()) - 100) > 1e-9:
+                raise ValueError(f"split: the shares add up to {sum(self.split.values())}, not 100")
+        if self.baseline is not None and self.baseline not in self.arms:
+            raise ValueError(f"baseline: {self.baseline!r} is not one of the arms")
+        return self
+
+    @property
+    def baseline_arm(self) -> str:
+        if self.baseline:
+            return self.baseline
+        return "control" if "control" in self.arms else next(iter(self.arms))
+
+    def shares(self) -> list[tuple[str, float]]:
+        """(arm, percent) in arm order; arms missing from ``split`` get 0."""
+        if not self.split:
+            return [(name, 100 / len(self.arms)) for name in self.arms]
+        return [(name, self.split.get(name, 0.0)) for name in self.arms]
+
+
 class Config(_Section):
     """The whole effective configuration."""
 
@@ -379,6 +478,19 @@ class Config(_Section):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     flags: FlagsConfig = Field(default_factory=FlagsConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    experiments: dict[str, ExperimentConfig] = Field(
+        default_factory=dict, description="experiment name = arms, split, scope"
+    )
+
+    @field_validator("experiments")
+    @classmethod
+    def _experiment_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        import re
+
+        for name in value:
+            if not re.match(_NAME, name):
+                raise ValueError(f"{name!r} is not a valid experiment name (letters, digits, _-.)")
+        return value
 
     # Where the file came from (None: defaults only). Not a config key.
     _source: Path | None = None

@@ -12,7 +12,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from huntaze_cli.config import Config, PriceOverride, ProviderConfig
+from huntaze_cli.config import (
+    ArmConfig,
+    Config,
+    ExperimentConfig,
+    ExperimentScope,
+    PriceOverride,
+    ProviderConfig,
+)
 
 HEADER = """\
 # huntaze configuration.
@@ -43,6 +50,13 @@ PROVIDER_EXAMPLES: dict[str, dict[str, Any]] = {
 
 
 _OVERRIDE_EXAMPLE = {"input": "0.15", "output": "0.60", "cached_input": "0.075"}
+EXPERIMENT_EXAMPLE: dict[str, Any] = {
+    "arms": {"control": {}, "cheaper": {"model": "gpt-4o-mini", "max_tokens": 80}},
+    "split": {"control": 50, "cheaper": 50},
+    "baseline": "control",
+    "enabled": True,
+    "scope": {"account": "creator_123"},
+}
 
 
 def _value(value: Any) -> str:
@@ -93,6 +107,21 @@ def _section(
     lines.append("")
 
 
+def _experiments(lines: list[str]) -> None:
+    lines.append(
+        "# A/B experiments, one table each: every fan of a campaign in scope is placed in one"
+        "\n# arm by a stable hash of the experiment and the recipient id. Arms override"
+        f"\n# {', '.join(ArmConfig.model_fields)}.\n"
+    )
+    experiment = ExperimentConfig.model_validate(EXPERIMENT_EXAMPLE)
+    block: list[str] = []
+    values = experiment.model_dump(exclude_unset=True)
+    _section(block, "experiments.gpt4o-vs-mini", ExperimentConfig, values, only_set=True)
+    scope = experiment.scope.model_dump(exclude_unset=True)
+    _section(block, "experiments.gpt4o-vs-mini.scope", ExperimentScope, scope)
+    lines.extend(("# " + line if line and not line.startswith("#") else line) for line in block)
+
+
 def render_example() -> str:
     """The full, valid starter config with every key documented."""
     defaults = Config()
@@ -121,6 +150,9 @@ def render_example() -> str:
             for name, field in PriceOverride.model_fields.items():
                 lines.append(f"# {name} = {_OVERRIDE_EXAMPLE[name]}  # {field.description}")
             lines.append("")
+            continue
+        if section == "experiments":
+            _experiments(lines)
             continue
         model = info.annotation
         assert isinstance(model, type) and issubclass(model, BaseModel)

@@ -180,8 +180,11 @@ def breakdown(
 # --- stats -----------------------------------------------------------------------------
 
 
-def percentile(histogram: Sequence[int], q: float) -> float | None:
-    """The q-quantile (0..1) of a latency histogram, interpolated inside its bucket."""
+def percentile(
+    histogram: Sequence[int], q: float, bounds: Sequence[float] = LATENCY_BOUNDS_MS
+) -> float | None:
+    """The q-quantile (0..1) of a histogram with upper ``bounds`` (default: the latency
+    buckets), interpolated inside its bucket."""
     count = sum(histogram)
     if count == 0:
         return None
@@ -189,13 +192,13 @@ def percentile(histogram: Sequence[int], q: float) -> float | None:
     seen = 0
     for index, in_bucket in enumerate(histogram):
         if in_bucket and seen + in_bucket >= rank:
-            lower = LATENCY_BOUNDS_MS[index - 1] if index else 0.0
-            if index >= len(LATENCY_BOUNDS_MS):
+            lower = bounds[index - 1] if index else 0.0
+            if index >= len(bounds):
                 return float(lower)
-            upper = LATENCY_BOUNDS_MS[index]
+            upper = bounds[index]
             return round(lower + (upper - lower) * (rank - seen) / in_bucket, 1)
         seen += in_bucket
-    return float(LATENCY_BOUNDS_MS[-1])
+    return float(bounds[-1])
 
 
 def _figures(counters: Counters) -> PeriodFigures:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from huntaze_cli.config import Config
 from huntaze_cli.errors import BackendError, ConfigError, ProviderError
 from huntaze_cli.llm.circuit import CircuitBreaker, StateStore
-from huntaze_cli.llm.routing import LatencyTracker, Router
+from huntaze_cli.llm.routing import HealthWindow, LatencyTracker, Router
 from huntaze_cli.llm.types import (
     Attempt,
     Completion,
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from huntaze_cli.observability.metrics import Metrics
     from huntaze_cli.storage.ledger import Ledger
 
+
+_PROMPT_FAULTS = frozenset({"content_filter", "bad_request"})
 
 # Per (provider, model) metric children: requests, latency, tokens in/cached/out, cost.
 _Children = tuple["Counter", "Histogram", "Counter", "Counter", "Counter", "Counter"]
@@ -169,8 +171,19 @@ class Orchestrator:
         self.prices = prices
         self.metrics = metrics
         self.latency = LatencyTracker()
+        # Recent error rate and latency per provider: only strategy auto reads them.
+        uses_auto = config.routing.strategy == "auto" or any(
+            arm.strategy == "auto"
+            for experiment in config.experiments.values()
+            for arm in experiment.arms.values()
+        )
+        self.health = HealthWindow(config.routing.auto.window) if uses_auto else None
         self.router = Router(
-            config, list(self.providers), latency=self.latency, price_of=self._unit_price
+            config,
+            list(self.providers),
+            latency=self.latency,
+            price_of=self._unit_price,
+            health=self.health,
         )
         self.breakers = {
             name: CircuitBreaker(
@@ -393,6 +406,9 @@ class Orchestrator:
     ) -> Attempt:
         price = self.prices.price(provider.name, provider.kind, request.model)
         cost = self.prices.cost_nano(price, usage) if price is not None else 0
+        # A refused prompt says nothing about the provider's health.
+        if self.health is not None and (failure is None or failure.kind not in _PROMPT_FAULTS):
+            self.health.observe(provider.name, latency_ms, failed=failure is not None)
         attempt = Attempt(
             attempt_id=_attempt_id(),
             provider=provider.name,

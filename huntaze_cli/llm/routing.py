@@ -5,19 +5,23 @@ the reason for the first choice. It never calls a provider and never waits; circ
 breakers are consulted by the orchestrator at attempt time.
 
 Reasons land in the ledger (``route_reason``): ``priority``, ``cost``, ``latency``,
-``weighted``, ``pinned`` (the campaign named a provider), ``flag:legacy`` (feature flags
-keep this account on the pre-hybrid path); the orchestrator adds ``circuit_open``,
+``weighted``, ``auto:cheapest`` (the cheapest provider meets ``[routing.auto]``),
+``auto:slo:<provider>`` (a cheaper one missed the service levels, so ``<provider>`` went
+first), ``pinned`` (the campaign named a provider), ``flag:legacy`` (feature flags keep
+this account on the pre-hybrid path); the orchestrator adds ``circuit_open``,
 ``fallback:<kind>`` and ``retry:<kind>``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from huntaze_cli.config import Config
+from huntaze_cli.config import AutoRoutingConfig, Config
 from huntaze_cli.errors import ConfigError, InputError
 from huntaze_cli.llm.types import GenerationRequest
 
@@ -49,6 +53,104 @@ class LatencyTracker:
         )
 
 
+# (error %, p95 latency ms or None) of a provider's recent attempts; None: too few seen.
+Health = tuple[float, float | None]
+MIN_HEALTH_SAMPLES = 20
+
+
+def auto_order(
+    cost_order: Sequence[str], health: Callable[[str], Health | None], slo: AutoRoutingConfig
+) -> tuple[tuple[str, ...], str]:
+    """Strategy auto: the cheapest provider whose recent figures meet the service levels.
+
+    A provider with too few recent attempts counts as meeting them (it needs traffic to
+    be measured). When none meets them, the one closest to (lowest error rate, then
+    latency) goes first. Returns the order and the route reason.
+    """
+    for name in cost_order:
+        figures = health(name)
+        if figures is None or (
+            figures[0] <= slo.max_error_pct and (figures[1] or 0.0) <= slo.max_p95_ms
+        ):
+            chosen = name
+            break
+    else:
+        chosen = min(cost_order, key=lambda n: _closeness(health(n)))
+    if chosen == cost_order[0]:
+        return tuple(cost_order), "auto:cheapest"
+    return (chosen, *(n for n in cost_order if n != chosen)), f"auto:slo:{chosen}"
+
+
+def _closeness(figures: Health | None) -> tuple[float, float]:
+    return (0.0, 0.0) if figures is None else (figures[0], figures[1] or 0.0)
+
+
+class HealthWindow:
+    """Each provider's last ``size`` attempts: error share and p95 latency, for auto.
+
+    Observing is O(1); the figures are recomputed at most every ``refresh`` attempts of
+    a provider, so planning a call costs a dict lookup. Figures older than ``max_age_s``
+    are forgotten: a provider auto stopped using gets traffic again and is measured anew.
+    """
+
+    def __init__(
+        self,
+        size: int = 200,
+        refresh: int = 16,
+        *,
+        max_age_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.size = size
+        self.refresh = refresh
+        self.max_age_s = max_age_s
+        self._clock = clock
+        self._seen_at: dict[str, float] = {}
+        self._latency: dict[str, deque[float]] = {}
+        self._errors: dict[str, deque[bool]] = {}
+        self._error_count: dict[str, int] = {}
+        self._stale: dict[str, int] = {}
+        self._figures: dict[str, Health | None] = {}
+
+    def observe(self, provider: str, latency_ms: float, *, failed: bool) -> None:
+        errors = self._errors.get(provider)
+        if errors is None:
+            errors = self._errors[provider] = deque(maxlen=self.size)
+            self._latency[provider] = deque(maxlen=self.size)
+            self._error_count[provider] = 0
+            self._stale[provider] = 0
+        if len(errors) == self.size:
+            self._error_count[provider] -= errors[0]
+        errors.append(failed)
+        self._error_count[provider] += failed
+        if not failed:
+            self._latency[provider].append(latency_ms)
+        self._seen_at[provider] = self._clock()
+        self._stale[provider] += 1
+        if self._stale[provider] >= self.refresh or provider not in self._figures:
+            self._stale[provider] = 0
+            self._figures[provider] = self._compute(provider)
+
+    def _compute(self, provider: str) -> Health | None:
+        errors = self._errors[provider]
+        if len(errors) < MIN_HEALTH_SAMPLES:
+            return None
+        latencies = sorted(self._latency[provider])
+        p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))] if latencies else None
+        return 100.0 * self._error_count[provider] / len(errors), p95
+
+    def health(self, provider: str) -> Health | None:
+        figures = self._figures.get(provider)
+        if figures is not None and self._clock() - self._seen_at[provider] > self.max_age_s:
+            self.forget(provider)
+            return None
+        return figures
+
+    def forget(self, provider: str) -> None:
+        for table in (self._latency, self._errors, self._error_count, self._stale, self._figures):
+            table.pop(provider, None)
+
+
 class Router:
     """Orders providers per request by the configured strategy and feature flags."""
 
@@ -59,6 +161,7 @@ class Router:
         *,
         latency: LatencyTracker | None = None,
         price_of: Callable[[str, str], Decimal | None] | None = None,
+        health: HealthWindow | None = None,
     ) -> None:
         self.config = config
         self.routing = config.routing
@@ -93,6 +196,7 @@ class Router:
         # price_of(provider, model): USD per million tokens (input + output), None unknown.
         self._price_of = price_of
         self._cost_orders: dict[str, tuple[str, ...]] = {}
+        self.health = health or HealthWindow(config.routing.auto.window)
 
     def on_hybrid_path(self, request: GenerationRequest) -> bool:
         """Feature flags: is this request's account on the hybrid (failover) path?"""
@@ -115,13 +219,18 @@ class Router:
             return Plan((request.provider,), "pinned", False)
         if not self.on_hybrid_path(request):
             return Plan((self.legacy,), "flag:legacy", False)
-        strategy = self.routing.strategy
+        strategy = request.strategy or self.routing.strategy
         if strategy == "cost":
             return Plan(self._by_cost(request.model), "cost", True)
         if strategy == "latency":
             return Plan(self._by_latency(), "latency", True)
         if strategy == "weighted":
             return Plan(self._by_weight(request.request_id), "weighted", True)
+        if strategy == "auto":
+            order, reason = auto_order(
+                self._by_cost(request.model), self.health.health, self.routing.auto
+            )
+            return Plan(order, reason, True)
         return Plan(self.base, "priority", True)
 
     def _by_cost(self, model: str) -> tuple[str, ...]:

@@ -45,6 +45,7 @@ class GenerationRequest:
     account: str | None = None
     campaign_id: str | None = None
     tenant: str = "default"
+    strategy: str | None = None  # overrides [routing] strategy (an experiment arm)
     experiment: str | None = None  # set with arm when an experiment assigned the request
     arm: str | None = None
 

@@ -240,12 +240,55 @@ class UsageRollup:
         self.output[output_bucket(event.output_tokens)] += 1
 
     def add(self, other: UsageRollup) -> None:
-        for name in (*USAGE_INT_FIELDS, *USAGE_FLOAT_FIELDS):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        for index, count in enumerate(other.latency):
-            self.latency[index] += count
-        for index, count in enumerate(other.output):
-            self.output[index] += count
+        self.attempts += other.attempts
+        self.errors += other.errors
+        self.ok += other.ok
+        self.fallbacks += other.fallbacks
+        self.cost_nano += other.cost_nano
+        self.error_cost_nano += other.error_cost_nano
+        self.input_tokens += other.input_tokens
+        self.cached_input_tokens += other.cached_input_tokens
+        self.output_tokens += other.output_tokens
+        self.cost_sq += other.cost_sq
+        self.latency_sum += other.latency_sum
+        self.latency_sq += other.latency_sq
+        self.latency = [a + b for a, b in zip(self.latency, other.latency, strict=True)]
+        self.output = [a + b for a, b in zip(self.output, other.output, strict=True)]
+
+
+# Grouping keys of usage rollups and the UsageRollup attribute each one reads.
+USAGE_GROUPS: dict[str, str] = {
+    "day": "day",
+    "provider": "provider",
+    "model": "model",
+    "campaign": "campaign_id",
+    "experiment": "experiment",
+    "arm": "arm",
+}
+
+
+def group_usage(rows: Iterable[UsageRollup], group_by: Sequence[str]) -> list[UsageRollup]:
+    """Usage rollups summed by the named USAGE_GROUPS keys; other keys come out empty
+    (``day`` as the group's first day, ``provider``/``model`` as "")."""
+    attrs = [USAGE_GROUPS[key] for key in group_by]
+    out: dict[tuple[object, ...], UsageRollup] = {}
+    for row in rows:
+        key = tuple(getattr(row, attr) for attr in attrs)
+        total = out.get(key)
+        if total is None:
+            values = dict(zip(attrs, key, strict=True))
+            total = out[key] = UsageRollup(
+                values.get("day", row.day),
+                values.get("provider", ""),
+                values.get("model", ""),
+                values.get("campaign_id"),
+                values.get("experiment"),
+                values.get("arm"),
+            )
+        elif "day" not in attrs and row.day < total.day:
+            total.day = row.day
+        total.add(row)
+    return list(out.values())
 
 
 def usage_from_key(key: UsageKey) -> UsageRollup:
@@ -409,6 +452,21 @@ class Ledger(Protocol):
         self, since: date, until: date, *, experiment: str | None = None
     ) -> list[UsageRollup]:
         """Usage rollups with ``since <= day < until`` (of one experiment if named)."""
+        ...
+
+    def usage_groups(
+        self,
+        since: date,
+        until: date,
+        group_by: Sequence[str],
+        *,
+        experiment: str | None = None,
+    ) -> list[UsageRollup]:
+        """Usage rollups of ``[since, until)`` summed by USAGE_GROUPS keys.
+
+        Same answer as ``group_usage(self.usage(since, until, experiment=...), group_by)``
+        (in some order); a backend may sum closer to the data (SQLite does it in SQL).
+        """
         ...
 
     def slot_groups(

@@ -501,3 +501,56 @@ def test_metrics_count_requests_failures_and_fallbacks(fake: FakeLLM, tmp_path: 
     )
     assert fallback in text
     assert 'huntaze_llm_requests_total{model="gpt-4o-mini",provider="openai"} 1.0' in text
+
+
+def test_auto_uses_the_cheapest_provider_until_it_misses_the_service_levels(
+    fake: FakeLLM, tmp_path: Path
+) -> None:
+    overrides = {
+        "azure/gpt-4o-mini": {"input": "0.30", "output": "1.20"},
+        "openai/gpt-4o-mini": {"input": "0.10", "output": "0.40"},
+    }
+    config = make_config(
+        fake,
+        tmp_path,
+        routing={
+            "strategy": "auto",
+            "circuit_failure_threshold": 1000,
+            "auto": {"max_error_pct": 10, "max_p95_ms": 5000, "window": 20},
+        },
+        pricing={"overrides": overrides},
+    )
+    fake.set_mix("openai", {"500": 0.5}, seed=4)
+    h = Harness(config, tmp_path)
+
+    async def scenario() -> list[Any]:
+        try:
+            return [await h.orchestrator.generate(req(n)) for n in range(60)]
+        finally:
+            await h.orchestrator.aclose()
+
+    results = run(scenario())
+    first = [e for e in h.events() if e.route_reason and e.route_reason.startswith("auto:")]
+    assert first[0].provider == "openai" and first[0].route_reason == "auto:cheapest"
+    # Once openai's recent error rate is measured above 10 %, azure goes first.
+    assert [r.route_reason for r in results[-10:]] == ["auto:slo:azure"] * 10
+    assert {r.provider for r in results[-10:]} == {"azure"}
+
+
+def test_auto_goes_back_to_the_cheapest_once_its_figures_are_old(tmp_path: Path) -> None:
+    from huntaze_cli.llm.routing import HealthWindow, Router
+
+    now = [0.0]
+    window = HealthWindow(20, refresh=1, max_age_s=60, clock=lambda: now[0])
+    config = Config.model_validate(
+        {"routing": {"strategy": "auto", "auto": {"max_error_pct": 5, "max_p95_ms": 500}}}
+    )
+    prices = {"cheap": Decimal("1"), "dear": Decimal("2")}
+    router = Router(config, ["dear", "cheap"], price_of=lambda p, m: prices[p], health=window)
+    assert router.plan(req()).reason == "auto:cheapest"
+    for _ in range(20):
+        window.observe("cheap", 900.0, failed=False)  # p95 above 500 ms
+    assert router.plan(req()).order[0] == "dear"
+    assert router.plan(req()).reason == "auto:slo:dear"
+    now[0] = 61.0
+    assert router.plan(req()).reason == "auto:cheapest"

@@ -153,3 +153,25 @@ def test_sqlite_upgrade_builds_usage_rollups_from_stored_events(tmp_path: Path) 
 @pytest.mark.parametrize("tokens", [0, 8, 9, 16384, 10**7])
 def test_output_buckets_cover_every_count(tokens: int) -> None:
     assert 0 <= output_bucket(tokens) < OUTPUT_BUCKETS
+
+
+@pytest.mark.parametrize(
+    "group_by", [[], ["arm"], ["provider", "model", "campaign"], ["day"], ["experiment", "arm"]]
+)
+def test_usage_groups_match_grouping_the_usage_rollups(ledger: Ledger, group_by: list[str]) -> None:
+    from huntaze_cli.storage.ledger import USAGE_GROUPS, group_usage
+
+    ledger.record(_traffic())
+    ledger.record([make_event("late", noon(3), provider="openai", cost_nano=9)])
+
+    def keyed(rows: list[UsageRollup]) -> dict[tuple[object, ...], UsageRollup]:
+        for row in rows:  # float sums may differ in the last bits by summation order
+            row.cost_sq, row.latency_sum, row.latency_sq = (
+                round(row.cost_sq, 15), round(row.latency_sum, 6), round(row.latency_sq, 3)
+            )  # fmt: skip
+        return {tuple(getattr(r, USAGE_GROUPS[k]) for k in group_by): r for r in rows}
+
+    for experiment in (None, "exp1"):
+        got = ledger.usage_groups(*wide_days(), group_by, experiment=experiment)
+        want = group_usage(ledger.usage(*wide_days(), experiment=experiment), group_by)
+        assert keyed(got) == keyed(want)

@@ -10,6 +10,9 @@
 | GET /api/v2/costs/stats | costs.stats (cached 1 s) | costs stats |
 | GET /api/v2/costs/forecast | costs.forecast | costs forecast |
 | GET /api/v2/costs/anomalies | costs.anomalies | costs anomalies |
+| GET /api/v2/costs/optimize | optimization.optimize_report | costs optimize |
+| GET /api/v2/costs/roi | optimization.roi | costs roi |
+| GET /api/v2/experiments/{name} | optimization.experiment_report | experiments report NAME |
 | GET /metrics | Metrics.exposition | |
 
 A new area (thresholds, alerts, forecast, budgets, dashboard, the /v1 gateway) is a new
@@ -52,6 +55,6 @@ CurrentRuntime = Annotated[Runtime, Depends(_runtime)]
 
 
 def routers() -> list[APIRouter]:
-    from huntaze_cli.server.routes import campaigns, costs, health, metrics
+    from huntaze_cli.server.routes import campaigns, costs, health, metrics, optimization
 
-    return [campaigns.router, health.router, costs.router, metrics.router]
+    return [campaigns.router, health.router, costs.router, optimization.router, metrics.router]

@@ -88,6 +88,7 @@ from huntaze_cli.storage.aws.client import (
     error_message,
     make_client,
 )
+from huntaze_cli.storage.aws.dynamodb_usage import usage_from_item, usage_partition, usage_update
 from huntaze_cli.storage.ledger import (
     COUNTER_FIELDS,
     LATENCY_BUCKETS,
@@ -106,11 +107,11 @@ from huntaze_cli.storage.ledger import (
     dedupe_batch,
     group_daily,
     group_slots,
+    group_usage,
     retention_cutoff,
     slot_of,
     usage_key,
 )
-from huntaze_cli.storage.aws.dynamodb_usage import usage_from_item, usage_partition, usage_update
 
 if TYPE_CHECKING:
     from huntaze_cli.config import Config
@@ -331,6 +332,17 @@ class DynamoDBLedger:
         if experiment is not None:
             rows = [row for row in rows if row.experiment == experiment]
         return rows
+
+    def usage_groups(
+        self,
+        since: date,
+        until: date,
+        group_by: Sequence[str],
+        *,
+        experiment: str | None = None,
+    ) -> list[UsageRollup]:
+        """Usage rollups summed by USAGE_GROUPS keys, here: DynamoDB cannot group."""
+        return group_usage(self.usage(since, until, experiment=experiment), group_by)
 
     def events(
         self, since: datetime | None = None, until: datetime | None = None

@@ -42,7 +42,9 @@ def usage_update(
     """The ``Update`` of one transaction that adds ``rollup`` to its stored item."""
     key = rollup.key
     names = {f"#{name}": name for name in (*_SET, ttl_attribute)}
-    values: dict[str, Any] = {f":{name}": {"S": value} for name, value in zip(_SET, key)}
+    values: dict[str, Any] = {
+        f":{name}": {"S": value} for name, value in zip(_SET, key, strict=True)
+    }
     values[f":{ttl_attribute}"] = {"N": str(expires_at)}
     adds: list[str] = []
 

@@ -28,6 +28,7 @@ from huntaze_cli.storage.ledger import (
     LATENCY_BUCKETS,
     OUTPUT_BUCKETS,
     USAGE_FLOAT_FIELDS,
+    USAGE_GROUPS,
     USAGE_INT_FIELDS,
     AlertRecord,
     Counters,
@@ -179,8 +180,7 @@ _UPSERT_DAILY = _upsert_sql("rollup_daily", _DAILY_KEYS, COUNTER_FIELDS)
 _UPSERT_SLOT = _upsert_sql("rollup_slot", _SLOT_KEYS, (*COUNTER_FIELDS, *_LATENCY_COLUMNS))
 _UPSERT_USAGE = _upsert_sql("rollup_usage", _USAGE_KEYS, _USAGE_SUMS)
 _SELECT_USAGE = (
-    f"SELECT {', '.join((*_USAGE_KEYS, *_USAGE_SUMS))} FROM rollup_usage "
-    "WHERE day >= ? AND day < ?"
+    f"SELECT {', '.join((*_USAGE_KEYS, *_USAGE_SUMS))} FROM rollup_usage WHERE day >= ? AND day < ?"
 )
 _SELECT_EVENTS = f"SELECT {', '.join(_EVENT_COLUMNS)} FROM events"
 _SELECT_DAILY = (
@@ -515,6 +515,35 @@ class SQLiteLedger:
             rows = conn.execute(sql, params).fetchall()
         return [_usage_from_row(row) for row in rows]
 
+    def usage_groups(
+        self,
+        since: date,
+        until: date,
+        group_by: Sequence[str],
+        *,
+        experiment: str | None = None,
+    ) -> list[UsageRollup]:
+        """Usage rollups summed by USAGE_GROUPS keys, in SQL: only the groups cross over."""
+        keys = [USAGE_GROUPS[key] for key in group_by]
+        columns = [
+            name if name in keys else ("MIN(day)" if name == "day" else "''")
+            for name in _USAGE_KEYS
+        ]
+        sql = (
+            f"SELECT {', '.join(columns)}, {', '.join(f'SUM({c})' for c in _USAGE_SUMS)} "
+            "FROM rollup_usage WHERE day >= ? AND day < ?"
+        )
+        params: list[Any] = [_day(since), _day(until)]
+        if experiment is not None:
+            sql += " AND experiment = ?"
+            params.append(experiment)
+        if keys:
+            sql += f" GROUP BY {', '.join(keys)}"
+        with self._reading("reading usage rollups") as conn:
+            rows = conn.execute(sql, params).fetchall()
+        # Without GROUP BY an empty range still yields one row, of NULL sums.
+        return [_usage_from_row(row) for row in rows if row[6] is not None]
+
     def events(
         self, since: datetime | None = None, until: datetime | None = None
     ) -> Iterator[CostEvent]:
@@ -598,18 +627,14 @@ def _upsert_usage(conn: sqlite3.Connection, events: Sequence[CostEvent]) -> None
 def _usage_from_row(row: tuple[Any, ...]) -> UsageRollup:
     sums = row[6:]
     lat_end = _N_INT + _N_FLOAT + LATENCY_BUCKETS
-    return UsageRollup(
-        date.fromisoformat(row[0]),
-        row[1],
-        row[2],
-        row[3] or None,
-        row[4] or None,
-        row[5] or None,
-        *sums[:_N_INT],
-        *sums[_N_INT : _N_INT + _N_FLOAT],
-        latency=list(sums[_N_INT + _N_FLOAT : lat_end]),
-        output=list(sums[lat_end:]),
+    rollup = UsageRollup(
+        date.fromisoformat(row[0]), row[1], row[2], row[3] or None, row[4] or None, row[5] or None
     )
+    for name, value in zip((*USAGE_INT_FIELDS, *USAGE_FLOAT_FIELDS), sums, strict=False):
+        setattr(rollup, name, value)
+    rollup.latency = list(sums[_N_INT + _N_FLOAT : lat_end])
+    rollup.output = list(sums[lat_end:])
+    return rollup
 
 
 def _backfill_usage(conn: sqlite3.Connection) -> None:
