@@ -291,7 +291,7 @@ def _model_downgrade(ctx: _Context) -> list[Recommendation]:
             saving = here - there
             if not _worth(ctx.month(saving), here, ctx):
                 continue
-            name = _experiment_name(campaign_id, cheaper)
+            name = _experiment_name(f"{model}-vs", cheaper)
             scope = f'{{ account = "{campaign.account}" }}' if campaign else "{}"
             out.append(
                 _recommendation(
