@@ -314,6 +314,15 @@ class Generator:
         self._retired: list[Orchestrator] = []
         self._closing: set[asyncio.Task[None]] = set()
 
+    @property
+    def config(self) -> Config:
+        """The current orchestrator's config (experiments are assigned from it)."""
+        return self.current.config
+
+    @property
+    def providers(self) -> dict[str, Any]:
+        return self.current.providers
+
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         orchestrator = self.current
         key = id(orchestrator)
