@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -64,8 +65,11 @@ def bench_writes(total: int) -> float:
     return total / elapsed
 
 
-def build_ledger(events: int, data_dir: Path) -> Path:
-    """A ledger of ``events`` events over 30 days, built with `huntaze costs import`."""
+def build_ledger(events: int, data_dir: Path, *, extra: Sequence[str] = ()) -> Path:
+    """A ledger of ``events`` events over 30 days, built with `huntaze costs import`.
+
+    ``extra`` goes to gen_events.py (``--experiment NAME`` tags every event with an arm).
+    """
     db = data_dir / "huntaze" / "ledger.db"
     stamp = data_dir / f"built-{events}-{datetime.now(UTC).date()}"
     if stamp.exists() and db.exists():
@@ -86,6 +90,7 @@ def build_ledger(events: int, data_dir: Path) -> Path:
             "40",
             "--campaigns",
             "200",
+            *extra,
         ],
         stdout=subprocess.PIPE,
     )

@@ -18,13 +18,12 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from ledger import _env, line  # noqa: E402
+from ledger import _env, build_ledger, line  # noqa: E402
 
 TARGET_S = 2.0
 CONFIG = """\
@@ -43,43 +42,6 @@ output = 8.0
 split = { control = 50, cheaper = 50 }
 arms = { control = {}, cheaper = { model = "gpt-4o-mini" } }
 """
-
-
-def build(events: int, data_dir: Path) -> None:
-    stamp = data_dir / f"built-{events}-{datetime.now(UTC).date()}"
-    if stamp.exists():
-        return
-    shutil.rmtree(data_dir, ignore_errors=True)
-    data_dir.mkdir(parents=True)
-    print(f"building a {events:,}-event ledger with `costs import` (once)...", flush=True)
-    start = time.perf_counter()
-    gen = subprocess.Popen(
-        [
-            sys.executable,
-            str(HERE / "gen_events.py"),
-            "--events",
-            str(events),
-            "--days",
-            "29.9",
-            "--accounts",
-            "40",
-            "--campaigns",
-            "200",
-            "--experiment",
-            "bench",
-        ],
-        stdout=subprocess.PIPE,
-    )
-    subprocess.run(
-        [sys.executable, "-m", "huntaze_cli", "costs", "import", "-", "--json"],
-        stdin=gen.stdout,
-        env=_env(data_dir),
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    gen.wait()
-    print(f"  imported in {time.perf_counter() - start:.1f} s")
-    stamp.touch()
 
 
 def wall_and_cpu(args: list[str], env: dict[str, str], runs: int) -> tuple[float, float]:
@@ -105,7 +67,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     data_dir = HERE / ".data" / "optimize"
-    build(args.events, data_dir)
+    build_ledger(args.events, data_dir, extra=["--experiment", "bench"])
     env = _env(data_dir)
     config = data_dir / "config.toml"
     config.write_text(CONFIG)

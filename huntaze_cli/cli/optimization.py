@@ -1,4 +1,5 @@
-"""`huntaze costs optimize`, `huntaze experiments list|report`: optimization commands."""
+"""Optimization commands: `costs optimize`, `costs roi`, `experiments list|report` and
+`campaigns outcomes import`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
 
     from huntaze_cli.costs.experiments import ExperimentList, ExperimentReport
     from huntaze_cli.costs.optimize import OptimizeReport
+    from huntaze_cli.costs.roi import RoiReport
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
@@ -160,6 +162,121 @@ def _render_report(console: Console, report: ExperimentReport) -> None:
     console.print(report.verdict)
 
 
+def roi_cmd(
+    ctx: typer.Context,
+    campaign: Annotated[
+        str | None, typer.Option(help="Only this campaign id.", show_default=False)
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Per campaign (and experiment arm): cost, revenue, conversions, cost per conversion
+    and ROI %, from the ledger and imported outcomes.
+
+    Lists the campaigns that have outcomes (or the one named by --campaign).
+
+    Example: huntaze costs roi --campaign cmp_1a2b3c --json | jq .campaigns[0].roi_pct
+    """
+    from huntaze_cli.services.optimization import roi
+
+    report = roi(state(ctx), campaign=campaign)
+    emit(report, as_json=as_json, render=lambda console: _render_roi(console, report))
+
+
+def _render_roi(console: Console, report: RoiReport) -> None:
+    def money(value: float | None) -> str:
+        return "-" if value is None else f"${value:,.6f}"
+
+    columns = ["campaign", "arm", "messages", "cost", "revenue", "conversions",
+               "per conversion", "ROI %"]  # fmt: skip
+    rows = []
+    for c in report.campaigns:
+        for label, f in [(c.name or "", c), *((f"{a.experiment}/{a.arm}", a) for a in c.arms)]:
+            rows.append(
+                [
+                    c.campaign_id if f is c else "",
+                    label if f is not c else (c.name or ""),
+                    f"{f.messages:,}",
+                    money(f.cost_usd),
+                    money(f.revenue_usd),
+                    "-" if f.conversions is None else f"{f.conversions:,}",
+                    money(f.cost_per_conversion_usd),
+                    "-" if f.roi_pct is None else f"{f.roi_pct:,.2f}",
+                ]
+            )
+    if not rows:
+        console.print(
+            "no campaign has outcomes yet; import them with "
+            "`huntaze campaigns outcomes import FILE`"
+        )
+        return
+    console.print(table("Return on investment", columns, rows, right=columns[2:]))
+
+
+campaigns_app = typer.Typer(
+    help="Campaign data beside the messages: outcomes.", no_args_is_help=True
+)
+outcomes_app = typer.Typer(
+    help="Revenue and conversions per fan, for ROI and experiment reports.", no_args_is_help=True
+)
+campaigns_app.add_typer(outcomes_app, name="outcomes")
+
+
+@outcomes_app.command("import")
+def outcomes_import_cmd(
+    ctx: typer.Context,
+    file: Annotated[
+        str,
+        typer.Argument(
+            help="CSV (with a header) or JSONL of campaign_id, recipient_id, revenue_usd, "
+            "converted; - for stdin."
+        ),
+    ],
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="csv or jsonl (default: from the file name, else jsonl).",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Import outcomes idempotently: one per campaign and recipient, the latest wins.
+
+    The whole file is checked first: a bad row exits 2 naming its line, and nothing
+    is stored.
+
+    Example: huntaze campaigns outcomes import december.csv --json
+    """
+    import sys
+    from pathlib import Path
+
+    from huntaze_cli.errors import InputError
+    from huntaze_cli.services.optimization import import_outcomes
+
+    chosen = fmt or ("csv" if file.lower().endswith(".csv") else "jsonl")
+    if file == "-":
+        result = import_outcomes(state(ctx), sys.stdin, fmt=chosen, source="stdin")
+    else:
+        path = Path(file)
+        try:
+            fh = path.open(encoding="utf-8", newline="")
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+        with fh:
+            result = import_outcomes(state(ctx), fh, fmt=chosen, source=str(path))
+    emit(
+        result,
+        as_json=as_json,
+        render=lambda console: console.print(
+            f"read {result.read:,}: {result.inserted:,} new, {result.updated:,} changed, "
+            f"{result.unchanged:,} already there"
+        ),
+    )
+
+
 def register(app: typer.Typer, costs_app: typer.Typer) -> None:
     costs_app.command("optimize")(optimize_cmd)
+    costs_app.command("roi")(roi_cmd)
     app.add_typer(experiments_app, name="experiments")
+    app.add_typer(campaigns_app, name="campaigns")

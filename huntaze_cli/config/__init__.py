@@ -520,6 +520,10 @@ class Config(_Section):
         return self.data_dir / "campaigns.db"
 
     @property
+    def outcomes_path(self) -> Path:
+        return self.data_dir / "outcomes.db"
+
+    @property
     def outbox_path(self) -> Path:
         return self.delivery.outbox_path or self.data_dir / "outbox.jsonl"
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,6 +37,22 @@ from huntaze_cli.storage.ledger import Ledger, UsageRollup
 MIN_MESSAGES = 30
 ALPHA = 0.05
 POWER = 0.80
+
+
+@dataclass(slots=True)
+class ArmRevenue:
+    """Outcomes of one arm's fans: revenue (nano), conversions, sum of squared USD."""
+
+    revenue_nano: int = 0
+    conversions: int = 0
+    revenue_sq: float = 0.0
+    outcomes: int = 0
+
+    def add(self, revenue_nano: int, converted: bool) -> None:
+        self.revenue_nano += revenue_nano
+        self.conversions += converted
+        self.revenue_sq += (revenue_nano / 1e9) ** 2
+        self.outcomes += 1
 
 
 class ArmFigures(BaseModel):
@@ -176,7 +193,7 @@ def _figures(
     arm: str,
     experiment: ExperimentConfig,
     usage: UsageRollup | None,
-    revenue: tuple[int, int] | None,
+    revenue: ArmRevenue | None,
 ) -> ArmFigures:
     u = usage or UsageRollup(datetime.now(UTC).date(), "", "", None, None, arm)
     shares = dict(experiment.shares())
@@ -197,17 +214,26 @@ def _figures(
         output_tokens_mean=round(u.output_tokens / u.ok, 2) if u.ok else None,
     )
     if revenue is not None:
-        nano, conversions = revenue
-        figures.revenue_usd = nano_to_usd(nano)
-        figures.conversions = conversions
-        figures.revenue_per_message_usd = round(nano / u.ok / 1e9, 9) if u.ok else None
+        figures.revenue_usd = nano_to_usd(revenue.revenue_nano)
+        figures.conversions = revenue.conversions
+        figures.revenue_per_message_usd = (
+            round(revenue.revenue_nano / u.ok / 1e9, 9) if u.ok else None
+        )
     return figures
 
 
-def _samples(u: UsageRollup) -> dict[str, tuple[float, _Sample]]:
+def _samples(u: UsageRollup, revenue: ArmRevenue | None) -> dict[str, tuple[float, _Sample]]:
     """metric -> (point estimate, sample for the test)."""
     cost = _Sample.from_sums((u.cost_nano - u.error_cost_nano) / 1e9, u.cost_sq, u.ok)
-    return {
+    extra = {}
+    if revenue is not None:
+        # Fans with no outcome brought nothing: zeros in the sample.
+        total = revenue.revenue_nano / 1e9
+        extra["revenue_per_message_usd"] = (
+            total / u.ok,
+            _Sample.from_sums(total, revenue.revenue_sq, max(u.ok, revenue.outcomes)),
+        )
+    return extra | {
         "cost_per_message_usd": (u.cost_nano / u.ok / 1e9, cost),
         "latency_mean_ms": (
             u.latency_sum / u.ok,
@@ -227,7 +253,7 @@ def experiment_report(
     name: str,
     *,
     days: int = 30,
-    revenue: Mapping[str, tuple[int, int]] | None = None,
+    revenue: Mapping[str, ArmRevenue] | None = None,
     now: datetime | None = None,
 ) -> ExperimentReport:
     """Per-arm figures of experiment ``name`` over the last ``days`` UTC days."""
@@ -244,18 +270,21 @@ def experiment_report(
     totals = {row.arm: row for row in rows if row.arm is not None}
     baseline = experiment.baseline_arm
     arms = [
-        _figures(arm, experiment, totals.get(arm), revenue.get(arm, (0, 0)) if revenue else None)
+        _figures(
+            arm, experiment, totals.get(arm), revenue.get(arm, ArmRevenue()) if revenue else None
+        )
         for arm in experiment.arms
     ]
     comparison: list[Comparison] = []
     base = totals.get(baseline)
     needs = {figures.arm: max(MIN_MESSAGES - figures.messages, 0) for figures in arms}
     if base is not None and base.ok >= MIN_MESSAGES:
-        base_samples = _samples(base)
+        base_samples = _samples(base, revenue.get(baseline, ArmRevenue()) if revenue else None)
         for arm, usage in totals.items():
             if arm == baseline or arm not in experiment.arms or usage.ok < MIN_MESSAGES:
                 continue
-            for metric, (point, sample) in _samples(usage).items():
+            arm_revenue = revenue.get(arm, ArmRevenue()) if revenue else None
+            for metric, (point, sample) in _samples(usage, arm_revenue).items():
                 base_point, base_sample = base_samples[metric]
                 scale = _SCALE.get(metric, 1.0)
                 difference = point - base_point

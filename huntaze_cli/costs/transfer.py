@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, TextIO
@@ -72,7 +72,7 @@ def csv_uncell(cell: str) -> str:
     return cell[1:] if cell.startswith("'") else cell
 
 
-def _jsonl_records(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
+def jsonl_records(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """(line number, object or error text) per non-blank line."""
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -83,12 +83,13 @@ def _jsonl_records(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] |
             yield number, f"invalid JSON: {exc.msg} at column {exc.colno}"
 
 
-_NULLABLE = {
-    "deployment", "error_kind", "route_reason", "campaign_id", "account", "experiment", "arm"
-}  # fmt: skip
+def csv_records(
+    lines: Iterable[str], fields: Collection[str]
+) -> Iterator[tuple[int, dict[str, str] | str]]:
+    """(line number, cells by header name, or error text) per non-blank CSV row.
 
-
-def _csv_records(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    The header may name only ``fields``; an unknown column stops at line 1.
+    """
     reader = csv.reader(lines)
     try:
         header = next(reader)
@@ -97,7 +98,7 @@ def _csv_records(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | s
     except csv.Error as exc:
         yield 1, f"invalid CSV header: {exc}"
         return
-    unknown = [name for name in header if name not in EVENT_FIELDS]
+    unknown = [name for name in header if name not in fields]
     if unknown:
         yield 1, f"unknown column {unknown[0]!r} in the CSV header"
         return
@@ -114,15 +115,28 @@ def _csv_records(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | s
         if len(row) != len(header):
             yield reader.line_num, f"expected {len(header)} columns, found {len(row)}"
             continue
+        yield reader.line_num, dict(zip(header, row, strict=True))
+
+
+_NULLABLE = {
+    "deployment", "error_kind", "route_reason", "campaign_id", "account", "experiment", "arm"
+}  # fmt: skip
+
+
+def _csv_events(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    for number, cells in csv_records(lines, EVENT_FIELDS):
+        if isinstance(cells, str):
+            yield number, cells
+            continue
         record: dict[str, Any] = {}
-        for name, cell in zip(header, row, strict=True):
+        for name, cell in cells.items():
             if cell == "" and name in _NULLABLE:
                 record[name] = None
             elif name == "priced":
                 record[name] = {"true": True, "false": False}.get(cell.lower(), cell)
             else:
                 record[name] = csv_uncell(cell)
-        yield reader.line_num, record
+        yield number, record
 
 
 def _explain(exc: ValidationError | ValueError) -> str:
@@ -150,7 +164,7 @@ def import_events(
     Everything before a bad line is stored and nothing from it on, so fixing the line
     and re-running the same import completes it (already stored events are skipped).
     """
-    records = _csv_records(lines) if fmt == "csv" else _jsonl_records(lines)
+    records = _csv_events(lines) if fmt == "csv" else jsonl_records(lines)
     latest = datetime.now(UTC) + MAX_CLOCK_SKEW
     result = RecordResult()
     batch: list[CostEvent] = []

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from huntaze_cli.storage.queue import DeliveryQueue
     from huntaze_cli.storage.ratelimit import RateLimiter
     from huntaze_cli.storage.sqlite.campaigns import CampaignStore
+    from huntaze_cli.storage.sqlite.outcomes import OutcomeStore
 
 
 @dataclass
@@ -74,6 +75,11 @@ class Services:
         from huntaze_cli.storage.sqlite.campaigns import CampaignStore
 
         return self._get("store", lambda config: CampaignStore(config.campaigns_path))
+
+    def outcomes(self) -> OutcomeStore:
+        from huntaze_cli.storage.sqlite.outcomes import OutcomeStore
+
+        return self._get("outcomes", lambda config: OutcomeStore(config.outcomes_path))
 
     def queue(self) -> DeliveryQueue:
         from huntaze_cli.storage import open_queue

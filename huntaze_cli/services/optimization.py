@@ -5,15 +5,16 @@ The CLI commands and the HTTP routes both call these, so they answer the same JS
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from huntaze_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from huntaze_cli.costs.experiments import ExperimentList, ExperimentReport
     from huntaze_cli.costs.optimize import OptimizeReport
+    from huntaze_cli.costs.roi import RoiReport
     from huntaze_cli.services import Services
     from huntaze_cli.storage.sqlite.campaigns import CampaignRow
 
@@ -71,8 +72,64 @@ def experiment_report(
     lock: AbstractContextManager[object] | None = None,
 ) -> ExperimentReport:
     """`experiments report NAME`: per arm figures and comparisons with the baseline."""
+    from datetime import UTC, datetime, timedelta
+
+    from huntaze_cli.costs.experiments import ArmRevenue
     from huntaze_cli.costs.experiments import experiment_report as report
+    from huntaze_cli.llm.experiments import arm_of
 
     if not 1 <= days <= MAX_DAYS:
         raise UsageError(f"--days: must be between 1 and {MAX_DAYS}")
-    return report(services.config(), services.ledger(), name, days=days)
+    config, ledger = services.config(), services.ledger()
+    experiment = config.experiments.get(name)
+    revenue: dict[str, ArmRevenue] | None = None
+    if experiment is not None and config.outcomes_path.exists():
+        # Revenue per arm: each outcome's fan placed in its arm again.
+        until = datetime.now(UTC).date() + timedelta(days=1)
+        rows = ledger.usage_groups(
+            until - timedelta(days=days), until, ["campaign"], experiment=name
+        )
+        campaigns = [row.campaign_id for row in rows if row.campaign_id]
+        with lock or nullcontext():
+            outcomes = list(services.outcomes().of_campaigns(campaigns))
+        if outcomes:
+            revenue = {}
+            for o in outcomes:
+                arm = arm_of(name, experiment, o.recipient_id)
+                revenue.setdefault(arm, ArmRevenue()).add(o.revenue_nano, o.converted)
+    return report(config, ledger, name, days=days, revenue=revenue)
+
+
+def import_outcomes(services: Services, lines: Iterable[str], *, fmt: str, source: str) -> Any:
+    """`campaigns outcomes import FILE`: validate every row, then store them all at once."""
+    from huntaze_cli.costs.outcomes import OutcomeImport, read_outcomes
+
+    if fmt not in ("csv", "jsonl"):
+        raise UsageError(f"--format: unknown format {fmt!r}; choose csv or jsonl")
+    outcomes = read_outcomes(lines, fmt=fmt, source=source)  # type: ignore[arg-type]
+    result = services.outcomes().put(outcomes)
+    return OutcomeImport(
+        read=len(outcomes),
+        inserted=result.inserted,
+        updated=result.updated,
+        unchanged=result.unchanged,
+    )
+
+
+def roi(
+    services: Services,
+    *,
+    campaign: str | None = None,
+    lock: AbstractContextManager[object] | None = None,
+) -> RoiReport:
+    """`costs roi`: per campaign and arm cost, revenue, conversions and ROI."""
+    from huntaze_cli.costs.roi import roi_report
+
+    with lock or nullcontext():
+        outcomes = services.outcomes()
+        report = roi_report(services.config(), services.ledger(), outcomes, campaign=campaign)
+        store = services.store()
+        for row in report.campaigns:
+            found = store.get(row.campaign_id)
+            row.name = found.name if found else None
+    return report

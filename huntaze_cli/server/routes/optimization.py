@@ -9,6 +9,7 @@ from fastapi.responses import Response
 
 from huntaze_cli.costs.experiments import ExperimentReport
 from huntaze_cli.costs.optimize import OptimizeReport
+from huntaze_cli.costs.roi import RoiReport
 from huntaze_cli.jsondoc import dump_json
 
 if TYPE_CHECKING:
@@ -47,4 +48,21 @@ def register(app: FastAPI, runtime: Runtime, errors: dict[int | str, dict[str, A
         from huntaze_cli.services.optimization import experiment_report
 
         report = experiment_report(runtime.http, name, days=days, lock=runtime.store_lock)
+        return Response(dump_json(report), media_type=JSON)
+
+    @app.get(
+        "/api/v2/costs/roi",
+        response_model=RoiReport,
+        responses={**errors, 404: {"description": "unknown campaign"}},
+        tags=["costs"],
+    )
+    def costs_roi(
+        campaign: Annotated[
+            str | None, Query(min_length=1, max_length=256, description="one campaign id")
+        ] = None,
+    ) -> Response:
+        """Per campaign and arm: cost, revenue, conversions, cost per conversion, ROI %."""
+        from huntaze_cli.services.optimization import roi
+
+        report = roi(runtime.http, campaign=campaign, lock=runtime.store_lock)
         return Response(dump_json(report), media_type=JSON)
