@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from huntaze_cli.costs.experiments import ExperimentList, ExperimentReport
-    from huntaze_cli.costs.optimize import OptimizeReport
+    from huntaze_cli.costs.recommendations import OptimizeReport
     from huntaze_cli.costs.roi import RoiReport
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]

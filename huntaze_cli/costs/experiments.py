@@ -11,11 +11,14 @@ Figures come from the usage rollups of the experiment (never raw events):
 Each comparison is the arm minus the baseline with a 95 % confidence interval from
 Welch's t-test (scipy's ``ttest_ind_from_stats`` for the p-value, the t quantile for the
 interval), fed with each arm's mean and standard deviation: successful-message cost and
-latency from the rollups' sums of squares, failures and fallbacks as 0/1 outcomes.
-``significant`` is p < 0.05. An arm with fewer than ``MIN_MESSAGES`` messages gets no
-interval; ``needs_more_messages`` says how many more messages each arm needs: up to that
-minimum, then (while the cost difference is not significant) to detect the observed
-difference with 80 % power. scipy is imported here only, when a report is built.
+latency from the rollups' sums of squares, failures and fallbacks as 0/1 outcomes,
+revenue per message from the outcomes. ``significant`` is p < 0.05. The latency
+percentiles, which only histograms hold, get a percentile bootstrap of the histograms
+instead (numpy, 2,000 multinomial resamples, a fixed seed). An arm with fewer than
+``MIN_MESSAGES`` messages gets no interval; ``needs_more_messages`` says how many more
+messages each arm needs: up to that minimum, then (while the cost difference is not
+significant) to detect the observed difference with 80 % power. scipy and numpy are
+imported here only, when a report is built.
 """
 
 from __future__ import annotations
@@ -175,6 +178,47 @@ def _welch(
     return difference - half, difference + half, p_value, p_value < ALPHA
 
 
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def _quantile_difference(
+    arm: list[int], base: list[int], q: float
+) -> tuple[float, float, float, float, bool] | None:
+    """(difference, ci_low, ci_high, p_value, significant) of the q-quantile of two
+    latency histograms, by a percentile bootstrap: each arm's histogram is resampled
+    (multinomial, fixed seed, so a report is reproducible) and the interpolated quantile
+    recomputed, as ``percentile`` does."""
+    import numpy as np
+
+    from huntaze_cli.storage.ledger import LATENCY_BOUNDS_MS
+
+    point_a, point_b = percentile(arm, q), percentile(base, q)
+    if point_a is None or point_b is None:
+        return None
+    upper = np.array([*LATENCY_BOUNDS_MS, LATENCY_BOUNDS_MS[-1]], dtype=float)
+    lower = np.array([0.0, *LATENCY_BOUNDS_MS], dtype=float)
+    rng = np.random.default_rng(0)
+
+    def resampled(histogram: list[int]) -> Any:
+        counts = np.asarray(histogram, dtype=float)
+        n = int(counts.sum())
+        draws = rng.multinomial(n, counts / n, size=BOOTSTRAP_RESAMPLES).astype(float)
+        cumulative = draws.cumsum(axis=1)
+        rank = q * n
+        index = (cumulative >= rank).argmax(axis=1)
+        rows = np.arange(BOOTSTRAP_RESAMPLES)
+        inside = draws[rows, index]
+        seen = cumulative[rows, index] - inside
+        share = np.divide(rank - seen, inside, out=np.zeros_like(inside), where=inside > 0)
+        return lower[index] + (upper[index] - lower[index]) * share
+
+    differences = resampled(arm) - resampled(base)
+    low, high = (float(v) for v in np.quantile(differences, [ALPHA / 2, 1 - ALPHA / 2]))
+    tail = min(float((differences <= 0).mean()), float((differences >= 0).mean()))
+    p_value = min(1.0, 2 * tail)
+    return point_a - point_b, low, high, p_value, low > 0 or high < 0
+
+
 def _needed_per_arm(arm: _Sample, base: _Sample) -> int | None:
     """Messages per arm to detect the observed difference of means with 80 % power."""
     from scipy import stats
@@ -301,6 +345,8 @@ def experiment_report(
                         significant=significant,
                     )
                 )
+                if metric == "latency_mean_ms":
+                    comparison.extend(_latency_quantiles(arm, usage, baseline, base))
                 if metric == "cost_per_message_usd" and not significant:
                     wanted = _needed_per_arm(sample, base_sample)
                     if wanted is not None:
@@ -319,6 +365,30 @@ def experiment_report(
         comparison=comparison,
         verdict=_verdict(arms, comparison),
     )
+
+
+def _latency_quantiles(
+    arm: str, usage: UsageRollup, baseline: str, base: UsageRollup
+) -> list[Comparison]:
+    out = []
+    for metric, q in (("latency_p50_ms", 0.50), ("latency_p95_ms", 0.95)):
+        found = _quantile_difference(usage.latency, base.latency, q)
+        if found is None:
+            continue
+        difference, low, high, p_value, significant = found
+        out.append(
+            Comparison(
+                metric=metric,
+                arm=arm,
+                baseline=baseline,
+                difference=round(difference, 3),
+                ci_low=round(low, 3),
+                ci_high=round(high, 3),
+                p_value=round(p_value, 6),
+                significant=significant,
+            )
+        )
+    return out
 
 
 def _verdict(arms: list[ArmFigures], comparison: list[Comparison]) -> str:

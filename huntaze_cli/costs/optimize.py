@@ -24,11 +24,16 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict
+from typing import Any
 
 from huntaze_cli.config import Config
+from huntaze_cli.costs.recommendations import (
+    Action,
+    Confidence,
+    Kind,
+    OptimizeReport,
+    Recommendation,
+)
 from huntaze_cli.costs.reports import percentile
 from huntaze_cli.llm.pricing import Price, PriceBook
 from huntaze_cli.llm.types import Usage
@@ -40,11 +45,6 @@ from huntaze_cli.storage.ledger import (
     UsageRollup,
 )
 from huntaze_cli.storage.sqlite.campaigns import CampaignRow
-
-Kind = Literal[
-    "provider_price", "model_downgrade", "max_tokens", "retry_waste", "prompt_caching", "strategy"
-]
-Confidence = Literal["high", "medium", "low"]
 
 # A model that is a waste on short outputs, and the one to try instead (same family).
 DOWNGRADES = {
@@ -59,43 +59,6 @@ MIN_MESSAGES = 20  # fewer successful messages than this say nothing
 CACHE_MIN_PREFIX_TOKENS = 1024  # OpenAI and Azure cache only prefixes this long
 MIN_SAVING_NANO_MONTH = 10_000_000  # $0.01 a month: below this, not worth a line
 MONTH_DAYS = 30
-
-
-class Action(BaseModel):
-    """How to apply a recommendation: a config snippet, or a change to one campaign."""
-
-    type: Literal["config", "campaign"]
-    summary: str
-    toml: str | None = None
-    campaign_id: str | None = None
-    set: dict[str, Any] = {}
-    experiment_toml: str | None = None
-
-
-class Recommendation(BaseModel):
-    id: str
-    kind: Kind
-    title: str
-    saving_usd_month: float
-    saving_nano_month: int
-    confidence: Confidence
-    evidence: dict[str, Any]
-    action: Action
-
-
-class OptimizeReport(BaseModel):
-    """`huntaze costs optimize --json` and `GET /api/v2/costs/optimize`."""
-
-    model_config = ConfigDict(defer_build=True)
-
-    generated_at: datetime
-    window_days: int
-    since: datetime
-    until: datetime
-    days_with_traffic: int
-    spend_usd: float
-    spend_nano: int
-    recommendations: list[Recommendation]
 
 
 # --- traffic ---------------------------------------------------------------------------

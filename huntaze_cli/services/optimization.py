@@ -13,7 +13,7 @@ from huntaze_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from huntaze_cli.costs.experiments import ExperimentList, ExperimentReport
-    from huntaze_cli.costs.optimize import OptimizeReport
+    from huntaze_cli.costs.recommendations import OptimizeReport
     from huntaze_cli.costs.roi import RoiReport
     from huntaze_cli.services import Services
     from huntaze_cli.storage.sqlite.campaigns import CampaignRow

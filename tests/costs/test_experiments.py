@@ -198,3 +198,38 @@ def test_noisy_small_difference_is_not_significant_and_asks_for_more(tmp_path: P
 def test_unknown_experiment_is_not_found(tmp_path: Path) -> None:
     result = run("experiments", "report", "nope", "--json")
     assert result.exit_code != 0 and "experiment 'nope' not found" in result.stderr
+
+
+def test_latency_percentiles_are_compared_with_a_bootstrap_interval(tmp_path: Path) -> None:
+    cfg = config_with(e1={"arms": ARMS})
+    rng = random.Random(5)
+    slow = []
+    for n in range(300):
+        (event,) = events(cfg, 1, experiment="e1", arm="control", latency_ms=rng.uniform(400, 900))
+        slow.append(event.model_copy(update={"cost_nano": 1000 + n}))
+    fast = []
+    for n in range(300):
+        (event,) = events(cfg, 1, experiment="e1", arm="cheaper", latency_ms=rng.uniform(100, 300))
+        fast.append(event.model_copy(update={"cost_nano": 1000 + n}))
+    same = []
+    for n in range(300):
+        (event,) = events(cfg, 1, experiment="e2", arm="cheaper", latency_ms=rng.uniform(400, 900))
+        same.append(event.model_copy(update={"cost_nano": 1000 + n}))
+    ledger = ledger_with(tmp_path / "l.db", slow, fast)
+    report = experiment_report(cfg, ledger, "e1")
+    ledger.close()
+    by_metric = {c.metric: c for c in report.comparison}
+    for metric in ("latency_p50_ms", "latency_p95_ms"):
+        found = by_metric[metric]
+        assert found.significant and found.difference < 0
+        assert found.ci_low is not None and found.ci_high is not None
+        assert found.ci_low <= found.difference <= found.ci_high < 0
+    # The same latency in both arms: no significant difference.
+    cfg2 = config_with(e2={"arms": ARMS})
+    control = [e.model_copy(update={"experiment": "e2", "arm": "control"}) for e in slow]
+    ledger = ledger_with(tmp_path / "l2.db", control, same)
+    report = experiment_report(cfg2, ledger, "e2")
+    ledger.close()
+    p50 = next(c for c in report.comparison if c.metric == "latency_p50_ms")
+    assert p50.ci_low is not None and p50.ci_high is not None
+    assert p50.ci_low < 0 < p50.ci_high and not p50.significant

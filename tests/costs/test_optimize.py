@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from huntaze_cli.config import Config
-from huntaze_cli.costs.optimize import OptimizeReport, Recommendation, optimize
+from huntaze_cli.costs.optimize import optimize
+from huntaze_cli.costs.recommendations import OptimizeReport, Recommendation
 from huntaze_cli.llm.types import Usage
 from huntaze_cli.storage.sqlite.campaigns import CampaignStore
 from tests.costs.traffic import add_campaign, events, ledger_with, priced

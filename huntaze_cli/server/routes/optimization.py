@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
 from huntaze_cli.costs.experiments import ExperimentReport
-from huntaze_cli.costs.optimize import OptimizeReport
+from huntaze_cli.costs.recommendations import OptimizeReport
 from huntaze_cli.costs.roi import RoiReport
 from huntaze_cli.jsondoc import dump_json
 from huntaze_cli.server.routes import ERRORS, JSON, CurrentRuntime, ErrorDetail
