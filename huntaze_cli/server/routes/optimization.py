@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
@@ -15,7 +15,9 @@ from huntaze_cli.server.routes import ERRORS, JSON, CurrentRuntime, ErrorDetail
 from huntaze_cli.services import optimization
 
 router = APIRouter()
-_INVALID = {422: {"model": ErrorDetail, "description": "invalid parameter"}}
+_INVALID: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorDetail, "description": "invalid parameter"}
+}
 
 
 @router.get(
@@ -62,7 +64,5 @@ def experiment(
     days: Annotated[int, Query(ge=1, le=400, description="last N UTC days")] = 30,
 ) -> Response:
     """Per arm figures and each difference to the baseline with its 95 % interval."""
-    report = optimization.experiment_report(
-        runtime.http, name, days=days, lock=runtime.store_lock
-    )
+    report = optimization.experiment_report(runtime.http, name, days=days, lock=runtime.store_lock)
     return Response(dump_json(report), media_type=JSON)
