@@ -253,18 +253,22 @@ def outcomes_import_cmd(
 
     from huntaze_cli.errors import InputError
     from huntaze_cli.services.optimization import import_outcomes
+    from huntaze_cli.textfile import lines
 
     chosen = fmt or ("csv" if file.lower().endswith(".csv") else "jsonl")
     if file == "-":
-        result = import_outcomes(state(ctx), sys.stdin, fmt=chosen, source="stdin")
+        stdin = getattr(sys.stdin, "buffer", None)
+        raw = stdin if stdin is not None else (line.encode() for line in sys.stdin)
+        result = import_outcomes(state(ctx), lines(raw, "<stdin>"), fmt=chosen, source="stdin")
     else:
         path = Path(file)
         try:
-            fh = path.open(encoding="utf-8", newline="")
+            fh = path.open("rb")
         except OSError as exc:
             raise InputError(f"{path}: cannot read: {exc.strerror}") from None
         with fh:
-            result = import_outcomes(state(ctx), fh, fmt=chosen, source=str(path))
+            text = lines(fh, str(path))
+            result = import_outcomes(state(ctx), text, fmt=chosen, source=str(path))
     emit(
         result,
         as_json=as_json,
