@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from huntaze_cli.campaigns.worker import DeliveryWorker
     from huntaze_cli.models import CampaignReport, StatusOverview
     from huntaze_cli.services.campaigns import Started
-    from huntaze_cli.storage.queue import Lease
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 GENERATION_POLL_S = 2.0  # waiting on another process's generation of the same campaign
@@ -172,55 +171,26 @@ async def _send(st: Services, started: Started, *, wait: bool) -> bool:
 
 
 async def _deliver_foreground(st: Services, campaign_id: str) -> bool:
-    from huntaze_cli.campaigns.offload import off_loop
-    from huntaze_cli.campaigns.worker import DeliveryWorker
+    from huntaze_cli.services import campaigns
 
-    store = st.store()
-    campaign = store.get(campaign_id)
-    assert campaign is not None
-    counts = store.counts(campaign_id)
-    progress = _Progress("delivering", counts["queued"] + counts["failed"] + counts["sent"])
-    progress.update(counts["sent"], "")
+    progress: _Progress | None = None
 
-    # Counted from the worker's events: a store count per delivery would scan the whole
-    # campaign each time.
-    sent, dead = counts["sent"], counts["dead"]
-    retrying: set[str] = set()
+    def start(total: int, sent: int) -> None:
+        nonlocal progress
+        progress = _Progress("delivering", total)
+        progress.update(sent, "")
 
-    def on_event(what: str, lease: Lease) -> None:
-        nonlocal sent, dead
-        if lease.item.campaign_id != campaign_id:
-            return  # another campaign of the same account
-        key = lease.item.key
-        if what == "failed":
-            retrying.add(key)
-            return
-        retrying.discard(key)
-        if what == "sent":
-            sent += 1
-        elif what == "dead":
-            dead += 1
-        progress.update(sent, f"{len(retrying):,} retrying, {dead:,} dead")
+    def update(sent: int, retrying: int, dead: int) -> None:
+        assert progress is not None
+        progress.update(sent, f"{retrying:,} retrying, {dead:,} dead")
 
-    worker = DeliveryWorker(
-        st.config(),
-        queue=st.queue(),
-        limiter=st.limiter(),
-        sink=st.sink(),
-        store=store,
-        account=campaign.account,
-        on_event=on_event,
-    )
-
-    async def completed() -> bool:
-        return (await off_loop(store.refresh_state, campaign_id)).startswith("completed")
-
-    _stop_on_signals(worker)
     try:
-        await worker.run(until=completed)
+        return await campaigns.deliver(
+            st, campaign_id, on_start=start, on_progress=update, on_worker=_stop_on_signals
+        )
     finally:
-        progress.close()
-    return worker.stopping
+        if progress is not None:
+            progress.close()
 
 
 def _stop_on_signals(worker: DeliveryWorker) -> None:
@@ -330,12 +300,9 @@ def worker(
 
     Example: huntaze worker --once --json
     """
-    from huntaze_cli.campaigns.worker import DeliveryWorker
+    from huntaze_cli.services import campaigns
 
-    st = state(ctx)
-    instance = DeliveryWorker(
-        st.config(), queue=st.queue(), limiter=st.limiter(), sink=st.sink(), store=st.store()
-    )
+    instance = campaigns.delivery_worker(state(ctx))
 
     async def main() -> None:
         import asyncio

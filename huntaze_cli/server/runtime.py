@@ -102,15 +102,14 @@ class Runtime:
         self.loop.queue()
         self.generator = Generator(self._build_orchestrator(self.config))
         if self.with_worker:
-            from huntaze_cli.campaigns.worker import DeliveryWorker
+            from huntaze_cli.services import campaigns
 
-            self.worker = DeliveryWorker(
-                self.config,
-                queue=self.loop.queue(),
-                limiter=CountingLimiter(self.loop.limiter(), self.metrics),
-                sink=self.loop.sink(),
-                store=self.loop.store(),
+            self.worker = campaigns.delivery_worker(
+                self.loop,
                 on_event=self._delivery_event,
+                wrap_limiter=lambda limiter: cast(
+                    "RateLimiter", CountingLimiter(limiter, self.metrics)
+                ),
             )
         self._opened = True
 

@@ -2,10 +2,10 @@
 
 ``start`` stores a campaign (or finds the one with its idempotency key, also when
 several processes race to create it) and says whether messages still need writing;
-``generate`` writes them through the container's orchestrator; ``report``,
-``overview`` and ``requeue`` are what `status` and `requeue` show. Delivery is the
-worker's job (``campaigns.worker``); the CLI runs it in the foreground, the daemon in
-the background.
+``generate`` writes them through the container's orchestrator; ``delivery_worker``
+builds the one delivery worker (`worker`, `serve`) and ``deliver`` runs it in the
+foreground for one campaign (`send-campaign`); ``report``, ``overview`` and
+``requeue`` are what `status` and `requeue` show.
 """
 
 from __future__ import annotations
@@ -18,8 +18,11 @@ from huntaze_cli.errors import NotFoundError
 
 if TYPE_CHECKING:
     from huntaze_cli.campaigns.file import LoadedCampaign
+    from huntaze_cli.campaigns.worker import DeliveryWorker
     from huntaze_cli.models import CampaignReport, DryRunReport, RequeueReport, StatusOverview
     from huntaze_cli.services import Services
+    from huntaze_cli.storage.queue import Lease
+    from huntaze_cli.storage.ratelimit import RateLimiter
     from huntaze_cli.storage.sqlite.campaigns import CampaignRow
 
 
@@ -112,6 +115,78 @@ async def generate_orphans(services: Services, orchestrator: Any) -> list[str]:
         orchestrator,
         concurrency=services.config().routing.concurrency,
     )
+
+
+def delivery_worker(
+    services: Services,
+    *,
+    account: str | None = None,
+    on_event: Callable[[str, Lease], None] | None = None,
+    wrap_limiter: Callable[[RateLimiter], RateLimiter] | None = None,
+) -> DeliveryWorker:
+    """The delivery worker over the container's queue, limiter, sink and store."""
+    from huntaze_cli.campaigns.worker import DeliveryWorker
+
+    limiter = services.limiter()
+    return DeliveryWorker(
+        services.config(),
+        queue=services.queue(),
+        limiter=wrap_limiter(limiter) if wrap_limiter else limiter,
+        sink=services.sink(),
+        store=services.store(),
+        account=account,
+        on_event=on_event,
+    )
+
+
+async def deliver(
+    services: Services,
+    campaign_id: str,
+    *,
+    on_start: Callable[[int, int], None],
+    on_progress: Callable[[int, int, int], None],
+    on_worker: Callable[[DeliveryWorker], None],
+) -> bool:
+    """Deliver one campaign's messages until it completes; True when stopped before.
+
+    ``on_start(total, sent)`` once, then ``on_progress(sent, retrying, dead)`` after each
+    delivery of this campaign; ``on_worker`` gets the worker (to stop it on a signal).
+    """
+    from huntaze_cli.campaigns.offload import off_loop
+
+    store = services.store()
+    campaign = store.get(campaign_id)
+    if campaign is None:
+        raise NotFoundError(f"campaign {campaign_id!r} not found")
+    counts = store.counts(campaign_id)
+    on_start(counts["queued"] + counts["failed"] + counts["sent"], counts["sent"])
+    # Counted from the worker's events: a store count per delivery would scan the whole
+    # campaign each time.
+    sent, dead = counts["sent"], counts["dead"]
+    retrying: set[str] = set()
+
+    def on_event(what: str, lease: Lease) -> None:
+        nonlocal sent, dead
+        if lease.item.campaign_id != campaign_id:
+            return  # another campaign of the same account
+        key = lease.item.key
+        if what == "failed":
+            retrying.add(key)
+            return
+        retrying.discard(key)
+        if what == "sent":
+            sent += 1
+        elif what == "dead":
+            dead += 1
+        on_progress(sent, len(retrying), dead)
+
+    async def completed() -> bool:
+        return (await off_loop(store.refresh_state, campaign_id)).startswith("completed")
+
+    worker = delivery_worker(services, account=campaign.account, on_event=on_event)
+    on_worker(worker)
+    await worker.run(until=completed)
+    return worker.stopping
 
 
 def report(services: Services, campaign_id: str, *, resumed: bool | None = None) -> CampaignReport:
