@@ -302,7 +302,8 @@ def worker(
     """
     from huntaze_cli.services import campaigns
 
-    instance = campaigns.delivery_worker(state(ctx))
+    st = state(ctx)
+    instance = campaigns.delivery_worker(st)
 
     async def main() -> None:
         import asyncio
@@ -341,10 +342,11 @@ def worker(
 
 async def _orphans(st: Services) -> None:
     """Finish campaigns whose generation stopped (interrupted or crashed) without a lease."""
+    from huntaze_cli.campaigns.offload import off_loop
     from huntaze_cli.errors import HuntazeError
     from huntaze_cli.services import campaigns
 
-    if not st.store().orphaned(limit=1):
+    if not await off_loop(st.store().orphaned, limit=1):
         return  # no orchestrator (nor provider SDK) for nothing
     orchestrator = st.orchestrator(warn=warn)
     try:

@@ -86,9 +86,10 @@ async def generate(
     that process finishes it, and what it queues is delivered all the same.
     """
     from huntaze_cli.campaigns.generation import GenerationBusy, generate_campaign
+    from huntaze_cli.campaigns.offload import off_loop
 
     store = services.store()
-    campaign = store.get(campaign_id)
+    campaign = await off_loop(store.get, campaign_id)
     if campaign is None:
         raise NotFoundError(f"campaign {campaign_id!r} not found")
     try:
@@ -155,10 +156,10 @@ async def deliver(
     from huntaze_cli.campaigns.offload import off_loop
 
     store = services.store()
-    campaign = store.get(campaign_id)
+    campaign = await off_loop(store.get, campaign_id)
     if campaign is None:
         raise NotFoundError(f"campaign {campaign_id!r} not found")
-    counts = store.counts(campaign_id)
+    counts = await off_loop(store.counts, campaign_id)
     on_start(counts["queued"] + counts["failed"] + counts["sent"], counts["sent"])
     # Counted from the worker's events: a store count per delivery would scan the whole
     # campaign each time.
