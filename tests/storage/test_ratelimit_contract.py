@@ -24,10 +24,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from huntaze_cli.clock import ManualClock, from_micros, micros
 from huntaze_cli.config import load_config
 from huntaze_cli.errors import BackendError
 from huntaze_cli.storage import open_rate_limiter
-from huntaze_cli.storage.ratelimit import Grant, RateLimiter, from_micros, micros
+from huntaze_cli.storage.ratelimit import Grant, RateLimiter
 from huntaze_cli.storage.sqlite.ratelimit import SQLiteRateLimiter
 
 REGION = "us-east-1"
@@ -188,14 +189,14 @@ def test_a_clock_behind_the_latest_grant_never_stamps_out_of_order(
 
 
 def test_without_now_the_limiter_reads_its_clock(make_limiter: MakeLimiter) -> None:
-    clock = [T0.timestamp()]
-    limiter = make_limiter(messages=2, per_seconds=1.5, clock=lambda: clock[0])
+    clock = ManualClock(T0)
+    limiter = make_limiter(messages=2, per_seconds=1.5, clock=clock)
     assert granted(limiter.acquire("clocked")) == at(0)
-    clock[0] += 0.25
+    clock.advance(0.25)
     assert granted(limiter.acquire("clocked")) == at(0.25)
-    clock[0] += 0.25
+    clock.advance(0.25)
     assert refused(limiter.acquire("clocked")) == 1.0
-    clock[0] += 1.0
+    clock.advance(1.0)
     assert granted(limiter.acquire("clocked")) == at(1.5)
     # Wall-clock stamps are the real time, in UTC.
     real = make_limiter(messages=1, per_seconds=1.0)

@@ -75,8 +75,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from huntaze_cli.clock import SYSTEM_CLOCK, from_micros, micros
 from huntaze_cli.errors import BackendError
-from huntaze_cli.models import CostEvent, utcnow
+from huntaze_cli.models import CostEvent
 from huntaze_cli.storage.aws.client import (
     THROTTLE_CODES,
     TableSetup,
@@ -148,8 +149,6 @@ _BACKOFF_MAX_S = 2.0
 # Parallel Queries when a read spans many day partitions (a month is ~32 of them).
 _READ_THREADS = 8
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 _OPTIONAL_EVENT_FIELDS = (
     "deployment", "error_kind", "route_reason", "campaign_id", "account", "experiment", "arm"
 )  # fmt: skip
@@ -230,7 +229,7 @@ class DynamoDBLedger:
         if not events:
             return result
         self._ensure_ready()
-        cutoff = retention_cutoff(utcnow(), self.retention_days)
+        cutoff = retention_cutoff(SYSTEM_CLOCK.now(), self.retention_days)
         fresh: list[CostEvent] = []
         for event in events:
             if event.ts < cutoff:
@@ -349,12 +348,12 @@ class DynamoDBLedger:
     ) -> Iterator[CostEvent]:
         """Raw events with ``since <= ts < until``, oldest first, streamed page by page."""
         self._ensure_ready()
-        since_us = _micros(since) if since is not None else None
-        until_us = _micros(until) if until is not None else None
+        since_us = micros(since) if since is not None else None
+        until_us = micros(until) if until is not None else None
         if since_us is not None and until_us is not None and since_us >= until_us:
             return
         first_day = _utc(since).date().isoformat() if since is not None else "0"
-        last_day = (_utc(until) - _MICROSECOND).date().isoformat() if until is not None else "9"
+        last_day = from_micros(micros(until) - 1).date().isoformat() if until is not None else "9"
         days = [
             item["sk"]["S"] for item in self._query_all("EVDAYS", between=(first_day, last_day))
         ]
@@ -380,7 +379,7 @@ class DynamoDBLedger:
         """
         self._ensure_ready()
         cutoff = retention_cutoff(_utc(now), self.retention_days)
-        cutoff_us, cutoff_day = _micros(cutoff), cutoff.date().isoformat()
+        cutoff_us, cutoff_day = micros(cutoff), cutoff.date().isoformat()
         for item in self._query_all("EVDAYS", between=("0", cutoff_day)):
             day = item["sk"]["S"]
             old = self._query_iter(
@@ -417,7 +416,7 @@ class DynamoDBLedger:
                 f"DynamoDB table {self.table!r} at {self._endpoint()} is {status}: "
                 "wait until it is ACTIVE, or point [ledger] table at another table"
             )
-        now = utcnow()
+        now = SYSTEM_CLOCK.now()
         # The condition proves conditional writes (which idempotency relies on) work, and
         # keeps the probe from overwriting an item that is not a probe.
         self._call(
@@ -466,7 +465,7 @@ class DynamoDBLedger:
             "period": _s(record.period),
             "channel": _s(record.channel),
             "sent_at": _s(sent_at.isoformat()),
-            "sent_us": _n(_micros(sent_at)),
+            "sent_us": _n(micros(sent_at)),
             "ok": {"BOOL": record.ok},
             TTL_ATTRIBUTE: _n(_epoch(sent_at) + self.rollup_retention_days * DAY_SECONDS),
         }
@@ -634,7 +633,7 @@ class DynamoDBLedger:
         return items
 
     def _event_item(self, event: CostEvent) -> dict[str, Any]:
-        ts_us = _micros(event.ts)
+        ts_us = micros(event.ts)
         item: dict[str, Any] = {
             "pk": _s(f"EVENT#{event.attempt_id}"),
             "sk": _s("E"),
@@ -1003,16 +1002,12 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
-def _micros(moment: datetime) -> int:
-    return (_utc(moment) - _EPOCH) // _MICROSECOND
-
-
 def _epoch(moment: datetime) -> int:
-    return _micros(moment) // 1_000_000
+    return micros(moment) // 1_000_000
 
 
 def _ceil_seconds(moment: datetime) -> int:
-    return -(-_micros(moment) // 1_000_000)
+    return -(-micros(moment) // 1_000_000)
 
 
 def _ceil_to(value: int, step: int) -> int:

@@ -31,13 +31,19 @@ and ``dynamodb:UpdateTimeToLive``.
 from __future__ import annotations
 
 import random
-import time
-from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from huntaze_cli.clock import (
+    SYSTEM_CLOCK,
+    US_PER_S,
+    Clock,
+    from_micros,
+    micros,
+    seconds_to_micros,
+)
 from huntaze_cli.errors import BackendError
 from huntaze_cli.storage.aws.client import (
     THROTTLE_CODES,
@@ -51,10 +57,7 @@ from huntaze_cli.storage.aws.client import (
 )
 from huntaze_cli.storage.ratelimit import (
     IDLE_MARGIN_US,
-    US_PER_S,
     Grant,
-    from_micros,
-    micros,
     next_slot,
     refusal,
     window_micros,
@@ -89,7 +92,7 @@ class DynamoDBRateLimiter:
         region: str | None = None,
         endpoint_url: str | None = None,
         create_tables: bool = False,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if messages < 1:
             raise ValueError(f"messages must be at least 1, got {messages}")
@@ -145,7 +148,7 @@ class DynamoDBRateLimiter:
         for _ in range(_MAX_CONFLICTS):
             grants = [int(value["N"]) for value in item["grants"]["L"]] if item else []
             # The clock is read after the read returns: the stamp is as late as it can be.
-            now_us = fixed_us if fixed_us is not None else round(self._clock() * US_PER_S)
+            now_us = fixed_us if fixed_us is not None else seconds_to_micros(self._clock.time())
             slot = next_slot(grants, now_us, messages=self.messages, per_us=self._per_us)
             if slot.at_us is None:
                 return refusal(slot.wait_us)
@@ -153,7 +156,7 @@ class DynamoDBRateLimiter:
             if stored:
                 return Grant(True, at=from_micros(slot.at_us))
             # Another writer took a slot first; decide again on what it wrote.
-            time.sleep(_CONFLICT_PAUSE_S * random.random())
+            self._clock.sleep(_CONFLICT_PAUSE_S * random.random())
         return Grant(False, retry_after_s=_CONGESTED_RETRY_S * (1 + random.random()))
 
     def close(self) -> None:
