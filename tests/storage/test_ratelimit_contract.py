@@ -296,8 +296,8 @@ def test_open_rate_limiter_follows_the_config(
     remote = open_rate_limiter(load_config())
     assert isinstance(remote, DynamoDBRateLimiter)
     assert (remote.table, remote.messages, remote.per_seconds) == ("from-env", 7, 30.0)
-    assert remote._client.meta.endpoint_url == "http://127.0.0.1:4566"
-    assert remote._client.meta.region_name == "eu-west-3"
+    assert remote._db.client.meta.endpoint_url == "http://127.0.0.1:4566"
+    assert remote._db.client.meta.region_name == "eu-west-3"
     remote.close()
 
 
@@ -477,7 +477,7 @@ def test_dynamodb_a_lost_race_decides_again_on_the_winners_item(aws: Any) -> Non
         "race", messages=2, per_seconds=PER, region=REGION, create_tables=True
     )
     granted(host_b.acquire("acct", now=at(0)))
-    real_get = host_a._client.get_item
+    real_get = host_a._db.client.get_item
     b_grants: list[Grant] = []
 
     def get_then_lose_the_race(**params: Any) -> Any:
@@ -487,15 +487,15 @@ def test_dynamodb_a_lost_race_decides_again_on_the_winners_item(aws: Any) -> Non
         b_grants.append(host_b.acquire(account, now=at(1)))
         return found
 
-    host_a._client.get_item = get_then_lose_the_race
+    host_a._db.client.get_item = get_then_lose_the_race
     puts: list[dict[str, Any]] = []
-    real_put = host_a._client.put_item
+    real_put = host_a._db.client.put_item
 
     def counting_put(**params: Any) -> Any:
         puts.append(params)
         return real_put(**params)
 
-    host_a._client.put_item = counting_put
+    host_a._db.client.put_item = counting_put
     # Host A decided "granted" on the stale read; its write fails, and deciding again
     # on host B's item (returned by the failed write, no second read) it refuses.
     assert refused(host_a.acquire("acct", now=at(2))) == 58.0

@@ -34,7 +34,7 @@ import random
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from huntaze_cli.clock import (
     SYSTEM_CLOCK,
@@ -47,14 +47,11 @@ from huntaze_cli.clock import (
 from huntaze_cli.errors import BackendError
 from huntaze_cli.storage.aws.client import (
     THROTTLE_CODES,
-    TableSetup,
     TableSpec,
-    call_with_backoff,
-    endpoint_of,
     error_code,
     error_message,
-    make_client,
 )
+from huntaze_cli.storage.aws.dynamodb_table import DynamoDBTable
 from huntaze_cli.storage.ratelimit import (
     IDLE_MARGIN_US,
     Grant,
@@ -101,21 +98,24 @@ class DynamoDBRateLimiter:
         self.per_seconds = per_seconds
         self._per_us = window_micros(per_seconds)
         self._clock = clock
-        self._endpoint_hint = endpoint_url
-        self._setup = TableSetup(TABLE, create=create_tables)
-        # A delivery waits on this call: an unreachable endpoint must fail in seconds,
-        # and throttling gets the backoff in _call rather than botocore's.
-        try:
-            self._client: Any = make_client(
-                "dynamodb",
-                region=region,
-                endpoint_url=endpoint_url,
-                connect_timeout=2,
-                read_timeout=5,
-                parameter_validation=False,
-            )
-        except (BotoCoreError, ValueError) as exc:
-            raise self._error(exc, "connect") from exc
+        # A delivery waits on these calls: an unreachable endpoint must fail in seconds.
+        self._db = DynamoDBTable(
+            TABLE,
+            table,
+            region=region,
+            endpoint_url=endpoint_url,
+            create=create_tables,
+            connect_timeout=2,
+            read_timeout=5,
+            max_retries=_MAX_THROTTLE_RETRIES,
+            base_s=0.02,
+            max_s=1.0,
+            # A failed condition is not an error here: its ClientError is raised as it
+            # is, carrying the item as it is now (ReturnValuesOnConditionCheckFailure).
+            raw_codes=_CONFLICT,
+            explain=_explain,
+            parameter_validation=False,
+        )
 
     @classmethod
     def from_config(cls, config: Config) -> DynamoDBRateLimiter:
@@ -140,10 +140,10 @@ class DynamoDBRateLimiter:
 
     def acquire(self, account: str, *, now: datetime | None = None) -> Grant:
         """Take a slot for ``account`` if its window has room, else say how long to wait."""
-        self._ensure_ready()
+        self._db.ensure_ready()
         fixed_us = micros(now) if now is not None else None
         key = {"pk": {"S": f"RL#{account}"}, "sk": {"S": SORT_KEY}}
-        found = self._call("get_item", TableName=self.table, Key=key, ConsistentRead=True)
+        found = self._db.call("get_item", TableName=self.table, Key=key, ConsistentRead=True)
         item: dict[str, Any] | None = found.get("Item")
         for _ in range(_MAX_CONFLICTS):
             grants = [int(value["N"]) for value in item["grants"]["L"]] if item else []
@@ -161,7 +161,7 @@ class DynamoDBRateLimiter:
 
     def close(self) -> None:
         """Release the HTTP connection pool."""
-        self._client.close()
+        self._db.close()
 
     # --- the conditional write -------------------------------------------------------
 
@@ -197,52 +197,21 @@ class DynamoDBRateLimiter:
             params["ExpressionAttributeNames"] = {"#v": "version"}
             params["ExpressionAttributeValues"] = {":v": {"N": str(old_version)}}
         try:
-            self._call("put_item", **params)
+            self._db.call("put_item", **params)
         except ClientError as exc:  # the condition failed: another writer was first
             return False, exc.response.get("Item") or None
         return True, None
 
-    # --- table set-up ----------------------------------------------------------------
 
-    def _ensure_ready(self) -> None:
-        """Create the table on first use when asked to; otherwise trust it exists.
-
-        Without ``create_tables`` a missing table surfaces on the first GetItem.
-        """
-        self._setup.ensure(self._client, self.table, self._error)
-
-    # --- calls and errors ------------------------------------------------------------
-
-    def _call(self, operation: str, **params: Any) -> Any:
-        """One client call with backoff on throttling; library errors become BackendError.
-
-        A failed condition is not an error here: its ClientError is raised as it is,
-        carrying the item as it is now (``ReturnValuesOnConditionCheckFailure``).
-        """
-        return call_with_backoff(
-            self._client,
-            operation,
-            params,
-            error=self._error,
-            retry_codes=THROTTLE_CODES,
-            max_retries=_MAX_THROTTLE_RETRIES,
-            base_s=0.02,
-            max_s=1.0,
-            raw_codes=_CONFLICT,
+def _explain(exc: ClientError, action: str, table: DynamoDBTable) -> BackendError | None:
+    """The limiter's wording for a foreign table and for throttling that did not end."""
+    code, message = error_code(exc), error_message(exc)
+    if code == "ValidationException" and "key" in message.lower():
+        return BackendError(
+            f"DynamoDB table {table.name!r} at {table.endpoint()} is not a huntaze table "
+            f"({message}): it needs string keys pk/sk; point [rate_limit] table at a "
+            "new name and set [rate_limit] create_tables = true"
         )
-
-    def _error(self, exc: Exception, action: str) -> BackendError:
-        """A one-line BackendError for ``exc`` naming the table, endpoint and next step."""
-        where = endpoint_of(getattr(self, "_client", None), self._endpoint_hint)
-        resource = TABLE.resource(self.table, where)
-        if isinstance(exc, ClientError):
-            code, message = error_code(exc), error_message(exc)
-            if code == "ValidationException" and "key" in message.lower():
-                return BackendError(
-                    f"DynamoDB table {self.table!r} at {where} is not a huntaze table "
-                    f"({message}): it needs string keys pk/sk; point [rate_limit] table at a "
-                    "new name and set [rate_limit] create_tables = true"
-                )
-            if code in THROTTLE_CODES:
-                return resource.kept_failing(action, code, message)
-        return resource.error(exc, action)
+    if code in THROTTLE_CODES:
+        return table.resource().kept_failing(action, code, message)
+    return None
