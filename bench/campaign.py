@@ -317,7 +317,7 @@ def bench_campaign(work: Path, recipients: int, flat_check: bool, timeout_s: flo
 
 def _grant_rounds(path: str, accounts: int, messages: int, rounds: int) -> tuple[float, dict]:
     """Round-robin acquires; (seconds, {account: [grant us]}, refusals) for one process."""
-    from huntaze_cli.storage.ratelimit import micros
+    from huntaze_cli.clock import micros
     from huntaze_cli.storage.sqlite.ratelimit import SQLiteRateLimiter
 
     names = [f"creator_{n:05d}" for n in range(accounts)]
@@ -429,36 +429,36 @@ def bench_limiter(work: Path, accounts: int, messages: int, processes: int, wind
 
 
 def _limiter_windows(path: Path, accounts: int, messages: int, windows: int, per_us: int) -> bool:
-    from huntaze_cli.storage.ratelimit import US_PER_S, micros
+    from huntaze_cli.clock import US_PER_S, ManualClock, micros
     from huntaze_cli.storage.sqlite.ratelimit import SQLiteRateLimiter
 
-    clock = [time.time()]
+    clock = ManualClock(time.time())
     target = windows * messages
     grants: dict[str, list[int]] = defaultdict(list)
-    ready = [(clock[0], f"creator_{n:05d}") for n in range(accounts)]
+    ready = [(clock.time(), f"creator_{n:05d}") for n in range(accounts)]
     heapq.heapify(ready)
     calls = refused = early = 0
     with SQLiteRateLimiter(
-        path, messages=messages, per_seconds=PER_SECONDS, clock=lambda: clock[0]
+        path, messages=messages, per_seconds=PER_SECONDS, clock=clock
     ) as limiter:
         start = time.perf_counter()
         while ready:
             at, name = heapq.heappop(ready)
-            clock[0] = max(clock[0], at) + 1e-6
+            clock.advance(max(at - clock.time(), 0.0) + 1e-6)
             grant = limiter.acquire(name)
             calls += 1
             if grant.granted:
                 assert grant.at is not None
                 grants[name].append(micros(grant.at))
                 if len(grants[name]) < target:
-                    heapq.heappush(ready, (clock[0], name))
+                    heapq.heappush(ready, (clock.time(), name))
             else:
                 refused += 1
-                now_us = round(clock[0] * US_PER_S)
+                now_us = round(clock.time() * US_PER_S)
                 held = grants[name]
                 if len(held) - bisect_right(held, now_us - per_us) < messages:
                     early += 1  # refused while its window had room: must not happen
-                heapq.heappush(ready, (clock[0] + grant.retry_after_s, name))
+                heapq.heappush(ready, (clock.time() + grant.retry_after_s, name))
         took = time.perf_counter() - start
     total = sum(len(g) for g in grants.values())
     line(
@@ -560,7 +560,8 @@ def bench_worker(work: Path, accounts: int, per_account: int, timeout_s: float) 
     sent: dict[str, list[int]] = defaultdict(list)
     keys: set[str] = set()
     lines = 0
-    from huntaze_cli.storage.ratelimit import micros, window_micros
+    from huntaze_cli.clock import micros
+    from huntaze_cli.storage.ratelimit import window_micros
 
     with outbox.open(encoding="utf-8") as fh:
         for text in fh:

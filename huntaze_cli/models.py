@@ -231,10 +231,6 @@ class ImportReport(_Report):
     bad_lines: list[int] = Field(default_factory=list)
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 # --- health ----------------------------------------------------------------------------
 
 HealthStatus = Literal["ok", "degraded", "fail"]

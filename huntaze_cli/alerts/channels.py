@@ -18,12 +18,11 @@ from typing import Any
 
 from huntaze_cli.config import AlertsConfig, secret_from_env
 from huntaze_cli.errors import AlertError, ConfigError
+from huntaze_cli.text import one_line, scrub
 
 log = logging.getLogger(__name__)
 
 Channel = Callable[[AlertsConfig, str, str], None]
-
-_MASK = "********"
 
 
 def send_email_smtp(config: AlertsConfig, subject: str, body: str) -> None:
@@ -53,7 +52,7 @@ def send_email_smtp(config: AlertsConfig, subject: str, body: str) -> None:
                 smtp.login(config.smtp_username, password)
             refused = smtp.send_message(message)
     except (OSError, smtplib.SMTPException) as exc:
-        detail = _scrub(_describe_smtp(exc), password)
+        detail = scrub(_describe_smtp(exc), (password,))
         raise AlertError(f"email alert via {where} failed: {detail}") from None
     if refused:
         # Some recipients got it: resending would duplicate theirs, so this counts as sent.
@@ -86,14 +85,14 @@ def send_email_ses(config: AlertsConfig, subject: str, body: str) -> None:
     except ClientError as exc:
         error: Mapping[str, Any] = exc.response.get("Error", {})
         detail = f"{error.get('Code', 'error')}: {error.get('Message', '')}".rstrip(": ")
-        raise AlertError(f"email alert via SES in {region} failed: {_one_line(detail)}") from None
+        raise AlertError(f"email alert via SES in {region} failed: {one_line(detail)}") from None
     except NoRegionError:
         raise AlertError(
             "email alert via SES not sent: no AWS region; "
             "set [alerts] ses_region or AWS_DEFAULT_REGION"
         ) from None
     except BotoCoreError as exc:
-        raise AlertError(f"email alert via SES in {region} failed: {_one_line(str(exc))}") from None
+        raise AlertError(f"email alert via SES in {region} failed: {one_line(exc)}") from None
 
 
 CHANNELS: Mapping[str, Channel] = {"email": send_email_smtp, "ses": send_email_ses}
@@ -132,13 +131,3 @@ def _describe_smtp(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
-
-
-def _scrub(text: str, secret: str | None) -> str:
-    """One line of ``text`` with ``secret`` masked, should a server ever echo it."""
-    text = _one_line(text)
-    return text.replace(secret, _MASK) if secret else text
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())

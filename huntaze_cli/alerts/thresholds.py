@@ -26,10 +26,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from huntaze_cli.alerts.channels import CHANNELS
+from huntaze_cli.clock import SYSTEM_CLOCK, Clock
 from huntaze_cli.config import Config
 from huntaze_cli.costs.periods import Period, day_period, month_period, provider_totals
 from huntaze_cli.errors import AlertError
-from huntaze_cli.models import ThresholdReport, ThresholdResult, utcnow
+from huntaze_cli.models import ThresholdReport, ThresholdResult
 from huntaze_cli.money import format_usd, nano_to_usd, pct, round_to_nano
 from huntaze_cli.storage.ledger import AlertRecord, Counters, Ledger
 
@@ -66,16 +67,18 @@ def evaluate_thresholds(
     *,
     now: datetime | None = None,
     send_alerts: bool = True,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> ThresholdReport:
     """Compare today's and this month's spend with their limits and send due alerts.
 
     With ``send_alerts=False`` it only evaluates: nothing is sent or recorded. A failed
     channel does not raise; it is listed in the threshold's ``alert_errors``. Ledger
-    failures raise ``BackendError``.
+    failures raise ``BackendError``. The periods are those holding ``now`` (default: the
+    clock's).
     """
     if now is not None and now.tzinfo is None:
         raise ValueError("now must carry a UTC offset")
-    now = (now or utcnow()).astimezone(UTC)
+    now = (now or clock.now()).astimezone(UTC)
     tz = config.thresholds.tz
     day, month = day_period(now, tz), month_period(now, tz)
     today, this_month = provider_totals(ledger, [day, month])

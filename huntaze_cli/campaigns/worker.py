@@ -27,6 +27,7 @@ from typing import Any
 from huntaze_cli.campaigns.offload import off_loop
 from huntaze_cli.config import Config
 from huntaze_cli.errors import ConfigError, DeliveryError
+from huntaze_cli.retry import backoff_s
 from huntaze_cli.sinks import PermanentDelivery, RetryableDelivery, Sink
 from huntaze_cli.storage.queue import DeliveryQueue, Lease
 from huntaze_cli.storage.ratelimit import RateLimiter
@@ -205,8 +206,13 @@ class DeliveryWorker:
 
     def _backoff(self, lease: Lease) -> float:
         backoff = self.config.queue.backoff
-        delay = min(backoff.max_s, backoff.base_s * 2**lease.attempts)
-        return delay * (1 + backoff.jitter * self._rng.random())
+        return backoff_s(
+            lease.attempts,
+            base_s=backoff.base_s,
+            max_s=backoff.max_s,
+            spread=(1.0, 1.0 + backoff.jitter),  # [queue.backoff] jitter is added
+            rng=self._rng,
+        )
 
     def _emit(self, what: str, lease: Lease) -> None:
         if self.on_event:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from huntaze_cli.clock import SYSTEM_CLOCK
 from huntaze_cli.config import Config
 from huntaze_cli.costs.periods import day_period, month_period, provider_totals
-from huntaze_cli.models import utcnow
 from huntaze_cli.observability.cloudwatch import MAX_DATUMS_PER_REQUEST, build_datums, put_datums
 from huntaze_cli.storage.ledger import Ledger
 
@@ -32,7 +32,7 @@ def publish_costs(
         raise ValueError(f"chunk_size must be 1..{MAX_DATUMS_PER_REQUEST}, not {chunk_size}")
     if now is not None and now.tzinfo is None:
         raise ValueError("now must carry a UTC offset")
-    now = (now or utcnow()).astimezone(UTC)
+    now = (now or SYSTEM_CLOCK.now()).astimezone(UTC)
     tz = config.thresholds.tz
     day, month = day_period(now, tz), month_period(now, tz)
     today, month_to_date = provider_totals(ledger, [day, month])

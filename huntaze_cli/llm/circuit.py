@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from huntaze_cli.storage.sqlite.db import open_migrated, sqlite_errors
+from huntaze_cli.clock import SYSTEM_CLOCK, Clock
+from huntaze_cli.storage.sqlite.db import Database
 
 State = Literal["closed", "open", "half_open"]
 
@@ -69,11 +69,11 @@ class StateStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._conn = open_migrated(path, _MIGRATIONS, what="provider state")
+        self._db = Database(path, _MIGRATIONS, what="provider state")
 
     def save(self, state: ProviderState) -> None:
-        with sqlite_errors(self.path, "saving provider state"):
-            self._conn.execute(
+        with self._db.write("saving provider state") as conn:
+            conn.execute(
                 "INSERT OR REPLACE INTO provider_state VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     state.provider,
@@ -91,8 +91,8 @@ class StateStore:
             )
 
     def load(self) -> dict[str, ProviderState]:
-        with sqlite_errors(self.path, "reading provider state"):
-            rows = self._conn.execute("SELECT * FROM provider_state").fetchall()
+        with self._db.read("reading provider state") as conn:
+            rows = conn.execute("SELECT * FROM provider_state").fetchall()
         return {
             row[0]: ProviderState(
                 provider=row[0],
@@ -111,7 +111,7 @@ class StateStore:
         }
 
     def close(self) -> None:
-        self._conn.close()
+        self._db.close()
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -132,7 +132,7 @@ class CircuitBreaker:
         threshold: int,
         cooldown_s: float,
         store: StateStore | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
         on_change: Callable[[str, State], None] | None = None,
     ) -> None:
         self.provider = provider
@@ -157,7 +157,7 @@ class CircuitBreaker:
         if self.state == "closed":
             return True
         if self.state == "open":
-            if self._clock() - self._opened_at < self.cooldown_s:
+            if self._clock.monotonic() - self._opened_at < self.cooldown_s:
                 return False
             self._set("half_open")
         if self._probe_in_flight:
@@ -168,7 +168,7 @@ class CircuitBreaker:
     def ready_in(self) -> float:
         """Seconds until ``allow`` could say yes (0 when it may now)."""
         if self.state == "open":
-            return max(0.0, self._opened_at + self.cooldown_s - self._clock())
+            return max(0.0, self._opened_at + self.cooldown_s - self._clock.monotonic())
         if self.state == "half_open" and self._probe_in_flight:
             return self.cooldown_s
         return 0.0
@@ -182,7 +182,7 @@ class CircuitBreaker:
         changed = self.state != "closed" or self.failures or self.misconfigured
         self.failures = 0
         self.misconfigured = False
-        self._last_ok_at = datetime.now(UTC)
+        self._last_ok_at = self._clock.now()
         if self.state != "closed":
             self._set("closed")
         elif changed:
@@ -193,11 +193,11 @@ class CircuitBreaker:
         self.failures += 1
         self.last_error = message
         self.last_error_kind = kind
-        self._last_error_at = datetime.now(UTC)
+        self._last_error_at = self._clock.now()
         self.misconfigured = self.misconfigured or misconfigured
         if self.state == "half_open" or misconfigured or self.failures >= self.threshold:
-            self._opened_at = self._clock()
-            self._opened_wall = datetime.now(UTC)
+            self._opened_at = self._clock.monotonic()
+            self._opened_wall = self._clock.now()
             self._set("open")
         else:
             self._save()
@@ -219,7 +219,7 @@ class CircuitBreaker:
             last_error_at=self._last_error_at,
             last_ok_at=self._last_ok_at,
             opened_at=self._opened_wall if self.state != "closed" else None,
-            updated_at=datetime.now(UTC),
+            updated_at=self._clock.now(),
             pid=os.getpid(),
         )
 

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from huntaze_cli.clock import SYSTEM_CLOCK, Clock
 from huntaze_cli.config import Config
 from huntaze_cli.errors import BackendError, ConfigError, ProviderError
 from huntaze_cli.llm.circuit import CircuitBreaker, StateStore
@@ -33,6 +34,7 @@ from huntaze_cli.llm.types import (
     Usage,
 )
 from huntaze_cli.models import CostEvent
+from huntaze_cli.retry import backoff_s
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Histogram
@@ -164,6 +166,7 @@ class Orchestrator:
         warn: Callable[[str], None] | None = None,
         rng: random.Random | None = None,
         cloudwatch: CallMetricsPublisher | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.config = config
         self.routing = config.routing
@@ -191,6 +194,7 @@ class Orchestrator:
                 threshold=self.routing.circuit_failure_threshold,
                 cooldown_s=self.routing.circuit_cooldown_s,
                 store=state_store,
+                clock=clock,
                 on_change=metrics.set_circuit if metrics else None,
             )
             for name in self.providers
@@ -376,8 +380,12 @@ class Orchestrator:
 
     def _backoff(self, failures: int) -> float:
         """Exponential backoff with jitter (50-100 %) before retrying the same provider."""
-        ceiling = min(self.routing.backoff_max_s, self.routing.backoff_base_s * 2 ** (failures - 1))
-        return ceiling * (0.5 + self._rng.random() / 2)
+        return backoff_s(
+            failures - 1,
+            base_s=self.routing.backoff_base_s,
+            max_s=self.routing.backoff_max_s,
+            rng=self._rng,
+        )
 
     def _failed(
         self, request: GenerationRequest, attempts: list[Attempt], last: ProviderFailure | None

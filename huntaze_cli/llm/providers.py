@@ -13,13 +13,10 @@ pay for importing it (invariant 7).
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import math
 import re
 import sys
 import zlib
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from huntaze_cli.config import (
@@ -38,6 +35,8 @@ from huntaze_cli.llm.types import (
     ProviderFailure,
     Usage,
 )
+from huntaze_cli.retry import retry_after_s
+from huntaze_cli.text import one_line, scrub
 
 _MIN_KEEPALIVE = 100  # the SDK's own default
 _MESSAGE_LIMIT = 300
@@ -115,7 +114,7 @@ class _SDKProvider:
             except Exception as exc:  # the SDK rejects e.g. a malformed endpoint URL
                 raise ConfigError(
                     f"provider {self.name}: cannot set up the client: "
-                    + _scrub(f"{type(exc).__name__}: {exc}", (api_key,))
+                    + scrub(f"{type(exc).__name__}: {exc}", (api_key,), limit=_MESSAGE_LIMIT)
                 ) from None
             self._api_key = api_key
         return self._client
@@ -238,7 +237,8 @@ def parse_completion(response: Any, *, deployment: str | None) -> Completion:
     except ProviderFailure:
         raise
     except Exception as exc:
-        raise ProviderFailure("malformed", f"unreadable completion: {_one_line(exc)}") from None
+        detail = one_line(exc, _MESSAGE_LIMIT)
+        raise ProviderFailure("malformed", f"unreadable completion: {detail}") from None
     return Completion(text=content, usage=usage, deployment=deployment)
 
 
@@ -271,12 +271,6 @@ def _count(value: Any) -> int:
 # --- failure classification -------------------------------------------------------------
 
 _CONTENT_FILTER_CODES = frozenset({"content_filter", "ResponsibleAIPolicyViolation"})
-_RETRY_AFTER_HEADERS = (
-    ("retry-after-ms", 0.001),
-    ("x-ms-retry-after-ms", 0.001),
-    ("retry-after", 1.0),
-)
-_BEARER = re.compile(r"(?i)(bearer\s+)\S+")
 
 
 def classify(exc: BaseException, *, secrets: Iterable[str | None] = ()) -> ProviderFailure:
@@ -292,7 +286,7 @@ def classify(exc: BaseException, *, secrets: Iterable[str | None] = ()) -> Provi
     if kind in ("connection", "timeout") and cause is not None and str(cause) not in detail:
         detail = f"{detail} ({cause})"  # the SDK says "Connection error."; why is in its cause
     origin = type(exc).__name__ if status is None else f"{type(exc).__name__}, HTTP {status}"
-    message = _scrub(f"{kind} ({origin}): {detail}", secrets)
+    message = scrub(f"{kind} ({origin}): {detail}", secrets, limit=_MESSAGE_LIMIT)
     return ProviderFailure(kind, message, status=status, retry_after_s=retry_after)
 
 
@@ -326,7 +320,7 @@ def _kind_of_sdk_error(openai: Any, exc: Any) -> tuple[FailureKind, int | None, 
     if not isinstance(exc, openai.APIStatusError):
         return "bad_request", None, None
     status: int = exc.status_code
-    retry_after = retry_after_seconds(exc.response.headers)
+    retry_after = retry_after_s(exc.response.headers)
     if status == 429:
         return "rate_limited", status, retry_after
     if status >= 500:
@@ -353,44 +347,6 @@ def _is_content_filter(exc: Any) -> bool:
         return True
     inner = body.get("innererror") or body.get("inner_error")
     return isinstance(inner, Mapping) and inner.get("code") in _CONTENT_FILTER_CODES
-
-
-def retry_after_seconds(headers: Mapping[str, str], *, now: datetime | None = None) -> float | None:
-    """The wait a server asked for: ``retry-after-ms``, ``x-ms-retry-after-ms``, then
-    ``Retry-After`` (seconds or an HTTP date); None when absent or unreadable."""
-    for header, scale in _RETRY_AFTER_HEADERS:
-        raw = headers.get(header)
-        if raw is None:
-            continue
-        try:
-            value = float(raw) * scale
-        except ValueError:
-            value = _seconds_until(raw, now) if scale == 1.0 else math.nan
-        if math.isfinite(value) and value >= 0:
-            return value
-    return None
-
-
-def _seconds_until(http_date: str, now: datetime | None) -> float:
-    try:
-        when = email.utils.parsedate_to_datetime(http_date)
-    except (TypeError, ValueError):
-        return math.nan
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
-def _scrub(text: str, secrets: Iterable[str | None]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return _one_line(_BEARER.sub(r"\1***", text))
-
-
-def _one_line(value: object) -> str:
-    text = " ".join(str(value).split())
-    return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 3] + "..."
 
 
 # --- offline simulator -------------------------------------------------------------------

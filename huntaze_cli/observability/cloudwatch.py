@@ -18,11 +18,12 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
+from huntaze_cli.clock import SYSTEM_CLOCK
 from huntaze_cli.config import Config
 from huntaze_cli.errors import BackendError
-from huntaze_cli.models import utcnow
 from huntaze_cli.money import nano_to_decimal
 from huntaze_cli.storage.ledger import Counters
+from huntaze_cli.text import one_line
 
 # PutMetricData accepts at most 1,000 datums per request.
 MAX_DATUMS_PER_REQUEST = 1000
@@ -102,8 +103,8 @@ def put_datums(config: Config, datums: Sequence[Datum], chunk_size: int) -> None
 
 def _failure(namespace: str, region: str, published: int, total: int, detail: str) -> str:
     done = f" after {published} of {total} datums" if published else ""
-    detail = " ".join(detail.split())
-    return f"CloudWatch metrics to namespace {namespace} in {region} failed{done}: {detail}"
+    where = f"CloudWatch metrics to namespace {namespace} in {region}"
+    return f"{where} failed{done}: {one_line(detail)}"
 
 
 class CallMetricsPublisher:
@@ -152,7 +153,7 @@ class CallMetricsPublisher:
             totals, self._totals = self._totals, {}
         if not totals:
             return 0
-        now = utcnow()
+        now = SYSTEM_CLOCK.now()
         datums: list[Datum] = []
         for (provider, model), (requests, failures, nano, count, total, low, high) in sorted(
             totals.items()

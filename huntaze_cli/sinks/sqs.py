@@ -46,7 +46,8 @@ from botocore.exceptions import (
 
 from huntaze_cli.errors import ConfigError, DeliveryError, HuntazeError
 from huntaze_cli.sinks.base import PermanentDelivery, RetryableDelivery, encode_payload
-from huntaze_cli.storage.aws.client import AUTH_CODES, make_client, one_line, region_from_queue_url
+from huntaze_cli.storage.aws.client import AUTH_CODES, make_client, region_from_queue_url
+from huntaze_cli.text import one_line
 
 if TYPE_CHECKING:
     from huntaze_cli.config import Config

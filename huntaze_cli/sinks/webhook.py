@@ -25,13 +25,10 @@ carry a token in their path.
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import hmac
-import math
 import string
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
@@ -40,7 +37,9 @@ import httpx
 from huntaze_cli import __version__
 from huntaze_cli.config import secret_from_env
 from huntaze_cli.errors import ConfigError, DeliveryError
+from huntaze_cli.retry import parse_retry_after
 from huntaze_cli.sinks.base import PermanentDelivery, RetryableDelivery, encode_payload
+from huntaze_cli.text import scrub
 
 if TYPE_CHECKING:
     from huntaze_cli.config import Config
@@ -152,34 +151,9 @@ class WebhookSink:
 
     def _detail(self, text: str) -> str:
         """One line of at most _DETAIL_CHARS characters, the secret masked if echoed."""
-        text = text.replace(self._secret, "********")
-        return " ".join(text[: _DETAIL_CHARS * 4].split())[:_DETAIL_CHARS]
+        return scrub(text, (self._secret,), limit=_DETAIL_CHARS)
 
 
 def sign(key: bytes, body: bytes) -> str:
     """Hex HMAC-SHA256 of ``body``: the ``X-Huntaze-Signature`` value after ``sha256=``."""
     return hmac.new(key, body, hashlib.sha256).hexdigest()
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date).
-
-    None when absent or unreadable (the worker then uses its own backoff); a date in the
-    past means 0.
-    """
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:  # "-0000" dates: RFC 5322 says UTC
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)

@@ -12,8 +12,10 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import NamedTuple, Protocol
+
+from huntaze_cli.clock import US_PER_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +45,6 @@ class RateLimiter(Protocol):
 
 
 # --- the window rule both implementations apply -------------------------------------
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-US_PER_S = 1_000_000
 
 # Grants idle this long are dropped; far beyond any window, so a clock stepped back
 # a little never finds an account's history gone.
@@ -80,17 +78,6 @@ def next_slot(grants: Sequence[int], now_us: int, *, messages: int, per_us: int)
     # grant `messages` places from the end turns per_us old. (More than `messages` are
     # stored only if `messages` was lowered since they were granted.)
     return Slot(None, [], grants[len(grants) - messages] + per_us - now_us)
-
-
-def micros(moment: datetime) -> int:
-    """Exact microseconds since the epoch; a naive datetime is taken as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // _MICROSECOND
-
-
-def from_micros(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
 
 
 def window_micros(per_seconds: float) -> int:

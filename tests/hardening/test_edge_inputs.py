@@ -234,11 +234,15 @@ class _DiskFullOnCommit:
 
 
 def test_a_failed_commit_reports_the_real_error(tmp_path: Path) -> None:
-    from huntaze_cli.storage.sqlite.campaigns import _Txn
+    from huntaze_cli.storage.sqlite.db import sqlite_errors, transaction
 
     conn = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
     conn.execute("CREATE TABLE t (x)")
-    txn = _Txn(_DiskFullOnCommit(conn), tmp_path / "x.db", "storing")  # type: ignore[arg-type]
-    with pytest.raises(BackendError, match="disk is full"), txn as inside:
+    txn = transaction(_DiskFullOnCommit(conn))  # type: ignore[arg-type]
+    with (
+        pytest.raises(BackendError, match="disk is full"),
+        sqlite_errors(tmp_path / "x.db", "storing"),
+        txn as inside,
+    ):
         inside.execute("INSERT INTO t VALUES (1)")
     assert conn.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 0

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from huntaze_cli.clock import SYSTEM_CLOCK, Clock, ManualClock
 from huntaze_cli.config import Config
 from huntaze_cli.errors import ConfigError
 from huntaze_cli.llm.circuit import StateStore
@@ -82,7 +83,7 @@ def make_config(fake: FakeLLM, tmp_path: Path, **sections: dict[str, Any]) -> Co
 class Harness:
     """An orchestrator with a real SQLite ledger and shared breaker state in tmp_path."""
 
-    def __init__(self, config: Config, tmp_path: Path) -> None:
+    def __init__(self, config: Config, tmp_path: Path, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.config = config
         self.ledger = SQLiteLedger(config.ledger_path)
         self.warnings: list[str] = []
@@ -99,6 +100,7 @@ class Harness:
             metrics=self.metrics,
             state_store=self.store,
             warn=self.warnings.append,
+            clock=clock,
         )
 
     async def generate_many(self, requests: list[GenerationRequest]) -> list[Any]:
@@ -275,7 +277,8 @@ def test_the_deadline_bounds_a_generation(fake: FakeLLM, tmp_path: Path) -> None
 
 def test_breaker_opens_skips_then_admits_one_probe(fake: FakeLLM, tmp_path: Path) -> None:
     fake.set_mix("azure", {"500": 1.0})
-    h = Harness(make_config(fake, tmp_path), tmp_path)
+    clock = ManualClock()
+    h = Harness(make_config(fake, tmp_path), tmp_path, clock=clock)
 
     async def scenario() -> None:
         orch = h.orchestrator
@@ -289,8 +292,11 @@ def test_breaker_opens_skips_then_admits_one_probe(fake: FakeLLM, tmp_path: Path
         skipped = await asyncio.gather(*(orch.generate(req(10 + n)) for n in range(8)))
         assert fake.count("azure") == before  # open: not even tried
         assert {r.route_reason for r in skipped} == {"circuit_open"}
+        clock.advance(0.39)  # still cooling down (0.4 s)
+        still = await orch.generate(req(19))
+        assert still.route_reason == "circuit_open" and fake.count("azure") == before
         # After the cooldown exactly one concurrent caller probes azure.
-        await asyncio.sleep(0.45)
+        clock.advance(0.02)
         fake.clear_faults()
         fake.set_latency(100, kind="azure")
         probes = await asyncio.gather(*(orch.generate(req(20 + n)) for n in range(10)))
@@ -306,13 +312,14 @@ def test_breaker_opens_skips_then_admits_one_probe(fake: FakeLLM, tmp_path: Path
 
 def test_a_failed_probe_reopens_the_circuit(fake: FakeLLM, tmp_path: Path) -> None:
     fake.set_mix("azure", {"503": 1.0})
-    h = Harness(make_config(fake, tmp_path), tmp_path)
+    clock = ManualClock()
+    h = Harness(make_config(fake, tmp_path), tmp_path, clock=clock)
 
     async def scenario() -> None:
         orch = h.orchestrator
         for n in range(3):
             await orch.generate(req(n))
-        await asyncio.sleep(0.45)
+        clock.advance(0.45)
         result = await orch.generate(req(9))
         assert result.provider == "openai"
         assert orch.breakers["azure"].state == "open"

@@ -7,8 +7,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Coroutine, Iterator
-from datetime import UTC, datetime
-from email.utils import format_datetime
 from typing import Any, TypeVar
 
 import httpx2
@@ -26,7 +24,6 @@ from huntaze_cli.llm.providers import (
     classify,
     effective_provider_configs,
     parse_completion,
-    retry_after_seconds,
 )
 from huntaze_cli.llm.types import Completion, GenerationRequest, Message, ProviderFailure
 from huntaze_testing.fake_llm import FakeLLM
@@ -222,18 +219,6 @@ def test_rate_limits_carry_the_requested_wait(
     assert isinstance(failure, ProviderFailure)
     assert failure.kind == "rate_limited" and failure.retryable
     assert failure.retry_after_s == pytest.approx(seconds)
-
-
-def test_retry_after_as_an_http_date_and_unreadable_values() -> None:
-    now = datetime(2025, 11, 25, 12, 0, 0, tzinfo=UTC)
-    later = format_datetime(datetime(2025, 11, 25, 12, 0, 30, tzinfo=UTC), usegmt=True)
-    assert retry_after_seconds({"retry-after": later}, now=now) == 30.0
-    earlier = format_datetime(datetime(2025, 11, 25, 11, 0, 0, tzinfo=UTC), usegmt=True)
-    assert retry_after_seconds({"retry-after": earlier}, now=now) == 0.0
-    assert retry_after_seconds({"retry-after": "soon"}) is None
-    assert retry_after_seconds({"retry-after-ms": "nan", "retry-after": "2"}) == 2.0
-    assert retry_after_seconds({"retry-after-ms": "-5"}) is None
-    assert retry_after_seconds({}) is None
 
 
 def test_the_api_key_is_scrubbed_from_failure_messages() -> None:

@@ -25,7 +25,7 @@ import pytest
 from huntaze_cli.config import load_config
 from huntaze_cli.errors import ConfigError, DeliveryError
 from huntaze_cli.sinks import PermanentDelivery, RetryableDelivery, encode_payload, open_sink
-from huntaze_cli.sinks.webhook import WebhookSink, parse_retry_after
+from huntaze_cli.sinks.webhook import WebhookSink
 
 SECRET = "whsec-Zq81-very-secret-value"
 
@@ -194,19 +194,6 @@ def test_retry_after_seconds_and_date(receiver: Receiver, sink: WebhookSink) -> 
     with pytest.raises(RetryableDelivery) as third:
         sink.deliver(payload())
     assert third.value.retry_after_s is None
-
-
-def test_parse_retry_after() -> None:
-    now = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-    assert parse_retry_after(None) is None
-    assert parse_retry_after("") is None
-    assert parse_retry_after(" 120 ") == 120.0
-    assert parse_retry_after("1.5") == 1.5
-    assert parse_retry_after("-3") == 0.0
-    assert parse_retry_after("nan") is None
-    assert parse_retry_after("Sat, 01 Mar 2025 12:00:30 GMT", now=now) == 30.0
-    assert parse_retry_after("Sat, 01 Mar 2025 11:00:00 GMT", now=now) == 0.0
-    assert parse_retry_after("tomorrow-ish", now=now) is None
 
 
 def test_timeout_is_retryable(receiver: Receiver) -> None:

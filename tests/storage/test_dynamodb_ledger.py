@@ -190,8 +190,8 @@ def test_from_config_falls_back_to_the_aws_environment(monkeypatch: pytest.Monke
     ledger = open_ledger(load_config())
     assert isinstance(ledger, DynamoDBLedger)
     assert ledger.table == "from-env"
-    assert ledger._client.meta.endpoint_url == "http://127.0.0.1:4566"
-    assert ledger._client.meta.region_name == "eu-west-3"
+    assert ledger._db.client.meta.endpoint_url == "http://127.0.0.1:4566"
+    assert ledger._db.client.meta.region_name == "eu-west-3"
     ledger.close()
 
 
@@ -202,10 +202,10 @@ class TransactSpy:
     """Wraps the client's transact_write_items and remembers every call and outcome."""
 
     def __init__(self, ledger: DynamoDBLedger, *, fail_first_with: str | None = None) -> None:
-        self.real = ledger._client.transact_write_items
+        self.real = ledger._db.client.transact_write_items
         self.calls: list[tuple[list[dict[str, Any]], str]] = []
         self.fail_first_with = fail_first_with
-        ledger._client.transact_write_items = self
+        ledger._db.client.transact_write_items = self
 
     def __call__(self, **params: Any) -> Any:
         items = params["TransactItems"]
@@ -349,7 +349,7 @@ def test_events_are_read_through_the_time_index_not_a_scan(aws: Any) -> None:
     def no_scan(**_: Any) -> None:
         raise AssertionError("events() must not Scan the table")
 
-    ledger._client.scan = no_scan
+    ledger._db.client.scan = no_scan
     got = [e.attempt_id for e in ledger.events(since=now - timedelta(days=2))]
     assert got == [f"t-{n}" for n in range(6, -1, -1)]
 

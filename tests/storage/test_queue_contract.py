@@ -7,7 +7,6 @@ assert the strong form where it is promised and the at-least-once form where not
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from huntaze_cli.clock import SYSTEM_CLOCK, Clock, ManualClock
 from huntaze_cli.storage.queue import AccountDepth, DeliveryQueue, QueueItem
 
 MAX_ATTEMPTS = 3
@@ -55,12 +55,21 @@ def sqs_client() -> Iterator[Any]:
         yield boto3.client("sqs", region_name="us-east-1")
 
 
+@pytest.fixture
+def clock(request: pytest.FixtureRequest) -> Clock:
+    """SQLite reads time from the clock it is given, which the tests move by hand; SQS's
+    delays and visibility timeouts run on moto's own clock, the real one."""
+    if request.node.callspec.params["queue"] == "sqlite":
+        return ManualClock(datetime.now(UTC))
+    return SYSTEM_CLOCK
+
+
 @pytest.fixture(params=list(TRAITS))
-def queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DeliveryQueue]:
+def queue(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[DeliveryQueue]:
     if request.param == "sqlite":
         from huntaze_cli.storage.sqlite.queue import SQLiteQueue
 
-        sqlite_queue = SQLiteQueue(tmp_path / "queue.db", max_attempts=MAX_ATTEMPTS)
+        sqlite_queue = SQLiteQueue(tmp_path / "queue.db", max_attempts=MAX_ATTEMPTS, clock=clock)
         yield sqlite_queue
         sqlite_queue.close()
         return
@@ -102,9 +111,9 @@ def keys(leases: list) -> list[str]:
     return sorted(lease.item.key for lease in leases)
 
 
-def wait(traits: Traits) -> None:
-    """Sleep past one tick: what was delayed by one tick is due again."""
-    time.sleep(traits.tick_s + 0.1)
+def wait(clock: Clock, traits: Traits) -> None:
+    """Let one tick pass: what was delayed by one tick is due again."""
+    clock.sleep(traits.tick_s + 0.1)
 
 
 # --- enqueue -------------------------------------------------------------------------
@@ -147,7 +156,9 @@ def test_empty_enqueue_and_empty_queue(queue: DeliveryQueue, traits: Traits) -> 
 # --- lease ---------------------------------------------------------------------------
 
 
-def test_lease_hands_out_each_due_item_once(queue: DeliveryQueue, traits: Traits) -> None:
+def test_lease_hands_out_each_due_item_once(
+    queue: DeliveryQueue, traits: Traits, clock: Clock
+) -> None:
     items = [item(n) for n in range(5)]
     queue.enqueue(items)
     first = queue.lease(limit=2, lease_s=30, account=None)
@@ -159,15 +170,15 @@ def test_lease_hands_out_each_due_item_once(queue: DeliveryQueue, traits: Traits
     for lease in first + rest:
         assert lease.attempts == 0
         assert lease.item == next(i for i in items if i.key == lease.item.key)
-        assert lease.leased_until > datetime.now(UTC)
+        assert lease.leased_until > clock.now()
 
 
-def test_stale_token_changes_nothing(queue: DeliveryQueue, traits: Traits) -> None:
+def test_stale_token_changes_nothing(queue: DeliveryQueue, traits: Traits, clock: Clock) -> None:
     if not traits.strict_tokens:
         pytest.skip("SQS standard queues (and moto) accept old receipt handles")
     queue.enqueue([item(1)])
     (old,) = queue.lease(limit=1, lease_s=traits.tick_s)
-    wait(traits)
+    wait(clock, traits)
     (new,) = lease_all(queue, traits)
     outcome = queue.retry(old, delay_s=0, error="late")
     assert outcome.due_at is None and not outcome.dead
@@ -188,12 +199,13 @@ def test_account_filters(queue: DeliveryQueue, traits: Traits) -> None:
     assert keys(lease_all(queue, traits)) == ["cmp_1:fan_1"]
 
 
-def test_oldest_due_first(queue: DeliveryQueue, traits: Traits) -> None:
+def test_oldest_due_first(queue: DeliveryQueue, traits: Traits, clock: Clock) -> None:
     if not traits.oldest_first:
         pytest.skip("SQS orders only within a FIFO message group")
     queue.enqueue([item(n) for n in (3, 1, 2)])
     (first,) = queue.lease(limit=1, lease_s=30)
     assert first.item.key == "cmp_1:fan_3"
+    clock.sleep(0.01)
     queue.release(first, delay_s=0)  # due now: after the two that waited longer
     assert [lease.item.key for lease in lease_all(queue, traits)] == [
         "cmp_1:fan_1",
@@ -206,7 +218,7 @@ def test_oldest_due_first(queue: DeliveryQueue, traits: Traits) -> None:
 
 
 def test_delayed_and_expired_items_are_due_again_later(
-    queue: DeliveryQueue, traits: Traits
+    queue: DeliveryQueue, traits: Traits, clock: Clock
 ) -> None:
     """A retry delay, a release delay and an expired lease each keep an item back for
     one tick (one sleep serves all three: SQS counts whole seconds)."""
@@ -216,13 +228,13 @@ def test_delayed_and_expired_items_are_due_again_later(
     queue.enqueue([retried, released])
     leases = {lease.item.key: lease for lease in lease_all(queue, traits)}
     assert set(leases) == {retried.key, released.key}
-    before = datetime.now(UTC)
+    before = clock.now()
     outcome = queue.retry(leases[retried.key], delay_s=traits.tick_s, error="503 once")
     assert (outcome.dead, outcome.attempts) == (False, 1)
     assert outcome.due_at is not None and outcome.due_at >= before
     queue.release(leases[released.key], delay_s=traits.tick_s)
     assert lease_all(queue, traits) == []  # none is due yet
-    wait(traits)
+    wait(clock, traits)
     again = {lease.item.key: lease for lease in lease_all(queue, traits)}
     assert set(again) == {retried.key, released.key, crashed.key}
     assert again[retried.key].attempts == 1  # a failed delivery counts
@@ -237,7 +249,9 @@ def test_delayed_and_expired_items_are_due_again_later(
     assert queue.depth() == {}
 
 
-def test_attempts_count_up_to_the_dead_letter(queue: DeliveryQueue, traits: Traits) -> None:
+def test_attempts_count_up_to_the_dead_letter(
+    queue: DeliveryQueue, traits: Traits, clock: Clock
+) -> None:
     assert queue.max_attempts == MAX_ATTEMPTS
     queue.enqueue([item(1)])
     for attempt in range(1, MAX_ATTEMPTS):
@@ -252,7 +266,7 @@ def test_attempts_count_up_to_the_dead_letter(queue: DeliveryQueue, traits: Trai
     (dead,) = queue.dead_letters()
     assert dead.item == item(1)
     assert (dead.attempts, dead.last_error) == (MAX_ATTEMPTS, "503 for good")
-    assert dead.died_at <= datetime.now(UTC)
+    assert dead.died_at <= clock.now()
     assert queue.dead_letters("cmp_other") == []
 
 
@@ -324,11 +338,11 @@ def test_depth_counts_queued_in_flight_and_dead(queue: DeliveryQueue, traits: Tr
         assert set(depth) == {"*"}
 
 
-def test_expired_lease_counts_as_queued(queue: DeliveryQueue, traits: Traits) -> None:
+def test_expired_lease_counts_as_queued(queue: DeliveryQueue, traits: Traits, clock: Clock) -> None:
     if not traits.per_account_depth:
         pytest.skip("SQS reports totals, and an expired lease is simply visible again")
     queue.enqueue([item(1, account="a")])
     queue.lease(limit=1, lease_s=traits.tick_s)
     assert queue.depth() == {"a": AccountDepth(in_flight=1)}
-    wait(traits)
+    wait(clock, traits)
     assert queue.depth() == {"a": AccountDepth(queued=1)}

@@ -24,10 +24,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from huntaze_cli.clock import ManualClock, from_micros, micros
 from huntaze_cli.config import load_config
 from huntaze_cli.errors import BackendError
 from huntaze_cli.storage import open_rate_limiter
-from huntaze_cli.storage.ratelimit import Grant, RateLimiter, from_micros, micros
+from huntaze_cli.storage.ratelimit import Grant, RateLimiter
 from huntaze_cli.storage.sqlite.ratelimit import SQLiteRateLimiter
 
 REGION = "us-east-1"
@@ -188,14 +189,14 @@ def test_a_clock_behind_the_latest_grant_never_stamps_out_of_order(
 
 
 def test_without_now_the_limiter_reads_its_clock(make_limiter: MakeLimiter) -> None:
-    clock = [T0.timestamp()]
-    limiter = make_limiter(messages=2, per_seconds=1.5, clock=lambda: clock[0])
+    clock = ManualClock(T0)
+    limiter = make_limiter(messages=2, per_seconds=1.5, clock=clock)
     assert granted(limiter.acquire("clocked")) == at(0)
-    clock[0] += 0.25
+    clock.advance(0.25)
     assert granted(limiter.acquire("clocked")) == at(0.25)
-    clock[0] += 0.25
+    clock.advance(0.25)
     assert refused(limiter.acquire("clocked")) == 1.0
-    clock[0] += 1.0
+    clock.advance(1.0)
     assert granted(limiter.acquire("clocked")) == at(1.5)
     # Wall-clock stamps are the real time, in UTC.
     real = make_limiter(messages=1, per_seconds=1.0)
@@ -295,8 +296,8 @@ def test_open_rate_limiter_follows_the_config(
     remote = open_rate_limiter(load_config())
     assert isinstance(remote, DynamoDBRateLimiter)
     assert (remote.table, remote.messages, remote.per_seconds) == ("from-env", 7, 30.0)
-    assert remote._client.meta.endpoint_url == "http://127.0.0.1:4566"
-    assert remote._client.meta.region_name == "eu-west-3"
+    assert remote._db.client.meta.endpoint_url == "http://127.0.0.1:4566"
+    assert remote._db.client.meta.region_name == "eu-west-3"
     remote.close()
 
 
@@ -476,7 +477,7 @@ def test_dynamodb_a_lost_race_decides_again_on_the_winners_item(aws: Any) -> Non
         "race", messages=2, per_seconds=PER, region=REGION, create_tables=True
     )
     granted(host_b.acquire("acct", now=at(0)))
-    real_get = host_a._client.get_item
+    real_get = host_a._db.client.get_item
     b_grants: list[Grant] = []
 
     def get_then_lose_the_race(**params: Any) -> Any:
@@ -486,15 +487,15 @@ def test_dynamodb_a_lost_race_decides_again_on_the_winners_item(aws: Any) -> Non
         b_grants.append(host_b.acquire(account, now=at(1)))
         return found
 
-    host_a._client.get_item = get_then_lose_the_race
+    host_a._db.client.get_item = get_then_lose_the_race
     puts: list[dict[str, Any]] = []
-    real_put = host_a._client.put_item
+    real_put = host_a._db.client.put_item
 
     def counting_put(**params: Any) -> Any:
         puts.append(params)
         return real_put(**params)
 
-    host_a._client.put_item = counting_put
+    host_a._db.client.put_item = counting_put
     # Host A decided "granted" on the stale read; its write fails, and deciding again
     # on host B's item (returned by the failed write, no second read) it refuses.
     assert refused(host_a.acquire("acct", now=at(2))) == 58.0

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from huntaze_cli.storage.ratelimit import RateLimiter, micros
+from huntaze_cli.clock import micros
+from huntaze_cli.storage.ratelimit import RateLimiter
 from huntaze_cli.storage.sqlite.ratelimit import SQLiteRateLimiter
 
 pytestmark = pytest.mark.slow

@@ -5,14 +5,17 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from multiprocessing.synchronize import Barrier, Event
 from pathlib import Path
 
 import pytest
 
+from huntaze_cli.clock import ManualClock
 from huntaze_cli.errors import BackendError
 from huntaze_cli.storage.queue import QueueItem
 from huntaze_cli.storage.sqlite.db import applied_migrations
@@ -87,7 +90,8 @@ def test_processes_share_one_file_and_ack_each_item_once(tmp_path: Path) -> None
 @pytest.mark.slow
 def test_a_killed_worker_loses_nothing(tmp_path: Path) -> None:
     path = tmp_path / "queue.db"
-    queue = SQLiteQueue(path)
+    clock = ManualClock(time.time())
+    queue = SQLiteQueue(path, clock=clock)
     queue.enqueue(_items(5))
     ctx = multiprocessing.get_context("spawn")
     ready = ctx.Event()
@@ -97,12 +101,13 @@ def test_a_killed_worker_loses_nothing(tmp_path: Path) -> None:
         assert ready.wait(timeout=30)
         os.kill(proc.pid, signal.SIGKILL)  # type: ignore[arg-type]
         proc.join(timeout=10)
-        held_until = time.monotonic() + 1.0
+        # The worker leased for 1 s on the real clock, before now: catch up with it.
+        clock.advance(time.time() - clock.time())
         # The two it did not lease are free; the three it held wait for their lease.
         free = queue.lease(limit=10, lease_s=30)
         assert [lease.item.key for lease in free] == ["cmp_1:fan_3", "cmp_1:fan_4"]
         assert queue.depth()
-        time.sleep(max(held_until - time.monotonic(), 0) + 0.1)
+        clock.advance(1.1)
         recovered = queue.lease(limit=10, lease_s=30)
         assert sorted(lease.item.key for lease in recovered) == [
             "cmp_1:fan_0",
@@ -124,7 +129,8 @@ def test_schema_is_a_named_migration_and_reopens(tmp_path: Path) -> None:
     with SQLiteQueue(path) as queue:
         queue.enqueue(_items(2))
     with SQLiteQueue(path) as queue:
-        assert "queue_001_tables" in applied_migrations(queue._conn)  # type: ignore[arg-type]
+        with closing(sqlite3.connect(path)) as conn:
+            assert "queue_001_tables" in applied_migrations(conn)
         assert len(queue.lease(limit=10, lease_s=5)) == 2
 
 

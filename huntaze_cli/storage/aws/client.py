@@ -13,7 +13,6 @@ Only the DynamoDB and SQS backends import this module, and with it boto3:
 
 from __future__ import annotations
 
-import random
 import re
 import threading
 import time
@@ -36,6 +35,8 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from huntaze_cli.errors import BackendError
+from huntaze_cli.retry import backoff_s
+from huntaze_cli.text import one_line
 
 DEFAULT_ENDPOINT = "the default AWS endpoint"
 
@@ -87,12 +88,6 @@ def error_message(exc: ClientError) -> str:
     return one_line(exc.response.get("Error", {}).get("Message", "") or exc)
 
 
-def one_line(value: object, limit: int | None = None) -> str:
-    """``str(value)`` with its white space folded to single spaces, cut to ``limit``."""
-    text = " ".join(str(value).split())
-    return text if limit is None else text[:limit]
-
-
 def action_name(operation: str) -> str:
     """``put_item`` -> ``PutItem``, the API and IAM action name."""
     return "".join(part.capitalize() for part in operation.split("_"))
@@ -100,8 +95,7 @@ def action_name(operation: str) -> str:
 
 def backoff(retries: int, *, base_s: float, max_s: float) -> None:
     """Sleep before try ``retries + 1``: exponential from ``base_s``, jittered, capped."""
-    delay = min(max_s, base_s * 2**retries)
-    time.sleep(delay * (0.5 + random.random() / 2))
+    time.sleep(backoff_s(retries, base_s=base_s, max_s=max_s))
 
 
 def call_with_backoff(

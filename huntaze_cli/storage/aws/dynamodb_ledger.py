@@ -51,6 +51,10 @@ TTL deletes within a few days of expiry and reads return expired items until the
 Money is exact: nano-dollar integers are stored as DynamoDB Numbers and read back with
 ``int()``; the low-level client carries numbers as strings, so no float is ever involved.
 
+This module holds the ledger's logic; how its items are encoded and decoded is in
+``dynamodb_items``, and the client, table set-up, backoff and paged queries it shares with
+the DynamoDB rate limiter are in ``dynamodb_table``.
+
 IAM actions needed on ``arn:aws:dynamodb:<region>:<account>:table/<table>`` and
 ``.../table/<table>/index/*``:
 
@@ -64,8 +68,6 @@ IAM actions needed on ``arn:aws:dynamodb:<region>:<account>:table/<table>`` and
 
 from __future__ import annotations
 
-import hashlib
-import math
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -75,59 +77,63 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from huntaze_cli.clock import SYSTEM_CLOCK, from_micros, micros
 from huntaze_cli.errors import BackendError
-from huntaze_cli.models import CostEvent, utcnow
+from huntaze_cli.models import CostEvent
 from huntaze_cli.storage.aws.client import (
     THROTTLE_CODES,
-    TableSetup,
     TableSpec,
-    backoff,
-    call_with_backoff,
-    endpoint_of,
     error_code,
     error_message,
-    make_client,
 )
-from huntaze_cli.storage.aws.dynamodb_usage import usage_from_item, usage_partition, usage_update
+from huntaze_cli.storage.aws.dynamodb_items import (
+    DAY_SECONDS,
+    TTL_ATTRIBUTE,
+    alert_from_item,
+    alert_item,
+    attr_n,
+    attr_s,
+    bounded,
+    ceil_seconds,
+    ceil_to,
+    daily_from_item,
+    day_epoch,
+    days_between,
+    epoch_seconds,
+    escape,
+    event_from_item,
+    int_of,
+    slot_from_item,
+    transaction_chunks,
+    transaction_items,
+    utc,
+)
+from huntaze_cli.storage.aws.dynamodb_table import DynamoDBTable
+from huntaze_cli.storage.aws.dynamodb_usage import usage_from_item, usage_partition
 from huntaze_cli.storage.ledger import (
-    COUNTER_FIELDS,
-    LATENCY_BUCKETS,
     SLOT_SECONDS,
     AlertRecord,
     Counters,
-    DailyKey,
     DailyRollup,
     RecordResult,
     SlotCost,
     SlotRollup,
     UsageRollup,
-    aggregate,
-    aggregate_usage,
-    daily_key,
     dedupe_batch,
     group_daily,
     group_slots,
     group_usage,
     retention_cutoff,
     slot_of,
-    usage_key,
 )
 
 if TYPE_CHECKING:
     from huntaze_cli.config import Config
 
 GSI_NAME = "events_by_time"
-TTL_ATTRIBUTE = "expires_at"
 TABLE = TableSpec(
     "ledger", role="ledger", index=(GSI_NAME, "gpk", "gsk"), ttl_attribute=TTL_ATTRIBUTE
 )
-
-DAY_SECONDS = 86_400
-MAX_TRANSACT_ITEMS = 100
-# Rough byte budget of one transaction, well under DynamoDB's 4 MB (see _size_estimate).
-MAX_TRANSACT_BYTES = 2_000_000
-# Sort keys may hold 1024 bytes; longer ones are replaced by a digest (see _bounded).
-MAX_SORT_KEY_BYTES = 1000
 
 # Errors worth another try after a pause, as a whole call or as a transaction reason.
 _RETRYABLE_CODES = THROTTLE_CODES | {
@@ -147,24 +153,6 @@ _BACKOFF_BASE_S = 0.05
 _BACKOFF_MAX_S = 2.0
 # Parallel Queries when a read spans many day partitions (a month is ~32 of them).
 _READ_THREADS = 8
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-_OPTIONAL_EVENT_FIELDS = (
-    "deployment", "error_kind", "route_reason", "campaign_id", "account", "experiment", "arm"
-)  # fmt: skip
-_INT_EVENT_FIELDS = ("input_tokens", "cached_input_tokens", "output_tokens", "cost_nano")
-
-_DAILY_SET = ("day", "provider", "model", "account", "campaign_id", "tenant", TTL_ATTRIBUTE)
-_DAILY_UPDATE = (
-    "SET "
-    + ", ".join(f"#{name} = :{name}" for name in _DAILY_SET)
-    + " ADD "
-    + ", ".join(f"#{name} :{name}" for name in COUNTER_FIELDS)
-)
-_DAILY_NAMES = {f"#{name}": name for name in (*_DAILY_SET, *COUNTER_FIELDS)}
-_SLOT_SET = ("slot", "provider", TTL_ATTRIBUTE)
-_SLOT_NAMES = {f"#{name}": name for name in (*_SLOT_SET, *COUNTER_FIELDS)}
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -186,28 +174,28 @@ class DynamoDBLedger:
         self.table = table
         self.retention_days = retention_days
         self.rollup_retention_days = rollup_retention_days
-        self._create_tables = create_tables
-        self._endpoint_hint = endpoint_url
-        self._setup = TableSetup(TABLE, create=create_tables)
         self._lock = threading.Lock()
         self._indexed_days: set[str] = set()
         self._pool: ThreadPoolExecutor | None = None
-        # Throttling gets our own backoff (see _call).
-        try:
-            self._client: Any = make_client(
-                "dynamodb",
-                region=region,
-                endpoint_url=endpoint_url,
-                connect_timeout=3,
-                read_timeout=10,
-                max_pool_connections=_READ_THREADS * 2,
-                # Client-side validation walks every attribute of every item: about 0.5 ms
-                # per recorded event, more than all the rest of record(). The requests are
-                # built here, and DynamoDB validates them anyway.
-                parameter_validation=False,
-            )
-        except (BotoCoreError, ValueError) as exc:
-            raise self._error(exc, "connect") from exc
+        self._db = DynamoDBTable(
+            TABLE,
+            table,
+            region=region,
+            endpoint_url=endpoint_url,
+            create=create_tables,
+            connect_timeout=3,
+            read_timeout=10,
+            max_retries=_MAX_RETRIES,
+            base_s=_BACKOFF_BASE_S,
+            max_s=_BACKOFF_MAX_S,
+            retry_codes=_RETRYABLE_CODES,
+            explain=_explain,
+            max_pool_connections=_READ_THREADS * 2,
+            # Client-side validation walks every attribute of every item: about 0.5 ms
+            # per recorded event, more than all the rest of record(). The requests are
+            # built here, and DynamoDB validates them anyway.
+            parameter_validation=False,
+        )
 
     @classmethod
     def from_config(cls, config: Config) -> DynamoDBLedger:
@@ -229,8 +217,8 @@ class DynamoDBLedger:
         result = RecordResult()
         if not events:
             return result
-        self._ensure_ready()
-        cutoff = retention_cutoff(utcnow(), self.retention_days)
+        self._db.ensure_ready()
+        cutoff = retention_cutoff(SYSTEM_CLOCK.now(), self.retention_days)
         fresh: list[CostEvent] = []
         for event in events:
             if event.ts < cutoff:
@@ -238,7 +226,7 @@ class DynamoDBLedger:
             else:
                 fresh.append(event)
         unique, result.duplicates = dedupe_batch(fresh)
-        for chunk in _transaction_chunks(unique):
+        for chunk in transaction_chunks(unique):
             self._index_days(chunk)
             result.add(self._write_chunk(chunk))
         return result
@@ -248,9 +236,9 @@ class DynamoDBLedger:
         days = [since + timedelta(days=n) for n in range((until - since).days)]
         if not days:
             return []
-        self._ensure_ready()
-        pages = self._gather(lambda day: self._query_all(f"DAY#{day.isoformat()}"), days)
-        rows = [_daily_from_item(item) for page in pages for item in page]
+        self._db.ensure_ready()
+        pages = self._gather(lambda day: self._db.query_all(f"DAY#{day.isoformat()}"), days)
+        rows = [daily_from_item(item) for page in pages for item in page]
         rows.sort(
             key=lambda r: (
                 r.day,
@@ -285,7 +273,7 @@ class DynamoDBLedger:
 
     def slots(self, since: datetime, until: datetime) -> list[SlotRollup]:
         """Quarter-hour rollups whose slot starts in ``[since, until)``: one Query per day."""
-        rows = [_slot_from_item(item) for item in self._slot_items(since, until)]
+        rows = [slot_from_item(item) for item in self._slot_items(since, until)]
         rows.sort(key=lambda r: (r.slot, r.provider))
         return rows
 
@@ -293,29 +281,29 @@ class DynamoDBLedger:
         """``(slot, provider, cost_nano)`` per quarter-hour rollup: projected Queries."""
         items = self._slot_items(since, until, projection=("slot", "provider", "cost_nano"))
         return sorted(
-            (_int_of(item, "slot"), item["provider"]["S"], _int_of(item, "cost_nano"))
+            (int_of(item, "slot"), item["provider"]["S"], int_of(item, "cost_nano"))
             for item in items
         )
 
     def _slot_items(
         self, since: datetime, until: datetime, *, projection: tuple[str, ...] | None = None
     ) -> list[dict[str, Any]]:
-        first = _ceil_to(_ceil_seconds(since), SLOT_SECONDS)
-        last_second = _ceil_seconds(until) - 1  # slot < until  <=>  slot <= ceil(until) - 1
+        first = ceil_to(ceil_seconds(since), SLOT_SECONDS)
+        last_second = ceil_seconds(until) - 1  # slot < until  <=>  slot <= ceil(until) - 1
         last = last_second - last_second % SLOT_SECONDS
         if first > last:
             return []
-        self._ensure_ready()
+        self._db.ensure_ready()
         # Same-width digits, and every sk has "#provider" after them, so this range holds
         # exactly the slots first..last (last + 1 is never a slot start).
         bounds = (f"{first:010d}", f"{last + 1:010d}")
         pages = self._gather(
             lambda day: list(
-                self._query_iter(
+                self._db.query_iter(
                     f"SLOTDAY#{day.isoformat()}", between=bounds, projection=projection
                 )
             ),
-            _days_between(first, last),
+            days_between(first, last),
         )
         return [item for page in pages for item in page]
 
@@ -326,8 +314,8 @@ class DynamoDBLedger:
         days = [since + timedelta(days=n) for n in range((until - since).days)]
         if not days:
             return []
-        self._ensure_ready()
-        pages = self._gather(lambda day: self._query_all(usage_partition(day.isoformat())), days)
+        self._db.ensure_ready()
+        pages = self._gather(lambda day: self._db.query_all(usage_partition(day.isoformat())), days)
         rows = [usage_from_item(item) for page in pages for item in page]
         if experiment is not None:
             rows = [row for row in rows if row.experiment == experiment]
@@ -348,15 +336,15 @@ class DynamoDBLedger:
         self, since: datetime | None = None, until: datetime | None = None
     ) -> Iterator[CostEvent]:
         """Raw events with ``since <= ts < until``, oldest first, streamed page by page."""
-        self._ensure_ready()
-        since_us = _micros(since) if since is not None else None
-        until_us = _micros(until) if until is not None else None
+        self._db.ensure_ready()
+        since_us = micros(since) if since is not None else None
+        until_us = micros(until) if until is not None else None
         if since_us is not None and until_us is not None and since_us >= until_us:
             return
-        first_day = _utc(since).date().isoformat() if since is not None else "0"
-        last_day = (_utc(until) - _MICROSECOND).date().isoformat() if until is not None else "9"
+        first_day = utc(since).date().isoformat() if since is not None else "0"
+        last_day = from_micros(micros(until) - 1).date().isoformat() if until is not None else "9"
         days = [
-            item["sk"]["S"] for item in self._query_all("EVDAYS", between=(first_day, last_day))
+            item["sk"]["S"] for item in self._db.query_all("EVDAYS", between=(first_day, last_day))
         ]
         # As in slots(): all gsk have 16 digits then "#", so "<until_us>" bounds ts < until.
         bounds = (
@@ -364,10 +352,10 @@ class DynamoDBLedger:
             f"{until_us:016d}" if until_us is not None else "9" * 17,
         )
         for day in days:
-            for item in self._query_iter(
+            for item in self._db.query_iter(
                 f"EVDAY#{day}", between=bounds, index=GSI_NAME, key=("gpk", "gsk")
             ):
-                yield _event_from_item(item)
+                yield event_from_item(item)
 
     def prune(self, now: datetime) -> None:
         """Delete raw events past retention and rollups past rollup retention, now.
@@ -378,108 +366,98 @@ class DynamoDBLedger:
         day, slot rollups of slots starting before the cutoff's slot. The day index items
         stay until TTL removes them: a writer may still hold them in its cache.
         """
-        self._ensure_ready()
-        cutoff = retention_cutoff(_utc(now), self.retention_days)
-        cutoff_us, cutoff_day = _micros(cutoff), cutoff.date().isoformat()
-        for item in self._query_all("EVDAYS", between=("0", cutoff_day)):
+        self._db.ensure_ready()
+        cutoff = retention_cutoff(utc(now), self.retention_days)
+        cutoff_us, cutoff_day = micros(cutoff), cutoff.date().isoformat()
+        for item in self._db.query_all("EVDAYS", between=("0", cutoff_day)):
             day = item["sk"]["S"]
-            old = self._query_iter(
+            old = self._db.query_iter(
                 f"EVDAY#{day}",
                 between=("0", f"{cutoff_us:016d}"),
                 index=GSI_NAME,
                 key=("gpk", "gsk"),
                 projection=("pk", "sk"),
             )
-            self._delete(old)
-        rollup_cutoff = retention_cutoff(_utc(now), self.rollup_retention_days)
+            self._db.delete(old)
+        rollup_cutoff = retention_cutoff(utc(now), self.rollup_retention_days)
         rollup_day, rollup_slot = rollup_cutoff.date().isoformat(), slot_of(rollup_cutoff)
-        for item in self._query_all("ROLLDAYS", between=("0", rollup_day)):
+        for item in self._db.query_all("ROLLDAYS", between=("0", rollup_day)):
             day = item["sk"]["S"]
             if day < rollup_day:
-                self._delete(self._query_iter(f"DAY#{day}", projection=("pk", "sk")))
-                self._delete(self._query_iter(f"SLOTDAY#{day}", projection=("pk", "sk")))
-                self._delete(self._query_iter(usage_partition(day), projection=("pk", "sk")))
+                self._db.delete(self._db.query_iter(f"DAY#{day}", projection=("pk", "sk")))
+                self._db.delete(self._db.query_iter(f"SLOTDAY#{day}", projection=("pk", "sk")))
+                self._db.delete(self._db.query_iter(usage_partition(day), projection=("pk", "sk")))
             else:
                 # The cutoff's own day: only the slots that start before the cutoff slot.
                 bounds = ("0", f"{rollup_slot:010d}")
-                self._delete(
-                    self._query_iter(f"SLOTDAY#{day}", between=bounds, projection=("pk", "sk"))
+                self._db.delete(
+                    self._db.query_iter(f"SLOTDAY#{day}", between=bounds, projection=("pk", "sk"))
                 )
 
     def check(self) -> None:
         """Raise BackendError unless the table is usable: DescribeTable + a conditional write."""
-        self._ensure_ready()
-        table = self._call("describe_table", TableName=self.table)["Table"]
-        TABLE.validate(self.table, table, self._endpoint(), create=self._create_tables)
+        self._db.ensure_ready()
+        table = self._db.call("describe_table", TableName=self.table)["Table"]
+        TABLE.validate(self.table, table, self._db.endpoint(), create=self._db.create)
         status = table.get("TableStatus")
         if status not in ("ACTIVE", "UPDATING"):
             raise BackendError(
-                f"DynamoDB table {self.table!r} at {self._endpoint()} is {status}: "
+                f"DynamoDB table {self.table!r} at {self._db.endpoint()} is {status}: "
                 "wait until it is ACTIVE, or point [ledger] table at another table"
             )
-        now = utcnow()
+        now = SYSTEM_CLOCK.now()
         # The condition proves conditional writes (which idempotency relies on) work, and
         # keeps the probe from overwriting an item that is not a probe.
-        self._call(
+        self._db.call(
             "put_item",
             TableName=self.table,
             Item={
-                "pk": _s("HEALTH"),
-                "sk": _s("CHECK"),
-                "kind": _s("health"),
-                "checked_at": _s(now.isoformat()),
-                TTL_ATTRIBUTE: _n(_epoch(now) + DAY_SECONDS),
+                "pk": attr_s("HEALTH"),
+                "sk": attr_s("CHECK"),
+                "kind": attr_s("health"),
+                "checked_at": attr_s(now.isoformat()),
+                TTL_ATTRIBUTE: attr_n(epoch_seconds(now) + DAY_SECONDS),
             },
             ConditionExpression="attribute_not_exists(pk) OR #kind = :kind",
             ExpressionAttributeNames={"#kind": "kind"},
-            ExpressionAttributeValues={":kind": _s("health")},
+            ExpressionAttributeValues={":kind": attr_s("health")},
         )
 
     def alerts(self, threshold: str, period: str) -> list[AlertRecord]:
         """Every alert attempt recorded for one threshold and period, oldest first."""
-        self._ensure_ready()
-        items = self._query_all(f"ALERT#{_escape(threshold)}#{_escape(period)}")
-        records = [_alert_from_item(item) for item in items]
+        self._db.ensure_ready()
+        items = self._db.query_all(f"ALERT#{escape(threshold)}#{escape(period)}")
+        records = [alert_from_item(item) for item in items]
         records.sort(key=lambda r: r.sent_at)
         return records
 
     def last_alert(self, threshold: str) -> AlertRecord | None:
         """The most recent successful alert of a threshold, any period."""
-        self._ensure_ready()
-        found = self._call(
+        self._db.ensure_ready()
+        found = self._db.call(
             "get_item",
             TableName=self.table,
-            Key={"pk": _s(f"LASTALERT#{_escape(threshold)}"), "sk": _s("L")},
+            Key={"pk": attr_s(f"LASTALERT#{escape(threshold)}"), "sk": attr_s("L")},
             ConsistentRead=True,
         )
         item = found.get("Item")
-        return _alert_from_item(item) if item else None
+        return alert_from_item(item) if item else None
 
     def record_alert(self, record: AlertRecord) -> None:
         """Store one alert attempt; a successful one also becomes its threshold's latest."""
         if record.sent_at.tzinfo is None:
             raise ValueError("AlertRecord.sent_at needs a UTC offset")
-        self._ensure_ready()
+        self._db.ensure_ready()
         sent_at = record.sent_at.astimezone(UTC)
-        item = {
-            "threshold": _s(record.threshold),
-            "period": _s(record.period),
-            "channel": _s(record.channel),
-            "sent_at": _s(sent_at.isoformat()),
-            "sent_us": _n(_micros(sent_at)),
-            "ok": {"BOOL": record.ok},
-            TTL_ATTRIBUTE: _n(_epoch(sent_at) + self.rollup_retention_days * DAY_SECONDS),
-        }
-        if record.error is not None:
-            item["error"] = _s(record.error)
+        item = alert_item(record, retention_days=self.rollup_retention_days)
         # The nonce keeps two attempts with the same time and channel apart.
         sort_key = f"{sent_at.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{record.channel}"
-        self._call(
+        self._db.call(
             "put_item",
             TableName=self.table,
             Item={
-                "pk": _s(f"ALERT#{_escape(record.threshold)}#{_escape(record.period)}"),
-                "sk": _s(_bounded(f"{sort_key}#{uuid.uuid4().hex[:12]}")),
+                "pk": attr_s(f"ALERT#{escape(record.threshold)}#{escape(record.period)}"),
+                "sk": attr_s(bounded(f"{sort_key}#{uuid.uuid4().hex[:12]}")),
                 **item,
             },
         )
@@ -487,18 +465,22 @@ class DynamoDBLedger:
             return
         # Only move the latest forward: alerts from several hosts may land out of order.
         try:
-            self._client.put_item(
+            self._db.client.put_item(
                 TableName=self.table,
-                Item={"pk": _s(f"LASTALERT#{_escape(record.threshold)}"), "sk": _s("L"), **item},
+                Item={
+                    "pk": attr_s(f"LASTALERT#{escape(record.threshold)}"),
+                    "sk": attr_s("L"),
+                    **item,
+                },
                 ConditionExpression="attribute_not_exists(pk) OR #sent_us < :sent_us",
                 ExpressionAttributeNames={"#sent_us": "sent_us"},
                 ExpressionAttributeValues={":sent_us": item["sent_us"]},
             )
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
-                raise self._error(exc, "PutItem") from exc
+                raise self._db.error(exc, "PutItem") from exc
         except BotoCoreError as exc:
-            raise self._error(exc, "PutItem") from exc
+            raise self._db.error(exc, "PutItem") from exc
 
     def close(self) -> None:
         """Release the read threads and the HTTP connection pool."""
@@ -506,13 +488,7 @@ class DynamoDBLedger:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True)
-        self._client.close()
-
-    # --- table set-up ----------------------------------------------------------------
-
-    def _ensure_ready(self) -> None:
-        """Create the table on first use when asked to; otherwise trust it exists."""
-        self._setup.ensure(self._client, self.table, self._error)
+        self._db.close()
 
     # --- writes ----------------------------------------------------------------------
 
@@ -529,40 +505,11 @@ class DynamoDBLedger:
                 ("EVDAYS", self.retention_days),
                 ("ROLLDAYS", self.rollup_retention_days),
             ):
-                expires = _day_epoch(day) + (keep_days + 2) * DAY_SECONDS
-                item = {"pk": _s(partition), "sk": _s(day), TTL_ATTRIBUTE: _n(expires)}
+                expires = day_epoch(day) + (keep_days + 2) * DAY_SECONDS
+                item = {"pk": attr_s(partition), "sk": attr_s(day), TTL_ATTRIBUTE: attr_n(expires)}
                 requests.append({"PutRequest": {"Item": item}})
-        self._batch_write(requests)
+        self._db.batch_write(requests)
         self._indexed_days.update(days)
-
-    def _delete(self, keys: Iterable[dict[str, Any]]) -> None:
-        self._batch_write({"DeleteRequest": {"Key": key}} for key in keys)
-
-    def _batch_write(self, requests: Iterable[dict[str, Any]]) -> None:
-        """BatchWriteItem in groups of 25, retrying what DynamoDB leaves unprocessed."""
-        batch: list[dict[str, Any]] = []
-        for request in requests:
-            batch.append(request)
-            if len(batch) == 25:
-                self._batch_write_group(batch)
-                batch = []
-        if batch:
-            self._batch_write_group(batch)
-
-    def _batch_write_group(self, batch: list[dict[str, Any]]) -> None:
-        pending: dict[str, Any] = {self.table: batch}
-        retries = 0
-        while pending:
-            answer = self._call("batch_write_item", RequestItems=pending)
-            pending = answer.get("UnprocessedItems") or {}
-            if pending:
-                if retries >= _MAX_RETRIES:
-                    raise BackendError(
-                        f"DynamoDB table {self.table!r} at {self._endpoint()} kept "
-                        "throttling BatchWriteItem: retry later"
-                    )
-                _backoff(retries)
-                retries += 1
 
     def _write_chunk(self, chunk: list[CostEvent]) -> RecordResult:
         """Commit one transaction's worth of events, dropping ids already stored."""
@@ -570,9 +517,14 @@ class DynamoDBLedger:
         pending = chunk
         retries = 0
         while pending:
-            items = self._transaction_items(pending)
+            items = transaction_items(
+                self.table,
+                pending,
+                retention_days=self.retention_days,
+                rollup_retention_days=self.rollup_retention_days,
+            )
             try:
-                self._client.transact_write_items(TransactItems=items)
+                self._db.client.transact_write_items(TransactItems=items)
             except ClientError as exc:
                 code = error_code(exc)
                 if code == "TransactionCanceledException":
@@ -591,189 +543,23 @@ class DynamoDBLedger:
                         result.duplicates += len(duplicates)
                         pending = [e for i, e in enumerate(pending) if i not in duplicates]
                     if retryable and retries < _MAX_RETRIES:
-                        _backoff(retries)
+                        self._db.backoff(retries)
                         retries += 1
                         continue
                     if duplicates and not retryable:
                         continue
                 elif code in _RETRYABLE_CODES and retries < _MAX_RETRIES:
-                    _backoff(retries)
+                    self._db.backoff(retries)
                     retries += 1
                     continue
-                raise self._error(exc, "TransactWriteItems") from exc
+                raise self._db.error(exc, "TransactWriteItems") from exc
             except BotoCoreError as exc:
-                raise self._error(exc, "TransactWriteItems") from exc
+                raise self._db.error(exc, "TransactWriteItems") from exc
             result.stored += len(pending)
             break
         return result
 
-    def _transaction_items(self, events: list[CostEvent]) -> list[dict[str, Any]]:
-        daily, slots = aggregate(events)
-        items: list[dict[str, Any]] = [
-            {
-                "Put": {
-                    "TableName": self.table,
-                    "Item": self._event_item(event),
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            }
-            for event in events
-        ]
-        items.extend(self._daily_update(key, counters) for key, counters in daily.items())
-        items.extend(self._slot_update(slot) for slot in slots.values())
-        items.extend(
-            usage_update(
-                self.table,
-                rollup,
-                sort_key=_join_key(key[1:]),
-                expires_at=_day_epoch(key[0]) + (self.rollup_retention_days + 1) * DAY_SECONDS,
-                ttl_attribute=TTL_ATTRIBUTE,
-            )
-            for key, rollup in aggregate_usage(events).items()
-        )
-        return items
-
-    def _event_item(self, event: CostEvent) -> dict[str, Any]:
-        ts_us = _micros(event.ts)
-        item: dict[str, Any] = {
-            "pk": _s(f"EVENT#{event.attempt_id}"),
-            "sk": _s("E"),
-            "gpk": _s(f"EVDAY#{event.ts.date().isoformat()}"),
-            "gsk": _s(_bounded(event.attempt_id, prefix=f"{ts_us:016d}#")),
-            "attempt_id": _s(event.attempt_id),
-            "request_id": _s(event.request_id),
-            "ts": _s(event.ts.isoformat()),
-            "ts_us": _n(ts_us),
-            "provider": _s(event.provider),
-            "model": _s(event.model),
-            "priced": {"BOOL": event.priced},
-            "latency_ms": _float_value(event.latency_ms),
-            "status": _s(event.status),
-            "tenant": _s(event.tenant),
-            TTL_ATTRIBUTE: _n(_epoch(event.ts) + self.retention_days * DAY_SECONDS),
-        }
-        for name in _INT_EVENT_FIELDS:
-            item[name] = _n(getattr(event, name))
-        for name in _OPTIONAL_EVENT_FIELDS:
-            value = getattr(event, name)
-            if value is not None:
-                item[name] = _s(value)
-        return item
-
-    def _daily_update(self, key: DailyKey, counters: Counters) -> dict[str, Any]:
-        day, provider, model, account, campaign_id, tenant = key
-        values = {
-            ":day": _s(day),
-            ":provider": _s(provider),
-            ":model": _s(model),
-            ":account": _s(account),
-            ":campaign_id": _s(campaign_id),
-            ":tenant": _s(tenant),
-            f":{TTL_ATTRIBUTE}": _n(
-                _day_epoch(day) + (self.rollup_retention_days + 1) * DAY_SECONDS
-            ),
-        }
-        for name in COUNTER_FIELDS:
-            values[f":{name}"] = _n(getattr(counters, name))
-        return {
-            "Update": {
-                "TableName": self.table,
-                "Key": {"pk": _s(f"DAY#{day}"), "sk": _s(_join_key(key[1:]))},
-                "UpdateExpression": _DAILY_UPDATE,
-                "ExpressionAttributeNames": _DAILY_NAMES,
-                "ExpressionAttributeValues": values,
-            }
-        }
-
-    def _slot_update(self, slot: SlotRollup) -> dict[str, Any]:
-        day = datetime.fromtimestamp(slot.slot, UTC).date().isoformat()
-        values = {
-            ":slot": _n(slot.slot),
-            ":provider": _s(slot.provider),
-            f":{TTL_ATTRIBUTE}": _n(
-                _day_epoch(day) + (self.rollup_retention_days + 1) * DAY_SECONDS
-            ),
-        }
-        for name in COUNTER_FIELDS:
-            values[f":{name}"] = _n(getattr(slot.counters, name))
-        adds = [f"#{name} :{name}" for name in COUNTER_FIELDS]
-        names = dict(_SLOT_NAMES)
-        # Only the buckets this batch touched: most of the 23 stay zero.
-        for bucket, count in enumerate(slot.latency):
-            if count:
-                adds.append(f"#lat_{bucket} :lat_{bucket}")
-                names[f"#lat_{bucket}"] = f"lat_{bucket}"
-                values[f":lat_{bucket}"] = _n(count)
-        expression = (
-            "SET "
-            + ", ".join(f"#{name} = :{name}" for name in _SLOT_SET)
-            + " ADD "
-            + ", ".join(adds)
-        )
-        return {
-            "Update": {
-                "TableName": self.table,
-                "Key": {
-                    "pk": _s(f"SLOTDAY#{day}"),
-                    "sk": _s(f"{slot.slot:010d}#{slot.provider}"),
-                },
-                "UpdateExpression": expression,
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": values,
-            }
-        }
-
     # --- reads -----------------------------------------------------------------------
-
-    def _query_all(
-        self,
-        partition: str,
-        *,
-        between: tuple[str, str] | None = None,
-        index: str | None = None,
-        key: tuple[str, str] = ("pk", "sk"),
-    ) -> list[dict[str, Any]]:
-        return list(self._query_iter(partition, between=between, index=index, key=key))
-
-    def _query_iter(
-        self,
-        partition: str,
-        *,
-        between: tuple[str, str] | None = None,
-        index: str | None = None,
-        key: tuple[str, str] = ("pk", "sk"),
-        projection: tuple[str, ...] | None = None,
-    ) -> Iterator[dict[str, Any]]:
-        """Every item of one partition (optionally a sort-key range), page by page."""
-        params: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "#p = :p",
-            "ExpressionAttributeNames": {"#p": key[0]},
-            "ExpressionAttributeValues": {":p": _s(partition)},
-        }
-        if projection is not None:
-            names = {f"#a{n}": name for n, name in enumerate(projection)}
-            params["ProjectionExpression"] = ", ".join(names)
-            params["ExpressionAttributeNames"].update(names)
-        if between is not None:
-            params["KeyConditionExpression"] += " AND #s BETWEEN :lo AND :hi"
-            params["ExpressionAttributeNames"]["#s"] = key[1]
-            params["ExpressionAttributeValues"].update(
-                {":lo": _s(between[0]), ":hi": _s(between[1])}
-            )
-        if index is not None:
-            params["IndexName"] = index
-        else:
-            # Reports right after a write (thresholds, stats) must see it; index reads
-            # cannot be strongly consistent.
-            params["ConsistentRead"] = True
-        while True:
-            page = self._call("query", **params)
-            yield from page.get("Items", [])
-            last = page.get("LastEvaluatedKey")
-            if not last:
-                return
-            params["ExclusiveStartKey"] = last
 
     def _gather(self, fn: Callable[[T], R], keys: Sequence[T]) -> list[R]:
         """``[fn(k) for k in keys]``, in parallel threads when there are several keys."""
@@ -787,244 +573,23 @@ class DynamoDBLedger:
             pool = self._pool
         return list(pool.map(fn, keys))
 
-    # --- calls and errors ------------------------------------------------------------
 
-    def _call(self, operation: str, **params: Any) -> Any:
-        """One client call with backoff on throttling; library errors become BackendError."""
-        return call_with_backoff(
-            self._client,
-            operation,
-            params,
-            error=self._error,
-            retry_codes=_RETRYABLE_CODES,
-            max_retries=_MAX_RETRIES,
-            base_s=_BACKOFF_BASE_S,
-            max_s=_BACKOFF_MAX_S,
+def _explain(exc: ClientError, action: str, table: DynamoDBTable) -> BackendError | None:
+    """The ledger's wording for a missing index and for writes that kept failing."""
+    code, message = error_code(exc), error_message(exc)
+    if code == "ValidationException" and "index" in message.lower():
+        return BackendError(
+            f"DynamoDB table {table.name!r} at {table.endpoint()} has no index "
+            f"{GSI_NAME!r} ({message}): it was not created by huntaze; point [ledger] "
+            "table at a new name and set [ledger] create_tables = true"
         )
-
-    def _endpoint(self) -> str:
-        return endpoint_of(getattr(self, "_client", None), self._endpoint_hint)
-
-    def _error(self, exc: Exception, action: str) -> BackendError:
-        """A one-line BackendError for ``exc`` naming the table, endpoint and next step."""
-        resource = TABLE.resource(self.table, self._endpoint())
-        if isinstance(exc, ClientError):
-            code, message = error_code(exc), error_message(exc)
-            if code == "ValidationException" and "index" in message.lower():
-                return BackendError(
-                    f"DynamoDB table {self.table!r} at {resource.where} has no index "
-                    f"{GSI_NAME!r} ({message}): it was not created by huntaze; point [ledger] "
-                    "table at a new name and set [ledger] create_tables = true"
-                )
-            if code == "TransactionCanceledException":
-                reasons = [
-                    f"{r.get('Code')}: {r.get('Message', '')}".strip(": ")
-                    for r in exc.response.get("CancellationReasons") or []
-                    if r.get("Code") not in (None, "None")
-                ]
-                message = "; ".join(dict.fromkeys(reasons)) or message
-            if code in _RETRYABLE_CODES or code == "TransactionCanceledException":
-                return resource.kept_failing(action, code, message, "; the write is idempotent")
-        return resource.error(exc, action)
-
-
-# --- item encoding ---------------------------------------------------------------------
-
-
-def _s(value: str) -> dict[str, str]:
-    return {"S": value}
-
-
-def _n(value: int) -> dict[str, str]:
-    return {"N": str(value)}
-
-
-def _float_value(value: float) -> dict[str, str]:
-    """A float as an exact DynamoDB Number, or as a String when Numbers cannot hold it."""
-    # repr() is the shortest decimal that reads back as the same float; DynamoDB Numbers
-    # hold magnitudes 1e-130..1e125, which excludes inf (the model allows it) and extremes.
-    if value == 0 or (math.isfinite(value) and 1e-100 < abs(value) < 1e100):
-        return {"N": repr(value)}
-    return {"S": repr(value)}
-
-
-def _float_of(attr: dict[str, str]) -> float:
-    return float(attr["N"] if "N" in attr else attr["S"])
-
-
-def _int_of(item: dict[str, Any], name: str) -> int:
-    attr = item.get(name)
-    return int(attr["N"]) if attr else 0
-
-
-def _str_of(item: dict[str, Any], name: str) -> str | None:
-    attr = item.get(name)
-    return attr["S"] if attr and "S" in attr else None
-
-
-def _escape(part: str) -> str:
-    """Make ``part`` free of the key separators so joined keys cannot collide."""
-    return part.replace("%", "%25").replace("\x1e", "%1E").replace("\x1f", "%1F")
-
-
-def _join_key(parts: Iterable[str]) -> str:
-    return _bounded("\x1f".join(_escape(part) for part in parts))
-
-
-def _bounded(key: str, *, prefix: str = "") -> str:
-    """``prefix + key``, or ``prefix`` + a digest of ``key`` when too long for a sort key.
-
-    The prefix (a timestamp, say) keeps its place in the sort order. Escaped keys never
-    contain ``\\x1e``, so a digest key cannot equal a plain one. The item's attributes
-    keep the full values; keys are never parsed back.
-    """
-    full = prefix + key
-    if len(full) * 4 <= MAX_SORT_KEY_BYTES or len(full.encode()) <= MAX_SORT_KEY_BYTES:
-        return full
-    return prefix + "\x1e" + hashlib.sha256(key.encode()).hexdigest()
-
-
-def _event_from_item(item: dict[str, Any]) -> CostEvent:
-    data: dict[str, Any] = {
-        "attempt_id": item["attempt_id"]["S"],
-        "request_id": item["request_id"]["S"],
-        "ts": datetime.fromisoformat(item["ts"]["S"]),
-        "provider": item["provider"]["S"],
-        "model": item["model"]["S"],
-        "priced": item["priced"]["BOOL"],
-        "latency_ms": _float_of(item["latency_ms"]),
-        "status": item["status"]["S"],
-        "tenant": item["tenant"]["S"],
-    }
-    for name in _INT_EVENT_FIELDS:
-        data[name] = _int_of(item, name)
-    for name in _OPTIONAL_EVENT_FIELDS:
-        data[name] = _str_of(item, name)
-    return CostEvent.model_validate(data)
-
-
-def _counters_of(item: dict[str, Any]) -> Counters:
-    return Counters(**{name: _int_of(item, name) for name in COUNTER_FIELDS})
-
-
-def _daily_from_item(item: dict[str, Any]) -> DailyRollup:
-    return DailyRollup(
-        day=date.fromisoformat(item["day"]["S"]),
-        provider=item["provider"]["S"],
-        model=item["model"]["S"],
-        account=_str_of(item, "account") or None,
-        campaign_id=_str_of(item, "campaign_id") or None,
-        tenant=item["tenant"]["S"],
-        counters=_counters_of(item),
-    )
-
-
-def _slot_from_item(item: dict[str, Any]) -> SlotRollup:
-    return SlotRollup(
-        slot=_int_of(item, "slot"),
-        provider=item["provider"]["S"],
-        counters=_counters_of(item),
-        latency=[_int_of(item, f"lat_{bucket}") for bucket in range(LATENCY_BUCKETS)],
-    )
-
-
-def _alert_from_item(item: dict[str, Any]) -> AlertRecord:
-    return AlertRecord(
-        threshold=item["threshold"]["S"],
-        period=item["period"]["S"],
-        channel=item["channel"]["S"],
-        sent_at=datetime.fromisoformat(item["sent_at"]["S"]),
-        ok=item["ok"]["BOOL"],
-        error=_str_of(item, "error"),
-    )
-
-
-# --- batching, time and small helpers -------------------------------------------------
-
-
-def _transaction_chunks(events: list[CostEvent]) -> Iterator[list[CostEvent]]:
-    """Split events so that each chunk's Puts plus rollup updates fit one transaction."""
-    chunk: list[CostEvent] = []
-    daily: set[DailyKey] = set()
-    slots: set[tuple[int, str]] = set()
-    usage: set[tuple[str, ...]] = set()
-    size = 0
-    for event in events:
-        dkey, skey, ukey = daily_key(event), (slot_of(event.ts), event.provider), usage_key(event)
-        added = 1 + (dkey not in daily) + (skey not in slots) + (ukey not in usage)
-        event_size = _size_estimate(event)
-        if chunk and (
-            len(chunk) + len(daily) + len(slots) + len(usage) + added > MAX_TRANSACT_ITEMS
-            or size + event_size > MAX_TRANSACT_BYTES
-        ):
-            yield chunk
-            chunk, daily, slots, usage, size = [], set(), set(), set(), 0
-        chunk.append(event)
-        daily.add(dkey)
-        slots.add(skey)
-        usage.add(ukey)
-        size += event_size
-    if chunk:
-        yield chunk
-
-
-def _size_estimate(event: CostEvent) -> int:
-    """An upper bound of the bytes an event adds to a transaction (Put + two updates)."""
-    text = sum(
-        len(value)
-        for value in (
-            event.attempt_id,
-            event.request_id,
-            event.provider,
-            event.deployment,
-            event.model,
-            event.error_kind,
-            event.route_reason,
-            event.campaign_id,
-            event.account,
-            event.tenant,
-            event.experiment,
-            event.arm,
-        )
-        if value
-    )
-    # 4 bytes per character at most, in up to four items (the usage rollup's histograms
-    # and sums add about 1 KB).
-    return 3072 + 16 * text
-
-
-def _backoff(retries: int) -> None:
-    backoff(retries, base_s=_BACKOFF_BASE_S, max_s=_BACKOFF_MAX_S)
-
-
-def _utc(moment: datetime) -> datetime:
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
-def _micros(moment: datetime) -> int:
-    return (_utc(moment) - _EPOCH) // _MICROSECOND
-
-
-def _epoch(moment: datetime) -> int:
-    return _micros(moment) // 1_000_000
-
-
-def _ceil_seconds(moment: datetime) -> int:
-    return -(-_micros(moment) // 1_000_000)
-
-
-def _ceil_to(value: int, step: int) -> int:
-    return -(-value // step) * step
-
-
-def _day_epoch(day: str) -> int:
-    return _epoch(datetime.fromisoformat(day).replace(tzinfo=UTC))
-
-
-def _days_between(first: int, last: int) -> list[date]:
-    """The UTC days from the one holding epoch ``first`` to the one holding ``last``."""
-    start = datetime.fromtimestamp(first, UTC).date()
-    end = datetime.fromtimestamp(last, UTC).date()
-    return [start + timedelta(days=n) for n in range((end - start).days + 1)]
+    if code == "TransactionCanceledException":
+        reasons = [
+            f"{r.get('Code')}: {r.get('Message', '')}".strip(": ")
+            for r in exc.response.get("CancellationReasons") or []
+            if r.get("Code") not in (None, "None")
+        ]
+        message = "; ".join(dict.fromkeys(reasons)) or message
+    if code in _RETRYABLE_CODES or code == "TransactionCanceledException":
+        return table.resource().kept_failing(action, code, message, "; the write is idempotent")
+    return None

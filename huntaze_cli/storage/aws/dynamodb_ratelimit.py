@@ -31,30 +31,30 @@ and ``dynamodb:UpdateTimeToLive``.
 from __future__ import annotations
 
 import random
-import time
-from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
+from huntaze_cli.clock import (
+    SYSTEM_CLOCK,
+    US_PER_S,
+    Clock,
+    from_micros,
+    micros,
+    seconds_to_micros,
+)
 from huntaze_cli.errors import BackendError
 from huntaze_cli.storage.aws.client import (
     THROTTLE_CODES,
-    TableSetup,
     TableSpec,
-    call_with_backoff,
-    endpoint_of,
     error_code,
     error_message,
-    make_client,
 )
+from huntaze_cli.storage.aws.dynamodb_table import DynamoDBTable
 from huntaze_cli.storage.ratelimit import (
     IDLE_MARGIN_US,
-    US_PER_S,
     Grant,
-    from_micros,
-    micros,
     next_slot,
     refusal,
     window_micros,
@@ -89,7 +89,7 @@ class DynamoDBRateLimiter:
         region: str | None = None,
         endpoint_url: str | None = None,
         create_tables: bool = False,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if messages < 1:
             raise ValueError(f"messages must be at least 1, got {messages}")
@@ -98,21 +98,24 @@ class DynamoDBRateLimiter:
         self.per_seconds = per_seconds
         self._per_us = window_micros(per_seconds)
         self._clock = clock
-        self._endpoint_hint = endpoint_url
-        self._setup = TableSetup(TABLE, create=create_tables)
-        # A delivery waits on this call: an unreachable endpoint must fail in seconds,
-        # and throttling gets the backoff in _call rather than botocore's.
-        try:
-            self._client: Any = make_client(
-                "dynamodb",
-                region=region,
-                endpoint_url=endpoint_url,
-                connect_timeout=2,
-                read_timeout=5,
-                parameter_validation=False,
-            )
-        except (BotoCoreError, ValueError) as exc:
-            raise self._error(exc, "connect") from exc
+        # A delivery waits on these calls: an unreachable endpoint must fail in seconds.
+        self._db = DynamoDBTable(
+            TABLE,
+            table,
+            region=region,
+            endpoint_url=endpoint_url,
+            create=create_tables,
+            connect_timeout=2,
+            read_timeout=5,
+            max_retries=_MAX_THROTTLE_RETRIES,
+            base_s=0.02,
+            max_s=1.0,
+            # A failed condition is not an error here: its ClientError is raised as it
+            # is, carrying the item as it is now (ReturnValuesOnConditionCheckFailure).
+            raw_codes=_CONFLICT,
+            explain=_explain,
+            parameter_validation=False,
+        )
 
     @classmethod
     def from_config(cls, config: Config) -> DynamoDBRateLimiter:
@@ -137,15 +140,15 @@ class DynamoDBRateLimiter:
 
     def acquire(self, account: str, *, now: datetime | None = None) -> Grant:
         """Take a slot for ``account`` if its window has room, else say how long to wait."""
-        self._ensure_ready()
+        self._db.ensure_ready()
         fixed_us = micros(now) if now is not None else None
         key = {"pk": {"S": f"RL#{account}"}, "sk": {"S": SORT_KEY}}
-        found = self._call("get_item", TableName=self.table, Key=key, ConsistentRead=True)
+        found = self._db.call("get_item", TableName=self.table, Key=key, ConsistentRead=True)
         item: dict[str, Any] | None = found.get("Item")
         for _ in range(_MAX_CONFLICTS):
             grants = [int(value["N"]) for value in item["grants"]["L"]] if item else []
             # The clock is read after the read returns: the stamp is as late as it can be.
-            now_us = fixed_us if fixed_us is not None else round(self._clock() * US_PER_S)
+            now_us = fixed_us if fixed_us is not None else seconds_to_micros(self._clock.time())
             slot = next_slot(grants, now_us, messages=self.messages, per_us=self._per_us)
             if slot.at_us is None:
                 return refusal(slot.wait_us)
@@ -153,12 +156,12 @@ class DynamoDBRateLimiter:
             if stored:
                 return Grant(True, at=from_micros(slot.at_us))
             # Another writer took a slot first; decide again on what it wrote.
-            time.sleep(_CONFLICT_PAUSE_S * random.random())
+            self._clock.sleep(_CONFLICT_PAUSE_S * random.random())
         return Grant(False, retry_after_s=_CONGESTED_RETRY_S * (1 + random.random()))
 
     def close(self) -> None:
         """Release the HTTP connection pool."""
-        self._client.close()
+        self._db.close()
 
     # --- the conditional write -------------------------------------------------------
 
@@ -194,52 +197,21 @@ class DynamoDBRateLimiter:
             params["ExpressionAttributeNames"] = {"#v": "version"}
             params["ExpressionAttributeValues"] = {":v": {"N": str(old_version)}}
         try:
-            self._call("put_item", **params)
+            self._db.call("put_item", **params)
         except ClientError as exc:  # the condition failed: another writer was first
             return False, exc.response.get("Item") or None
         return True, None
 
-    # --- table set-up ----------------------------------------------------------------
 
-    def _ensure_ready(self) -> None:
-        """Create the table on first use when asked to; otherwise trust it exists.
-
-        Without ``create_tables`` a missing table surfaces on the first GetItem.
-        """
-        self._setup.ensure(self._client, self.table, self._error)
-
-    # --- calls and errors ------------------------------------------------------------
-
-    def _call(self, operation: str, **params: Any) -> Any:
-        """One client call with backoff on throttling; library errors become BackendError.
-
-        A failed condition is not an error here: its ClientError is raised as it is,
-        carrying the item as it is now (``ReturnValuesOnConditionCheckFailure``).
-        """
-        return call_with_backoff(
-            self._client,
-            operation,
-            params,
-            error=self._error,
-            retry_codes=THROTTLE_CODES,
-            max_retries=_MAX_THROTTLE_RETRIES,
-            base_s=0.02,
-            max_s=1.0,
-            raw_codes=_CONFLICT,
+def _explain(exc: ClientError, action: str, table: DynamoDBTable) -> BackendError | None:
+    """The limiter's wording for a foreign table and for throttling that did not end."""
+    code, message = error_code(exc), error_message(exc)
+    if code == "ValidationException" and "key" in message.lower():
+        return BackendError(
+            f"DynamoDB table {table.name!r} at {table.endpoint()} is not a huntaze table "
+            f"({message}): it needs string keys pk/sk; point [rate_limit] table at a "
+            "new name and set [rate_limit] create_tables = true"
         )
-
-    def _error(self, exc: Exception, action: str) -> BackendError:
-        """A one-line BackendError for ``exc`` naming the table, endpoint and next step."""
-        where = endpoint_of(getattr(self, "_client", None), self._endpoint_hint)
-        resource = TABLE.resource(self.table, where)
-        if isinstance(exc, ClientError):
-            code, message = error_code(exc), error_message(exc)
-            if code == "ValidationException" and "key" in message.lower():
-                return BackendError(
-                    f"DynamoDB table {self.table!r} at {where} is not a huntaze table "
-                    f"({message}): it needs string keys pk/sk; point [rate_limit] table at a "
-                    "new name and set [rate_limit] create_tables = true"
-                )
-            if code in THROTTLE_CODES:
-                return resource.kept_failing(action, code, message)
-        return resource.error(exc, action)
+    if code in THROTTLE_CODES:
+        return table.resource().kept_failing(action, code, message)
+    return None

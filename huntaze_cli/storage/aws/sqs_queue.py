@@ -75,6 +75,7 @@ from urllib.parse import urlparse
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from huntaze_cli.clock import SYSTEM_CLOCK, Clock
 from huntaze_cli.errors import BackendError, ConfigError
 from huntaze_cli.storage.aws.client import (
     Resource,
@@ -162,6 +163,7 @@ class SQSQueue:
         endpoint_url: str | None,
         max_attempts: int = 5,
         scan_wait_s: int = 1,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         """``scan_wait_s``: long-poll seconds when reading the whole dead-letter queue;
         short polls of a small queue may come back empty while messages remain."""
@@ -171,6 +173,7 @@ class SQSQueue:
         self.max_attempts = max_attempts
         self.fifo = queue_url.endswith(".fifo")
         self.scan_wait_s = scan_wait_s
+        self._clock = clock
         self._endpoint_hint = endpoint_url
         self._lock = threading.Lock()
         self._dead_url: str | None = None
@@ -238,7 +241,7 @@ class SQSQueue:
         leases: list[Lease] = []
         while len(leases) < limit:
             want = min(BATCH, limit - len(leases))
-            started = time.time()
+            started = self._clock.time()
             messages = self._call(
                 "receive_message",
                 self.queue_url,
@@ -254,7 +257,7 @@ class SQSQueue:
                     self._quarantine(message)
                     continue
                 item, data = parsed
-                early = float(data.get("due_at", 0)) - time.time()
+                early = float(data.get("due_at", 0)) - self._clock.time()
                 if early > 0:
                     self._hide(message["ReceiptHandle"], early)
                     continue
@@ -277,7 +280,7 @@ class SQSQueue:
             self._bury(lease, attempts, error)
             return Outcome(dead=True, attempts=attempts, due_at=None)
         delay = max(delay_s, 0.0)
-        due_at = time.time() + delay
+        due_at = self._clock.time() + delay
         entry: dict[str, Any] = {
             "MessageBody": _body(lease.item, attempts, due_at=due_at, last_error=error)
         }
@@ -373,7 +376,7 @@ class SQSQueue:
 
     def _bury(self, lease: Lease, attempts: int, error: str) -> None:
         dead_url = self._dead_queue_to_write()
-        body = _body(lease.item, attempts, last_error=error, died_at=time.time())
+        body = _body(lease.item, attempts, last_error=error, died_at=self._clock.time())
         self._send_dead(dead_url, body, lease.item.account)
         self._delete(self.queue_url, lease.token)
 
@@ -392,7 +395,7 @@ class SQSQueue:
         """
         logger.warning("SQS queue %s: moving an unreadable message to dead letters", self.queue_url)
         item = QueueItem(f"sqs:{message['MessageId']}", "", "", "", message.get("Body", ""))
-        body = _body(item, 0, last_error=_FOREIGN_ERROR, died_at=time.time())
+        body = _body(item, 0, last_error=_FOREIGN_ERROR, died_at=self._clock.time())
         self._send_dead(self._dead_queue_to_write(), body, "")
         self._delete(self.queue_url, message["ReceiptHandle"])
 

@@ -10,19 +10,18 @@ generation failed for good). Every transition is idempotent, so replays after a 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from huntaze_cli.errors import BackendError
-from huntaze_cli.storage.sqlite.db import open_migrated, sqlite_errors
+from huntaze_cli.storage.sqlite.db import Database
 
 STOPPED_WORKERS_KEPT = 10
 STOPPED_WORKERS_KEPT_S = 3600.0
@@ -153,16 +152,16 @@ class CampaignStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._conn = open_migrated(path, _MIGRATIONS, what="campaign store", cache_mb=CACHE_MB)
+        self._db = Database(path, _MIGRATIONS, what="campaign store", cache_mb=CACHE_MB)
 
     # --- transactions ------------------------------------------------------------------
 
-    def _write(self, doing: str) -> _Txn:
-        return _Txn(self._conn, self.path, doing)
+    def _write(self, doing: str) -> AbstractContextManager[sqlite3.Connection]:
+        return self._db.write(doing)
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        with sqlite_errors(self.path, "reading campaigns"):
-            return self._conn.execute(sql, params).fetchall()
+        with self._db.read("reading campaigns") as conn:
+            return conn.execute(sql, params).fetchall()
 
     # --- campaigns ---------------------------------------------------------------------
 
@@ -476,43 +475,7 @@ class CampaignStore:
         ]
 
     def close(self) -> None:
-        self._conn.close()
-
-
-class _Txn:
-    """``with store._write(doing) as conn:`` — BEGIN IMMEDIATE ... COMMIT, errors wrapped."""
-
-    def __init__(self, conn: sqlite3.Connection, path: Path, doing: str) -> None:
-        self.conn = conn
-        self.path = path
-        self.doing = doing
-
-    def __enter__(self) -> sqlite3.Connection:
-        with sqlite_errors(self.path, self.doing):
-            self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            try:
-                with sqlite_errors(self.path, self.doing):
-                    self.conn.execute("COMMIT")
-                return
-            except BackendError:
-                self._rollback()
-                raise
-        self._rollback()
-        if isinstance(exc, sqlite3.Error):
-            with sqlite_errors(self.path, self.doing):
-                raise exc
-
-    def _rollback(self) -> None:
-        # A failed COMMIT (disk full) may already have rolled back: ROLLBACK would then
-        # raise "no transaction is active" and hide the real error.
-        # The connection rolls back when it closes anyway; the first error matters.
-        if self.conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                self.conn.execute("ROLLBACK")
+        self._db.close()
 
 
 def _campaign(row: Sequence[Any]) -> CampaignRow:

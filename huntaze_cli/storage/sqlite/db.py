@@ -1,23 +1,29 @@
 """Opening SQLite files the huntaze way, and named, append-only schema migrations.
 
-Every SQLite store (ledger, queue, rate limiter) opens its file with ``connect`` and
-brings its schema up to date with ``migrate``. A migration is a ``(name, step)`` pair,
-where ``step`` is an SQL script or a callable taking the connection. Names are recorded
-in ``_migrations`` once applied, so the list may only ever grow at the end: never rename,
-reorder or edit a migration that has shipped; add a new one instead.
+Every SQLite store (ledger, queue, rate limiter, campaigns, provider state) holds its
+file as a ``Database``: opened with ``connect``, its schema brought up to date with
+``migrate``, and used through ``read`` and ``write`` (one ``BEGIN IMMEDIATE``
+transaction), which take turns between threads and turn sqlite3 errors into ours.
+
+A migration is a ``(name, step)`` pair, where ``step`` is an SQL script or a callable
+taking the connection. Names are recorded in ``_migrations`` once applied, so the list
+may only ever grow at the end: never rename, reorder or edit a migration that has
+shipped; add a new one instead.
 
     LEDGER_MIGRATIONS = [
         ("ledger_001_tables", "CREATE TABLE events (...); CREATE INDEX ..."),
         ("ledger_002_backfill", backfill_function),
     ]
-    conn = connect(path, what="cost ledger")
-    with sqlite_errors(path, "preparing the cost ledger"):
-        migrate(conn, LEDGER_MIGRATIONS)
+    db = Database(path, LEDGER_MIGRATIONS, what="cost ledger")
+    with db.write("recording cost events") as conn:
+        conn.executemany(...)
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,6 +32,9 @@ from pathlib import Path
 
 from huntaze_cli.errors import BackendError
 from huntaze_cli.storage.files import touch_private
+from huntaze_cli.text import one_line
+
+logger = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_S = 30.0
 CACHE_MB = 64
@@ -125,6 +134,81 @@ def open_migrated(
     return conn
 
 
+class Database:
+    """One store's open SQLite file: its connection, and transactions on it.
+
+    The connection is shared by the store's threads; a lock makes them take turns, so
+    statements of different transactions never interleave on it. ``read`` runs in
+    autocommit (each statement its own snapshot); ``write`` is one ``BEGIN IMMEDIATE``
+    transaction, which takes the write lock before the first read, so a read-then-write
+    never deadlocks against another process and two processes never pick the same row.
+    """
+
+    def __init__(
+        self, path: Path, migrations: Sequence[Migration], *, what: str, cache_mb: int = CACHE_MB
+    ) -> None:
+        self.path = path
+        self.what = what
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = open_migrated(
+            path, migrations, what=what, cache_mb=cache_mb
+        )
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise BackendError(f"{self.path}: the {self.what} is closed; open it again")
+        return self._conn
+
+    @contextmanager
+    def read(self, doing: str) -> Iterator[sqlite3.Connection]:
+        """The connection, for reads (or single-statement writes) outside a transaction."""
+        with self._lock, sqlite_errors(self.path, doing):
+            yield self._connection()
+
+    @contextmanager
+    def write(self, doing: str, *, commit: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed at the end, rolled back on any error.
+
+        ``commit=False`` rolls it back even on success: a probe that proves the file is
+        writable without changing it.
+        """
+        with (
+            self._lock,
+            sqlite_errors(self.path, doing),
+            transaction(self._connection(), commit=commit) as conn,
+        ):
+            yield conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection, *, commit: bool = True) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` on ``conn``; rolled back on any error (or at the
+    end when ``commit`` is false). Raises sqlite3.Error; ``Database.write`` wraps it."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        if commit:
+            conn.execute("COMMIT")
+    finally:
+        _rollback(conn)  # nothing left to undo after a COMMIT
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            # The original error matters more; SQLite rolls back on its own anyway when
+            # the connection closes.
+            logger.debug("rollback failed", exc_info=True)
+
+
 @contextmanager
 def sqlite_errors(path: Path, doing: str) -> Iterator[None]:
     """Turn any sqlite3 error raised inside into a BackendError naming the file."""
@@ -137,7 +221,7 @@ def sqlite_errors(path: Path, doing: str) -> Iterator[None]:
 def describe_error(exc: sqlite3.Error, path: Path, doing: str) -> str:
     """One line: which file, what failed, and what the operator can do about it."""
     name = getattr(exc, "sqlite_errorname", None) or ""
-    detail = " ".join(str(exc).split()) or type(exc).__name__
+    detail = one_line(exc) or type(exc).__name__
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
         advice = (
             "another process held the file locked too long; retry, and look for a stuck "
@@ -190,8 +274,7 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> list[s
     if set(names) <= applied_migrations(conn).keys():
         return []
     applied: list[str] = []
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         conn.execute(_CREATE_TABLE)
         done = applied_migrations(conn)
         for name, step in migrations:
@@ -207,11 +290,6 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> list[s
                 (name, datetime.now(UTC).isoformat()),
             )
             applied.append(name)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
     return applied
 
 

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
-import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import fields
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from huntaze_cli.clock import SYSTEM_CLOCK, Clock, from_micros, micros
 from huntaze_cli.errors import BackendError
 from huntaze_cli.models import CostEvent
 from huntaze_cli.storage.ledger import (
@@ -43,7 +41,7 @@ from huntaze_cli.storage.ledger import (
     retention_cutoff,
     slot_of,
 )
-from huntaze_cli.storage.sqlite.db import Migration, open_migrated, sqlite_errors
+from huntaze_cli.storage.sqlite.db import Database, Migration
 
 if TYPE_CHECKING:
     from huntaze_cli.config import Config
@@ -54,8 +52,6 @@ logger = logging.getLogger(__name__)
 if tuple(f.name for f in fields(Counters)) != COUNTER_FIELDS:  # pragma: no cover
     raise RuntimeError("Counters fields and COUNTER_FIELDS disagree")
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICRO = timedelta(microseconds=1)
 # Ids per "SELECT ... IN (...)": far below SQLite's limit of bound parameters.
 _ID_CHUNK = 500
 # Rows per page of events(); each page is its own short read, so a slow consumer never
@@ -208,15 +204,6 @@ _BEFORE_TS = attrgetter(*_EVENT_COLUMNS[:2])
 _AFTER_TS = attrgetter(*_EVENT_COLUMNS[3:])
 
 
-def _micros(ts: datetime) -> int:
-    """Exact microseconds since the epoch (``timestamp()`` would round through a float)."""
-    return (ts - _EPOCH) // _MICRO
-
-
-def _from_micros(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
-
-
 def _ceil_seconds(us: int) -> int:
     return -(-us // 1_000_000)
 
@@ -230,18 +217,19 @@ class SQLiteLedger:
     """The ``Ledger`` protocol on one SQLite file; safe across threads and processes."""
 
     def __init__(
-        self, path: Path, *, retention_days: int = 30, rollup_retention_days: int = 400
+        self,
+        path: Path,
+        *,
+        retention_days: int = 30,
+        rollup_retention_days: int = 400,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.path = Path(path)
         self.retention_days = retention_days
         self.rollup_retention_days = rollup_retention_days
-        # One connection per ledger; the lock keeps threads from interleaving statements
-        # of different transactions on it.
-        self._lock = threading.Lock()
+        self._clock = clock
         self._next_prune = 0.0
-        self._conn: sqlite3.Connection | None = open_migrated(
-            self.path, LEDGER_MIGRATIONS, what="cost ledger"
-        )
+        self._db = Database(self.path, LEDGER_MIGRATIONS, what="cost ledger")
 
     @classmethod
     def from_config(cls, config: Config) -> SQLiteLedger:
@@ -257,45 +245,6 @@ class SQLiteLedger:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # --- plumbing -----------------------------------------------------------------
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise BackendError(f"{self.path}: the cost ledger is closed; open it again")
-        return self._conn
-
-    @contextmanager
-    def _reading(self, doing: str) -> Iterator[sqlite3.Connection]:
-        with self._lock, sqlite_errors(self.path, doing):
-            yield self._connection()
-
-    @contextmanager
-    def _writing(self, doing: str, *, commit: bool = True) -> Iterator[sqlite3.Connection]:
-        """One write transaction; IMMEDIATE takes the write lock before the first read,
-        so a read-then-write can never deadlock against another process."""
-        with self._lock, sqlite_errors(self.path, doing):
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                self._rollback(conn)
-                raise
-            if commit:
-                conn.execute("COMMIT")
-            else:
-                self._rollback(conn)
-
-    @staticmethod
-    def _rollback(conn: sqlite3.Connection) -> None:
-        if conn.in_transaction:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                # The original error matters more; SQLite rolls back on its own anyway
-                # when the connection closes.
-                logger.debug("rollback failed", exc_info=True)
-
     # --- writing ------------------------------------------------------------------
 
     def record(self, events: Sequence[CostEvent]) -> RecordResult:
@@ -303,16 +252,16 @@ class SQLiteLedger:
         result = RecordResult()
         if not events:
             return result
-        cutoff = _micros(retention_cutoff(datetime.now(UTC), self.retention_days))
+        cutoff = micros(retention_cutoff(self._clock.now(), self.retention_days))
         fresh: list[CostEvent] = []
         for event in events:
-            if _micros(event.ts) < cutoff:
+            if micros(event.ts) < cutoff:
                 result.expired += 1
             else:
                 fresh.append(event)
         unique, result.duplicates = dedupe_batch(fresh)
         if unique:
-            with self._writing("recording cost events") as conn:
+            with self._db.write("recording cost events") as conn:
                 existing = self._existing_ids(conn, [e.attempt_id for e in unique])
                 new = [e for e in unique if e.attempt_id not in existing]
                 result.duplicates += len(unique) - len(new)
@@ -336,7 +285,7 @@ class SQLiteLedger:
     def _insert(conn: sqlite3.Connection, new: list[CostEvent]) -> None:
         try:
             conn.executemany(
-                _INSERT_EVENT, [(*_BEFORE_TS(e), _micros(e.ts), *_AFTER_TS(e)) for e in new]
+                _INSERT_EVENT, [(*_BEFORE_TS(e), micros(e.ts), *_AFTER_TS(e)) for e in new]
             )
             daily, slots = aggregate(new)
             conn.executemany(
@@ -357,20 +306,20 @@ class SQLiteLedger:
 
     def _maybe_prune(self) -> None:
         """Prune at most once per interval per process, so no separate job is needed."""
-        if time.monotonic() < self._next_prune:
+        if self._clock.monotonic() < self._next_prune:
             return
-        self._next_prune = time.monotonic() + _PRUNE_EVERY_S
+        self._next_prune = self._clock.monotonic() + _PRUNE_EVERY_S
         try:
-            self.prune(datetime.now(UTC))
+            self.prune(self._clock.now())
         except BackendError as exc:
             # The events are committed; a failed clean-up is retried next interval.
             logger.warning("pruning the cost ledger failed: %s", exc)
 
     def prune(self, now: datetime) -> None:
         """Delete raw events past retention and rollups past rollup retention."""
-        cutoff = _micros(retention_cutoff(now, self.retention_days))
+        cutoff = micros(retention_cutoff(now, self.retention_days))
         while True:
-            with self._writing("pruning old cost events") as conn:
+            with self._db.write("pruning old cost events") as conn:
                 deleted = conn.execute(
                     "DELETE FROM events WHERE attempt_id IN "
                     "(SELECT attempt_id FROM events WHERE ts < ? LIMIT ?)",
@@ -380,7 +329,7 @@ class SQLiteLedger:
                 break
         # A rollup goes once the whole day or slot it covers is past the cutoff.
         rollup_cutoff = retention_cutoff(now, self.rollup_retention_days)
-        with self._writing("pruning old cost rollups") as conn:
+        with self._db.write("pruning old cost rollups") as conn:
             conn.execute(
                 "DELETE FROM rollup_daily WHERE day < ?", (rollup_cutoff.date().isoformat(),)
             )
@@ -392,7 +341,7 @@ class SQLiteLedger:
     def record_alert(self, record: AlertRecord) -> None:
         if record.sent_at.tzinfo is None:
             raise ValueError("AlertRecord.sent_at needs a UTC offset")
-        with self._writing("recording an alert") as conn:
+        with self._db.write("recording an alert") as conn:
             conn.execute(
                 "INSERT INTO alerts (threshold, period, channel, sent_at, ok, error) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -400,7 +349,7 @@ class SQLiteLedger:
                     record.threshold,
                     record.period,
                     record.channel,
-                    _micros(record.sent_at),
+                    micros(record.sent_at),
                     record.ok,
                     record.error,
                 ),
@@ -408,7 +357,7 @@ class SQLiteLedger:
 
     def check(self) -> None:
         """Raise BackendError unless the ledger is reachable and writable."""
-        with self._writing("checking the cost ledger", commit=False) as conn:
+        with self._db.write("checking the cost ledger", commit=False) as conn:
             conn.execute("SELECT count(*) FROM _migrations").fetchone()
             # A real write, rolled back: proves the write lock and the schema, costs nothing.
             conn.execute(
@@ -417,16 +366,13 @@ class SQLiteLedger:
             )
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self._db.close()
 
     # --- reading ------------------------------------------------------------------
 
     def daily(self, since: date, until: date) -> list[DailyRollup]:
         """Daily rollups with ``since <= day < until``."""
-        with self._reading("reading daily cost rollups") as conn:
+        with self._db.read("reading daily cost rollups") as conn:
             rows = conn.execute(_SELECT_DAILY, (_day(since), _day(until))).fetchall()
         days: dict[str, date] = {}
         result = []
@@ -455,7 +401,7 @@ class SQLiteLedger:
         sql += " WHERE day >= ? AND day < ?"
         if columns:
             sql += f" GROUP BY {', '.join(columns)}"
-        with self._reading("reading daily cost rollups") as conn:
+        with self._db.read("reading daily cost rollups") as conn:
             rows = conn.execute(sql, (_day(since), _day(until))).fetchall()
         n = len(COUNTER_FIELDS)
         # Absent account/campaign are stored as "" and reported as None, as in daily().
@@ -474,16 +420,16 @@ class SQLiteLedger:
 
     def slots(self, since: datetime, until: datetime) -> list[SlotRollup]:
         """Quarter-hour rollups whose slot starts in ``[since, until)``."""
-        lo, hi = _ceil_seconds(_micros(since)), _ceil_seconds(_micros(until))
-        with self._reading("reading quarter-hour cost rollups") as conn:
+        lo, hi = _ceil_seconds(micros(since)), _ceil_seconds(micros(until))
+        with self._db.read("reading quarter-hour cost rollups") as conn:
             rows = conn.execute(_SELECT_SLOTS, (lo, hi)).fetchall()
         n = 2 + len(COUNTER_FIELDS)
         return [SlotRollup(row[0], row[1], Counters(*row[2:n]), list(row[n:])) for row in rows]
 
     def slot_costs(self, since: datetime, until: datetime) -> list[SlotCost]:
         """``(slot, provider, cost_nano)`` of each quarter-hour rollup in ``[since, until)``."""
-        lo, hi = _ceil_seconds(_micros(since)), _ceil_seconds(_micros(until))
-        with self._reading("reading quarter-hour cost rollups") as conn:
+        lo, hi = _ceil_seconds(micros(since)), _ceil_seconds(micros(until))
+        with self._db.read("reading quarter-hour cost rollups") as conn:
             return conn.execute(_SELECT_SLOT_COSTS, (lo, hi)).fetchall()
 
     def slot_groups(
@@ -492,9 +438,9 @@ class SQLiteLedger:
         """Per ``[start, end)`` range, slot rollups summed by provider (in SQL)."""
         n = 1 + len(COUNTER_FIELDS)
         out: list[dict[str, SlotRollup]] = []
-        with self._reading("reading quarter-hour cost rollups") as conn:
+        with self._db.read("reading quarter-hour cost rollups") as conn:
             for start, end in ranges:
-                lo, hi = _ceil_seconds(_micros(start)), _ceil_seconds(_micros(end))
+                lo, hi = _ceil_seconds(micros(start)), _ceil_seconds(micros(end))
                 out.append(
                     {
                         row[0]: SlotRollup(lo, row[0], Counters(*row[1:n]), list(row[n:]))
@@ -511,7 +457,7 @@ class SQLiteLedger:
         if experiment is not None:
             sql += " AND experiment = ?"
             params.append(experiment)
-        with self._reading("reading usage rollups") as conn:
+        with self._db.read("reading usage rollups") as conn:
             rows = conn.execute(sql, params).fetchall()
         return [_usage_from_row(row) for row in rows]
 
@@ -539,7 +485,7 @@ class SQLiteLedger:
             params.append(experiment)
         if keys:
             sql += f" GROUP BY {', '.join(keys)}"
-        with self._reading("reading usage rollups") as conn:
+        with self._db.read("reading usage rollups") as conn:
             rows = conn.execute(sql, params).fetchall()
         # Without GROUP BY an empty range still yields one row, of NULL sums.
         return [_usage_from_row(row) for row in rows if row[6] is not None]
@@ -548,10 +494,10 @@ class SQLiteLedger:
         self, since: datetime | None = None, until: datetime | None = None
     ) -> Iterator[CostEvent]:
         """Raw events with ``since <= ts < until``, oldest first, streamed."""
-        hi = _micros(until) if until is not None else None
+        hi = micros(until) if until is not None else None
         # Keyset pagination on (ts, attempt_id), the order of the events_ts index.
         after: tuple[int, str] | None = None
-        lo = _micros(since) if since is not None else None
+        lo = micros(since) if since is not None else None
         while True:
             where: list[str] = []
             params: list[Any] = []
@@ -569,7 +515,7 @@ class SQLiteLedger:
                 sql += " WHERE " + " AND ".join(where)
             sql += " ORDER BY ts, attempt_id LIMIT ?"
             params.append(_PAGE)
-            with self._reading("reading cost events") as conn:
+            with self._db.read("reading cost events") as conn:
                 rows = conn.execute(sql, params).fetchall()
             for row in rows:
                 yield _event_from_row(row)
@@ -579,7 +525,7 @@ class SQLiteLedger:
 
     def alerts(self, threshold: str, period: str) -> list[AlertRecord]:
         """Every alert attempt recorded for one threshold and period, oldest first."""
-        with self._reading("reading alerts") as conn:
+        with self._db.read("reading alerts") as conn:
             rows = conn.execute(
                 f"{_SELECT_ALERTS} WHERE threshold = ? AND period = ? ORDER BY sent_at, id",
                 (threshold, period),
@@ -588,7 +534,7 @@ class SQLiteLedger:
 
     def last_alert(self, threshold: str) -> AlertRecord | None:
         """The most recent successful alert of a threshold, any period."""
-        with self._reading("reading alerts") as conn:
+        with self._db.read("reading alerts") as conn:
             row = conn.execute(
                 f"{_SELECT_ALERTS} WHERE threshold = ? AND ok = 1 "
                 "ORDER BY sent_at DESC, id DESC LIMIT 1",
@@ -599,7 +545,7 @@ class SQLiteLedger:
 
 def _event_from_row(row: tuple[Any, ...]) -> CostEvent:
     data = dict(zip(_EVENT_COLUMNS, row, strict=True))
-    data["ts"] = _from_micros(data["ts"])
+    data["ts"] = from_micros(data["ts"])
     data["priced"] = bool(data["priced"])
     # The row was a validated CostEvent when it went in; validating it again would
     # double the cost of an export for nothing.
@@ -647,7 +593,7 @@ def _backfill_usage(conn: sqlite3.Connection) -> None:
     batch: list[CostEvent] = []
     for row in conn.execute(f"SELECT {', '.join(columns)} FROM events"):
         data = dict(zip(columns, row, strict=True))
-        data["ts"] = _from_micros(data["ts"])
+        data["ts"] = from_micros(data["ts"])
         batch.append(CostEvent.model_construct(**data))
         if len(batch) >= _PRUNE_CHUNK:
             _upsert_usage(conn, batch)
@@ -656,4 +602,4 @@ def _backfill_usage(conn: sqlite3.Connection) -> None:
 
 
 def _alert_from_row(row: tuple[Any, ...]) -> AlertRecord:
-    return AlertRecord(row[0], row[1], row[2], _from_micros(row[3]), bool(row[4]), row[5])
+    return AlertRecord(row[0], row[1], row[2], from_micros(row[3]), bool(row[4]), row[5])

@@ -19,25 +19,20 @@ two unexpired leases, and a worker whose lease expired cannot ack the next holde
 
 from __future__ import annotations
 
-import logging
 import secrets
 import sqlite3
-import threading
-import time
-from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from huntaze_cli.errors import BackendError
+from huntaze_cli.clock import SYSTEM_CLOCK, Clock
 from huntaze_cli.storage.queue import AccountDepth, DeadLetter, Lease, Outcome, QueueItem
-from huntaze_cli.storage.sqlite.db import Migration, open_migrated, sqlite_errors
+from huntaze_cli.storage.sqlite.db import Database, Migration
 
 if TYPE_CHECKING:
     from huntaze_cli.config import Config
 
-logger = logging.getLogger(__name__)
 
 QUEUE_MIGRATIONS: list[Migration] = [
     (
@@ -95,17 +90,13 @@ def _timestamp(epoch: float) -> datetime:
 class SQLiteQueue:
     """The ``DeliveryQueue`` protocol on one SQLite file; safe across threads and processes."""
 
-    def __init__(self, path: Path, *, max_attempts: int = 5) -> None:
+    def __init__(self, path: Path, *, max_attempts: int = 5, clock: Clock = SYSTEM_CLOCK) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.path = Path(path)
         self.max_attempts = max_attempts
-        # One connection per queue; the lock keeps threads from interleaving statements
-        # of different transactions on it.
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = open_migrated(
-            self.path, QUEUE_MIGRATIONS, what="delivery queue", cache_mb=CACHE_MB
-        )
+        self._clock = clock
+        self._db = Database(self.path, QUEUE_MIGRATIONS, what="delivery queue", cache_mb=CACHE_MB)
 
     @classmethod
     def from_config(cls, config: Config) -> SQLiteQueue:
@@ -119,42 +110,7 @@ class SQLiteQueue:
         self.close()
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    # --- plumbing -----------------------------------------------------------------
-
-    @contextmanager
-    def _reading(self, doing: str) -> Iterator[sqlite3.Connection]:
-        with self._lock, sqlite_errors(self.path, doing):
-            yield self._connection()
-
-    @contextmanager
-    def _writing(self, doing: str) -> Iterator[sqlite3.Connection]:
-        """One write transaction; IMMEDIATE takes the write lock before the first read,
-        so two processes can never pick the same due item."""
-        with self._lock, sqlite_errors(self.path, doing):
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                if conn.in_transaction:
-                    try:
-                        conn.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        # The original error matters more; SQLite rolls back on its own
-                        # when the connection closes.
-                        logger.debug("rollback failed", exc_info=True)
-                raise
-            conn.execute("COMMIT")
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise BackendError(f"{self.path}: the delivery queue is closed; open it again")
-        return self._conn
+        self._db.close()
 
     # --- DeliveryQueue protocol ---------------------------------------------------
 
@@ -162,9 +118,9 @@ class SQLiteQueue:
         """Add items not seen before (by key); returns how many were new."""
         if not items:
             return 0
-        now = time.time()
+        now = self._clock.time()
         added = 0
-        with self._writing("enqueueing messages") as conn:
+        with self._db.write("enqueueing messages") as conn:
             for start in range(0, len(items), _ENQUEUE_CHUNK):
                 rows = [
                     (i.key, i.campaign_id, i.account, i.recipient_id, i.text, now, now, i.key)
@@ -191,7 +147,7 @@ class SQLiteQueue:
             return []
         if lease_s <= 0:
             raise ValueError("lease_s must be positive")
-        now = time.time()
+        now = self._clock.time()
         until = now + lease_s
         where = ["state != 'dead'", "due_at <= ?"]
         params: list[Any] = [now]
@@ -205,7 +161,7 @@ class SQLiteQueue:
         sql = f"{_SELECT_DUE} WHERE {' AND '.join(where)} ORDER BY due_at, rowid LIMIT ?"
         params.append(limit)
         leases: list[Lease] = []
-        with self._writing("leasing messages") as conn:
+        with self._db.write("leasing messages") as conn:
             rows = conn.execute(sql, params).fetchall()
             if not rows:
                 return leases
@@ -225,7 +181,7 @@ class SQLiteQueue:
     def ack(self, lease: Lease) -> bool:
         """The item was delivered: forget it and remember its key. False if the token no
         longer matches (the lease expired and someone else leased the item)."""
-        with self._writing("acking a delivered message") as conn:
+        with self._db.write("acking a delivered message") as conn:
             deleted = conn.execute(
                 "DELETE FROM items WHERE key = ? AND lease_token = ?",
                 (lease.item.key, lease.token),
@@ -233,7 +189,7 @@ class SQLiteQueue:
             if deleted:
                 conn.execute(
                     "INSERT OR IGNORE INTO delivered (key, delivered_at) VALUES (?, ?)",
-                    (lease.item.key, time.time()),
+                    (lease.item.key, self._clock.time()),
                 )
         return bool(deleted)
 
@@ -243,8 +199,8 @@ class SQLiteQueue:
         With a token that no longer matches nothing changes, and the outcome says so
         with ``due_at=None`` and the attempts the lease was given with.
         """
-        now = time.time()
-        with self._writing("scheduling a delivery retry") as conn:
+        now = self._clock.time()
+        with self._db.write("scheduling a delivery retry") as conn:
             row = conn.execute(
                 "SELECT attempts FROM items WHERE key = ? AND lease_token = ?",
                 (lease.item.key, lease.token),
@@ -265,22 +221,22 @@ class SQLiteQueue:
 
     def release(self, lease: Lease, *, delay_s: float) -> None:
         """Give the item back without counting an attempt, due after ``delay_s``."""
-        with self._writing("releasing a leased message") as conn:
+        with self._db.write("releasing a leased message") as conn:
             conn.execute(
                 "UPDATE items SET state = 'queued', due_at = ?, lease_token = NULL, "
                 "leased_until = NULL WHERE key = ? AND lease_token = ?",
-                (time.time() + max(delay_s, 0.0), lease.item.key, lease.token),
+                (self._clock.time() + max(delay_s, 0.0), lease.item.key, lease.token),
             )
 
     def kill(self, lease: Lease, *, error: str) -> None:
         """Dead letter at once: the failed delivery counts as an attempt."""
-        with self._writing("moving a message to dead letters") as conn:
+        with self._db.write("moving a message to dead letters") as conn:
             row = conn.execute(
                 "SELECT attempts FROM items WHERE key = ? AND lease_token = ?",
                 (lease.item.key, lease.token),
             ).fetchone()
             if row is not None:
-                self._bury(conn, lease.item.key, row[0] + 1, error, time.time())
+                self._bury(conn, lease.item.key, row[0] + 1, error, self._clock.time())
 
     @staticmethod
     def _bury(conn: sqlite3.Connection, key: str, attempts: int, error: str, now: float) -> None:
@@ -296,11 +252,11 @@ class SQLiteQueue:
 
         ``last_error`` is kept: it still describes the last failure until the next one.
         """
-        with self._writing("requeueing dead letters") as conn:
+        with self._db.write("requeueing dead letters") as conn:
             return conn.execute(
                 "UPDATE items SET state = 'queued', attempts = 0, due_at = ?, died_at = NULL "
                 "WHERE campaign_id = ? AND state = 'dead'",
-                (time.time(), campaign_id),
+                (self._clock.time(), campaign_id),
             ).rowcount
 
     def dead_letters(self, campaign_id: str | None = None) -> list[DeadLetter]:
@@ -312,7 +268,7 @@ class SQLiteQueue:
         else:
             sql += "WHERE state = 'dead' AND campaign_id = ? ORDER BY died_at, rowid"
             params = (campaign_id,)
-        with self._reading("reading dead letters") as conn:
+        with self._db.read("reading dead letters") as conn:
             rows = conn.execute(sql, params).fetchall()
         return [
             DeadLetter(QueueItem(*row[:5]), row[5], row[6], _timestamp(row[7] or 0.0))
@@ -321,13 +277,13 @@ class SQLiteQueue:
 
     def depth(self) -> dict[str, AccountDepth]:
         """Per account: queued (expired leases included), unexpired leases, dead."""
-        with self._reading("reading the queue depth") as conn:
+        with self._db.read("reading the queue depth") as conn:
             rows = conn.execute(
                 "SELECT account, "
                 "SUM(state = 'queued' OR (state = 'leased' AND due_at <= ?1)), "
                 "SUM(state = 'leased' AND due_at > ?1), "
                 "SUM(state = 'dead') "
                 "FROM items GROUP BY account ORDER BY account",
-                (time.time(),),
+                (self._clock.time(),),
             ).fetchall()
         return {row[0]: AccountDepth(row[1], row[2], row[3]) for row in rows}

@@ -27,32 +27,24 @@ the same rule to the same stored list.
 
 from __future__ import annotations
 
-import logging
 import sqlite3
-import threading
-import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from huntaze_cli.errors import BackendError
+from huntaze_cli.clock import SYSTEM_CLOCK, Clock, from_micros, micros, seconds_to_micros
 from huntaze_cli.storage.ratelimit import (
     IDLE_MARGIN_US,
-    US_PER_S,
     Grant,
-    from_micros,
-    micros,
     next_slot,
     refusal,
     window_micros,
 )
-from huntaze_cli.storage.sqlite.db import Migration, open_migrated, sqlite_errors
+from huntaze_cli.storage.sqlite.db import Database, Migration
 
 if TYPE_CHECKING:
     from huntaze_cli.config import Config
 
-logger = logging.getLogger(__name__)
 
 # How often one process looks for idle accounts' rows, and how long a row must have been
 # idle. The margin is far beyond any window, so a clock stepped back a little never
@@ -94,7 +86,7 @@ class SQLiteRateLimiter:
         *,
         messages: int = 10,
         per_seconds: float = 60.0,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if messages < 1:
             raise ValueError(f"messages must be at least 1, got {messages}")
@@ -103,13 +95,8 @@ class SQLiteRateLimiter:
         self.per_seconds = per_seconds
         self._per_us = window_micros(per_seconds)
         self._clock = clock
-        # One connection per limiter; the lock keeps threads from interleaving statements
-        # of different transactions on it.
-        self._lock = threading.Lock()
         self._next_prune = 0.0
-        self._conn: sqlite3.Connection | None = open_migrated(
-            self.path, RATELIMIT_MIGRATIONS, what="rate limiter"
-        )
+        self._db = Database(self.path, RATELIMIT_MIGRATIONS, what="rate limiter")
 
     @classmethod
     def from_config(cls, config: Config) -> SQLiteRateLimiter:
@@ -129,31 +116,17 @@ class SQLiteRateLimiter:
     def acquire(self, account: str, *, now: datetime | None = None) -> Grant:
         """Take a slot for ``account`` if its window has room, else say how long to wait."""
         fixed_us = micros(now) if now is not None else None
-        with self._lock, sqlite_errors(self.path, "taking a rate-limit slot"):
-            conn = self._conn
-            if conn is None:
-                raise BackendError(f"{self.path}: the rate limiter is closed; open it again")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                # Read under the write lock: the process that commits first has the
-                # earlier stamp.
-                now_us = fixed_us if fixed_us is not None else round(self._clock() * US_PER_S)
-                row = conn.execute(_SELECT, (account,)).fetchone()
-                stored = [int(us) for us in row[0].split()] if row else []
-                slot = next_slot(stored, now_us, messages=self.messages, per_us=self._per_us)
-                if slot.at_us is not None:
-                    text = " ".join(map(str, slot.grants))
-                    conn.execute(_UPSERT, (account, text, slot.at_us))
-                    self._maybe_prune(conn, slot.at_us)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    try:
-                        conn.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        # The original error matters more; SQLite rolls back on close.
-                        logger.debug("rollback failed", exc_info=True)
-                raise
+        with self._db.write("taking a rate-limit slot") as conn:
+            # Read under the write lock: the process that commits first has the
+            # earlier stamp.
+            now_us = fixed_us if fixed_us is not None else seconds_to_micros(self._clock.time())
+            row = conn.execute(_SELECT, (account,)).fetchone()
+            stored = [int(us) for us in row[0].split()] if row else []
+            slot = next_slot(stored, now_us, messages=self.messages, per_us=self._per_us)
+            if slot.at_us is not None:
+                text = " ".join(map(str, slot.grants))
+                conn.execute(_UPSERT, (account, text, slot.at_us))
+                self._maybe_prune(conn, slot.at_us)
         if slot.at_us is None:
             return refusal(slot.wait_us)
         return Grant(True, at=from_micros(slot.at_us))
@@ -165,9 +138,9 @@ class SQLiteRateLimiter:
         changes no decision; it only keeps the file as small as the active accounts.
         Done inside an acquire's transaction (and with its clock) to need no job.
         """
-        if time.monotonic() < self._next_prune:
+        if self._clock.monotonic() < self._next_prune:
             return
-        self._next_prune = time.monotonic() + _PRUNE_EVERY_S
+        self._next_prune = self._clock.monotonic() + _PRUNE_EVERY_S
         cutoff = now_us - self._per_us - IDLE_MARGIN_US
         if conn.execute(_PRUNE, (cutoff, _PRUNE_CHUNK)).rowcount >= _PRUNE_CHUNK:
             # More to go: the next acquire takes the next chunk, so no transaction
@@ -175,7 +148,4 @@ class SQLiteRateLimiter:
             self._next_prune = 0.0
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self._db.close()

@@ -1,0 +1,216 @@
+"""One of huntaze's DynamoDB tables as a store uses it: the plumbing the ledger and the
+rate limiter share.
+
+``DynamoDBTable`` holds the low-level client (short timeouts, see ``make_client``), makes
+the table ready on first use (``TableSetup``), makes every call with jittered backoff on
+throttling, turns botocore errors into one-line ``BackendError``s naming the table and
+endpoint, and reads partitions page by page. The stores keep only what is theirs: item
+layout, conditional writes, and the few error messages only they can word.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from huntaze_cli.errors import BackendError
+from huntaze_cli.storage.aws.client import (
+    THROTTLE_CODES,
+    Resource,
+    TableSetup,
+    TableSpec,
+    backoff,
+    call_with_backoff,
+    endpoint_of,
+    make_client,
+)
+
+# A store's own wording for some ClientErrors: (exc, action, table) -> error, or None
+# for the generic message.
+Explain = Callable[[ClientError, str, "DynamoDBTable"], BackendError | None]
+
+BATCH_WRITE_ITEMS = 25  # DynamoDB's limit per BatchWriteItem
+
+
+class DynamoDBTable:
+    """A client bound to one table: set-up, calls with backoff, errors, queries."""
+
+    def __init__(
+        self,
+        spec: TableSpec,
+        name: str,
+        *,
+        region: str | None,
+        endpoint_url: str | None,
+        create: bool,
+        connect_timeout: float,
+        read_timeout: float,
+        max_retries: int,
+        base_s: float,
+        max_s: float,
+        retry_codes: frozenset[str] = THROTTLE_CODES,
+        raw_codes: frozenset[str] = frozenset(),
+        explain: Explain | None = None,
+        **client_options: Any,
+    ) -> None:
+        """``retry_codes`` are retried up to ``max_retries`` times after a jittered pause
+        from ``base_s`` to ``max_s``; ``raw_codes`` reach the caller as ClientError (a
+        failed condition it handles itself). ``client_options`` go to botocore's Config."""
+        self.spec = spec
+        self.name = name
+        self.create = create
+        self.max_retries = max_retries
+        self._base_s = base_s
+        self._max_s = max_s
+        self._retry_codes = retry_codes
+        self._raw_codes = raw_codes
+        self._explain = explain
+        self._endpoint_hint = endpoint_url
+        self._setup = TableSetup(spec, create=create)
+        self.client: Any = None
+        # Throttling gets our own backoff (see call), not botocore's.
+        try:
+            self.client = make_client(
+                "dynamodb",
+                region=region,
+                endpoint_url=endpoint_url,
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                **client_options,
+            )
+        except (BotoCoreError, ValueError) as exc:
+            raise self.error(exc, "connect") from exc
+
+    # --- errors ----------------------------------------------------------------------
+
+    def endpoint(self) -> str:
+        return endpoint_of(self.client, self._endpoint_hint)
+
+    def resource(self) -> Resource:
+        return self.spec.resource(self.name, self.endpoint())
+
+    def error(self, exc: Exception, action: str) -> BackendError:
+        """A one-line BackendError for ``exc`` naming the table, endpoint and next step."""
+        if isinstance(exc, ClientError) and self._explain is not None:
+            special = self._explain(exc, action, self)
+            if special is not None:
+                return special
+        return self.resource().error(exc, action)
+
+    # --- calls -----------------------------------------------------------------------
+
+    def ensure_ready(self) -> None:
+        """Create the table on first use when asked to; otherwise trust it exists.
+
+        Without ``create`` a missing table surfaces on the first real call.
+        """
+        self._setup.ensure(self.client, self.name, self.error)
+
+    def call(self, operation: str, **params: Any) -> Any:
+        """One client call with backoff on throttling; library errors become BackendError."""
+        return call_with_backoff(
+            self.client,
+            operation,
+            params,
+            error=self.error,
+            retry_codes=self._retry_codes,
+            max_retries=self.max_retries,
+            base_s=self._base_s,
+            max_s=self._max_s,
+            raw_codes=self._raw_codes,
+        )
+
+    def backoff(self, retries: int) -> None:
+        """The pause before retry ``retries + 1`` of a write DynamoDB did not finish."""
+        backoff(retries, base_s=self._base_s, max_s=self._max_s)
+
+    def close(self) -> None:
+        """Release the HTTP connection pool."""
+        self.client.close()
+
+    # --- reads -----------------------------------------------------------------------
+
+    def query_iter(
+        self,
+        partition: str,
+        *,
+        between: tuple[str, str] | None = None,
+        index: str | None = None,
+        key: tuple[str, str] = ("pk", "sk"),
+        projection: tuple[str, ...] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every item of one partition (optionally a sort-key range), page by page.
+
+        Table reads are strongly consistent (a report right after a write must see it);
+        index reads cannot be.
+        """
+        params: dict[str, Any] = {
+            "TableName": self.name,
+            "KeyConditionExpression": "#p = :p",
+            "ExpressionAttributeNames": {"#p": key[0]},
+            "ExpressionAttributeValues": {":p": {"S": partition}},
+        }
+        if projection is not None:
+            names = {f"#a{n}": name for n, name in enumerate(projection)}
+            params["ProjectionExpression"] = ", ".join(names)
+            params["ExpressionAttributeNames"].update(names)
+        if between is not None:
+            params["KeyConditionExpression"] += " AND #s BETWEEN :lo AND :hi"
+            params["ExpressionAttributeNames"]["#s"] = key[1]
+            params["ExpressionAttributeValues"].update(
+                {":lo": {"S": between[0]}, ":hi": {"S": between[1]}}
+            )
+        if index is not None:
+            params["IndexName"] = index
+        else:
+            params["ConsistentRead"] = True
+        while True:
+            page = self.call("query", **params)
+            yield from page.get("Items", [])
+            last = page.get("LastEvaluatedKey")
+            if not last:
+                return
+            params["ExclusiveStartKey"] = last
+
+    def query_all(
+        self,
+        partition: str,
+        *,
+        between: tuple[str, str] | None = None,
+        index: str | None = None,
+        key: tuple[str, str] = ("pk", "sk"),
+    ) -> list[dict[str, Any]]:
+        return list(self.query_iter(partition, between=between, index=index, key=key))
+
+    # --- batch writes ----------------------------------------------------------------
+
+    def batch_write(self, requests: Iterable[dict[str, Any]]) -> None:
+        """BatchWriteItem in groups of 25, retrying what DynamoDB leaves unprocessed."""
+        batch: list[dict[str, Any]] = []
+        for request in requests:
+            batch.append(request)
+            if len(batch) == BATCH_WRITE_ITEMS:
+                self._batch_write_group(batch)
+                batch = []
+        if batch:
+            self._batch_write_group(batch)
+
+    def delete(self, keys: Iterable[dict[str, Any]]) -> None:
+        self.batch_write({"DeleteRequest": {"Key": key}} for key in keys)
+
+    def _batch_write_group(self, batch: list[dict[str, Any]]) -> None:
+        pending: dict[str, Any] = {self.name: batch}
+        retries = 0
+        while pending:
+            answer = self.call("batch_write_item", RequestItems=pending)
+            pending = answer.get("UnprocessedItems") or {}
+            if pending:
+                if retries >= self.max_retries:
+                    raise BackendError(
+                        f"DynamoDB table {self.name!r} at {self.endpoint()} kept "
+                        "throttling BatchWriteItem: retry later"
+                    )
+                self.backoff(retries)
+                retries += 1
