@@ -220,7 +220,7 @@ def test_rate_limits_carry_the_requested_wait(
     provider = openai_provider(fake) if wire == "openai" else azure_provider(fake)
     failure = run(attempt(provider, request()))
     assert isinstance(failure, ProviderFailure)
-    assert failure.kind == "rate_limited" and failure.retryable
+    assert failure.kind == "rate_limited"
     assert failure.retry_after_s == pytest.approx(seconds)
 
 
@@ -312,7 +312,7 @@ def test_a_filtered_completion_is_content_filter_with_its_billed_usage() -> None
 def test_a_completion_without_text_or_usage_is_malformed(response: Any) -> None:
     with pytest.raises(ProviderFailure) as caught:
         parse_completion(response, deployment=None)
-    assert caught.value.kind == "malformed" and caught.value.retryable
+    assert caught.value.kind == "malformed"
 
 
 # --- configuration ------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import socket
 import time
@@ -160,7 +161,9 @@ def test_unreadable_message_is_moved_to_dead_letters() -> None:
         client.send_message(QueueUrl=url, MessageBody="not json")
         queue = SQSQueue(url, region="us-east-1", endpoint_url=None, scan_wait_s=0)
         assert queue.lease(limit=10, lease_s=30) == []
-        (letter,) = queue.dead_letters()
-        assert letter.item.text == "not json" and letter.item.campaign_id == ""
-        assert letter.item.key.startswith("sqs:") and letter.last_error
         assert queue.depth()["*"].dead == 1
+        dead_url = client.get_queue_url(QueueName="mixed-dead")["QueueUrl"]
+        (message,) = client.receive_message(QueueUrl=dead_url)["Messages"]
+        letter = json.loads(message["Body"])
+        assert letter["text"] == "not json" and letter["campaign_id"] == ""
+        assert letter["key"].startswith("sqs:") and letter["last_error"]
