@@ -5,7 +5,7 @@
     python bench/orchestrator.py --skip-faults        # only the head-to-head
     python bench/orchestrator.py --profile 2000       # also cProfile one orchestrator run
 
-The upstream is huntaze_testing/fake_llm.py in a separate process (its CPU is not in the measured
+The upstream is huntaze_testing.fake_llm in a separate process (its CPU is not in the measured
 process), answering every request after ``--latency-ms`` (50 ms).
 
 1. Head-to-head, in one process and one event loop: N generations at concurrency C through
@@ -560,9 +560,7 @@ def main() -> None:
         with FakeLLMProcess(
             latency_ms=args.latency_ms, openai_keys=[OPENAI_KEY], azure_keys=[AZURE_KEY]
         ) as srv:
-            print(
-                f"fake upstream: huntaze_testing/fake_llm.py in process {srv.pid}, {srv.base_url}"
-            )
+            print(f"fake upstream: huntaze_testing.fake_llm in process {srv.pid}, {srv.base_url}")
             print()
             asyncio.run(amain(args, srv, Path(tmp)))
 

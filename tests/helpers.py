@@ -30,6 +30,15 @@ def run(*args: str, input: str | None = None, env: dict[str, str] | None = None)
     return Run(result.exit_code, result.stdout, result.stderr)
 
 
+def assert_gives_up_quickly(client: Any) -> None:
+    """A boto3 client that fails within seconds on an unreachable endpoint: a short connect
+    timeout and at most three tries in all (what make_client sets), not boto3's default
+    60 s timeouts over more retries."""
+    config = client.meta.config
+    assert config.connect_timeout <= 3, config.connect_timeout
+    assert config.retries["total_max_attempts"] <= 3, config.retries
+
+
 def make_event(n: int, **overrides: Any) -> CostEvent:
     """A valid cost event; ``n`` makes the attempt id unique."""
     data: dict[str, Any] = {

@@ -157,7 +157,6 @@ def import_events(
     fmt: Format = "jsonl",
     skip_bad: bool = False,
     on_bad: Callable[[int, str], None] | None = None,
-    on_progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Import events; stop at the first bad line unless ``skip_bad``.
 
@@ -175,8 +174,6 @@ def import_events(
         if batch:
             result.add(ledger.record(batch))
             batch.clear()
-            if on_progress:
-                on_progress(read)
 
     while True:
         try:

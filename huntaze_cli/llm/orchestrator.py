@@ -301,6 +301,8 @@ class Orchestrator:
                     break
                 await asyncio.sleep(max(wait, 0.001))
                 continue
+            if now >= deadline:
+                break  # an attempt ran past it (time not under the SDK's timeout)
             timeout = min(self.routing.timeout_s, deadline - now)
             if last is None:
                 reason = plan.reason if pick == plan.order[0] else "circuit_open"

@@ -21,9 +21,6 @@ FailureKind = Literal[
     "auth",  # 401/403: the provider is misconfigured
     "bad_request",  # other 4xx: the request itself is wrong; no retry helps
 ]
-RETRYABLE: frozenset[str] = frozenset(
-    {"rate_limited", "server_error", "timeout", "connection", "malformed"}
-)
 
 
 @dataclass(slots=True)
@@ -84,10 +81,6 @@ class ProviderFailure(Exception):
         self.status = status
         self.retry_after_s = retry_after_s
         self.usage = usage or Usage()
-
-    @property
-    def retryable(self) -> bool:
-        return self.kind in RETRYABLE
 
 
 class Provider(Protocol):

@@ -52,14 +52,6 @@ class AccountDepth:
 
 
 @dataclass(slots=True)
-class DeadLetter:
-    item: QueueItem
-    attempts: int
-    last_error: str | None
-    died_at: datetime
-
-
-@dataclass(slots=True)
 class Outcome:
     """What ``retry`` did: ``dead`` when max_attempts is used up."""
 
@@ -113,8 +105,6 @@ class DeliveryQueue(Protocol):
     def requeue_dead(self, campaign_id: str) -> int:
         """Move a campaign's dead letters back to the queue with attempts reset."""
         ...
-
-    def dead_letters(self, campaign_id: str | None = None) -> list[DeadLetter]: ...
 
     def depth(self) -> dict[str, AccountDepth]:
         """Queued, in-flight and dead counts per account."""

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from uuid import uuid4
 
 import boto3
@@ -16,6 +16,7 @@ import pytest
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
+from pydantic import ValidationError
 
 from huntaze_cli.alerts.channels import CHANNELS, send_email_ses, send_email_smtp
 from huntaze_cli.alerts.thresholds import evaluate_thresholds
@@ -56,8 +57,13 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_channels_map_names_to_functions() -> None:
-    assert dict(CHANNELS) == {"email": send_email_smtp, "ses": send_email_ses}
+def test_every_configurable_channel_has_a_sender_and_no_sender_is_unreachable() -> None:
+    # [alerts] channels accepts the names of a Literal; thresholds dispatch through CHANNELS.
+    (item,) = get_args(AlertsConfig.model_fields["channels"].annotation)
+    assert set(get_args(item)) == set(CHANNELS)
+    assert all(callable(sender) for sender in CHANNELS.values())
+    with pytest.raises(ValidationError, match="channels"):
+        AlertsConfig.model_validate({"channels": ["pager"], "email_to": ["ops@example.com"]})
 
 
 def test_ses_sends_from_a_verified_sender(ses: Any) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import time
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -187,14 +186,12 @@ def test_each_fault_is_classified(
 ) -> None:
     fake.script(wire, [spec])
     provider = openai_provider(fake) if wire == "openai" else azure_provider(fake)
-    started = time.perf_counter()
     failure = run(attempt(provider, request(), timeout=0.5))
     assert isinstance(failure, ProviderFailure), failure
     assert (failure.kind, failure.status) == (kind, status)
     assert failure.retry_after_s is None
     # One attempt only: the SDK must not retry behind the orchestrator's back.
     assert fake.count(kind=wire) == 1
-    assert time.perf_counter() - started < 1.5  # the per-attempt timeout was applied
     assert "\n" not in failure.message
     assert OPENAI_KEY not in failure.message and AZURE_KEY not in failure.message
 
@@ -217,7 +214,7 @@ def test_rate_limits_carry_the_requested_wait(
     provider = openai_provider(fake) if wire == "openai" else azure_provider(fake)
     failure = run(attempt(provider, request()))
     assert isinstance(failure, ProviderFailure)
-    assert failure.kind == "rate_limited" and failure.retryable
+    assert failure.kind == "rate_limited"
     assert failure.retry_after_s == pytest.approx(seconds)
 
 
@@ -297,7 +294,7 @@ def test_a_filtered_completion_is_content_filter_with_its_billed_usage() -> None
 def test_a_completion_without_text_or_usage_is_malformed(response: Any) -> None:
     with pytest.raises(ProviderFailure) as caught:
         parse_completion(response, deployment=None)
-    assert caught.value.kind == "malformed" and caught.value.retryable
+    assert caught.value.kind == "malformed"
 
 
 # --- configuration ------------------------------------------------------------------------
@@ -383,10 +380,17 @@ def test_the_simulator_counts_tokens_like_a_real_model() -> None:
 
 
 def test_the_simulator_sleeps_its_latency() -> None:
-    provider = SimulatedProvider("sim", ProviderConfig(kind="simulated", latency_ms=50))
-    started = time.perf_counter()
-    run(provider.complete(request(), timeout=1))
-    assert time.perf_counter() - started >= 0.05
+    async def still_running(latency_ms: float) -> bool:
+        config = ProviderConfig(kind="simulated", latency_ms=latency_ms)
+        task = asyncio.create_task(SimulatedProvider("sim", config).complete(request(), timeout=60))
+        for _ in range(20):  # let the event loop run everything that is ready
+            await asyncio.sleep(0)
+        running = not task.done()
+        task.cancel()
+        return running
+
+    assert run(still_running(30_000))  # held by its latency
+    assert not run(still_running(0))  # nothing else holds it
 
 
 def test_importing_providers_loads_no_sdk() -> None:

@@ -50,10 +50,8 @@ def test_sigterm_with_deliveries_waiting_loses_nothing(spawn: Callable[..., Proc
     metrics = httpx.get(daemon.url + "/metrics", headers=HEADERS, timeout=10).text
     assert 'huntaze_ratelimit_acquires_total{outcome="wait"}' in metrics
     assert 'huntaze_queue_depth{account="creator_t",state="in_flight"} 4.0' in metrics
-    started = time.monotonic()
     daemon.signal(signal.SIGTERM)
     assert daemon.proc.wait(15) == 0
-    assert time.monotonic() - started < 10
     delivered = {line["idempotency_key"] for line in outbox()}
     depth = open_queue(load_config()).depth()["creator_t"]
     assert len(delivered) == 2

@@ -199,10 +199,9 @@ def test_retry_after_seconds_and_date(receiver: Receiver, sink: WebhookSink) -> 
 def test_timeout_is_retryable(receiver: Receiver) -> None:
     slow = WebhookSink(receiver.url, SECRET, timeout_s=0.3)
     receiver.answer(Reply(200, delay_s=1.5))
-    started = time.monotonic()
+    # The receiver would answer 200 after 1.5 s: raising proves the 0.3 s timeout applied.
     with pytest.raises(RetryableDelivery, match="no answer within 0.3 s"):
         slow.deliver(payload())
-    assert time.monotonic() - started < 1.4
     receiver.answer(Reply(200))
     assert slow.deliver(payload(2)) is True  # the client recovers
     slow.close()

@@ -26,7 +26,6 @@ import contextlib
 import http.client
 import json
 import socket
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -421,10 +420,8 @@ def test_content_filter_is_bad_request_with_code(srv: FakeLLM, sdk: Sdk, kind: s
 @pytest.mark.parametrize("kind", KINDS)
 def test_timeout_is_api_timeout_error(srv: FakeLLM, sdk: Sdk, kind: str) -> None:
     srv.script(kind, ["timeout"])
-    started = time.perf_counter()
     with pytest.raises(openai.APITimeoutError) as err:
         sdk.create(kind, timeout=0.3)
-    assert 0.25 <= time.perf_counter() - started < 4
     assert isinstance(err.value.__cause__, httpx2.TimeoutException)
     assert srv.count(kind=kind, outcome="timeout") == 1
     assert sdk.create(kind).choices  # the client and server are fine afterwards
@@ -520,20 +517,16 @@ def test_script_takes_precedence_over_mix(srv: FakeLLM, sdk: Sdk) -> None:
 
 
 def test_latency_applies_per_scope_and_per_outcome(srv: FakeLLM, sdk: Sdk) -> None:
-    def timed(kind: str) -> tuple[str, float]:
-        started = time.perf_counter()
-        name = sdk.outcome(kind)
-        return name, time.perf_counter() - started
-
-    srv.set_latency(120, kind="azure")
-    assert timed("azure")[1] >= 0.12
+    # A held answer shows as the client's timeout firing first: 0.3 s against 30 s.
+    srv.set_latency(30_000, kind="azure")
+    assert sdk.outcome("azure", timeout=0.3) == "APITimeoutError"
     srv.script("azure", ["503"])
-    name, elapsed = timed("azure")
-    assert name == "InternalServerError" and elapsed >= 0.12  # errors wait too
+    assert sdk.outcome("azure", timeout=0.3) == "APITimeoutError"  # errors wait too
+    assert srv.count(kind="azure", outcome="503") == 1
     srv.script("azure", ["429:latency-ms=0"])
-    assert timed("azure")[0] == "RateLimitError"  # (its own latency: none)
+    assert sdk.outcome("azure", timeout=0.3) == "RateLimitError"  # its own latency: none
+    assert sdk.outcome("openai", timeout=0.3) == "ok"  # another scope is not held
     srv.set_latency(50, jitter_ms=30)
-    assert timed("openai")[1] >= 0.05
     scopes = {(s["kind"], s["target"]): s for s in srv.stats()["scopes"]}
     assert scopes[("*", "*")]["latency_ms"] == 50
     assert scopes[("*", "*")]["jitter_ms"] == 30
@@ -555,12 +548,10 @@ def test_concurrent_requests_overlap_their_latency(
 ) -> None:
     srv.set_latency(100)
 
-    async def scenario() -> float:
-        started = time.perf_counter()
+    async def scenario() -> None:
         await asyncio.gather(*(sdk.acreate("openai") for _ in range(16)))
-        return time.perf_counter() - started
 
-    assert runner.run(scenario()) >= 0.1
+    runner.run(scenario())
     assert srv.stats()["max_in_flight"] >= 2  # requests were held at the same time
 
 
@@ -692,13 +683,16 @@ def test_separate_process_is_programmed_over_http(runner: asyncio.Runner) -> Non
 
 
 @pytest.mark.slow
-def test_throughput_sanity(runner: asyncio.Runner, capsys: pytest.CaptureFixture[str]) -> None:
-    """2,000 requests at concurrency 32, 0 ms latency, through AsyncOpenAI (printed only)."""
-    total, concurrency = 2000, 32
+def test_a_separate_process_keeps_the_pool_warm(runner: asyncio.Runner) -> None:
+    """300 requests at concurrency 32 through AsyncOpenAI reuse the pool's connections.
+
+    How fast it goes is a figure for ``python bench/fake_llm.py``, not a test.
+    """
+    total, concurrency = 300, 32
     with FakeLLMProcess() as proc:
         clients = Sdk(runner, proc)
 
-        async def scenario() -> float:
+        async def scenario() -> None:
             sem = asyncio.Semaphore(concurrency)
 
             async def one(i: int) -> None:
@@ -708,21 +702,13 @@ def test_throughput_sanity(runner: asyncio.Runner, capsys: pytest.CaptureFixture
                     )
 
             await one(-1)  # warm up the first connection
-            started = time.perf_counter()
             await asyncio.gather(*(one(i) for i in range(total)))
-            return time.perf_counter() - started
 
         try:
-            elapsed = runner.run(scenario())
+            runner.run(scenario())
         finally:
             clients.close()
         stats = proc.stats()
     assert stats["requests_total"] == total + 1
     assert count_in_stats(stats, outcome="ok") == total + 1
     assert stats["connections_total"] <= concurrency + 1  # the pool stays warm
-    with capsys.disabled():
-        print(
-            f"\nfake LLM throughput: {total / elapsed:.0f} req/s through AsyncOpenAI "
-            f"({total} requests, concurrency {concurrency}, 0 ms latency, server in a "
-            f"separate process, {stats['connections_total']} connections)"
-        )

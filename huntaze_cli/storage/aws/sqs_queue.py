@@ -44,9 +44,9 @@ How the ``DeliveryQueue`` protocol maps onto SQS:
   held. ``kill`` sends there and deletes. If a ``RedrivePolicy`` is set, SQS itself also
   moves a message after ``maxReceiveCount`` receives, releases and expired leases
   included; set it well above ``max_attempts`` or leave it out.
-* **dead_letters** and **requeue_dead** read the whole dead-letter queue by receiving it
+* **requeue_dead** reads the whole dead-letter queue by receiving it
   (each message held ``SCAN_HOLD_S``, then made visible again), since SQS has no query.
-  Two such reads at once each see only part of it. Requeued messages get attempts 0.
+  Two requeues at once each see only part of it. Requeued messages get attempts 0.
 * **depth** cannot be per account: SQS only counts a whole queue, approximately. It
   returns one entry under the account ``"*"``: queued = visible + delayed messages,
   in_flight = not visible (leased, or released/retried with a visibility delay), dead =
@@ -66,7 +66,6 @@ import logging
 import math
 import re
 import threading
-import time
 import uuid
 from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
@@ -86,7 +85,7 @@ from huntaze_cli.storage.aws.client import (
     make_client,
     region_from_queue_url,
 )
-from huntaze_cli.storage.queue import AccountDepth, DeadLetter, Lease, Outcome, QueueItem
+from huntaze_cli.storage.queue import AccountDepth, Lease, Outcome, QueueItem
 
 if TYPE_CHECKING:
     from huntaze_cli.config import Config
@@ -332,23 +331,6 @@ class SQSQueue:
         self._unhide(dead_url, others)
         return moved
 
-    def dead_letters(self, campaign_id: str | None = None) -> list[DeadLetter]:
-        """Every dead letter (of one campaign), oldest death first, read without removing."""
-        dead_url = self._dead_queue(create=False)
-        if dead_url is None:
-            return []
-        letters: list[DeadLetter] = []
-        handles: list[str] = []
-        for batch in self._scan(dead_url):
-            for message in batch:
-                handles.append(message["ReceiptHandle"])
-                letter = _dead_letter(message)
-                if campaign_id is None or letter.item.campaign_id == campaign_id:
-                    letters.append(letter)
-        self._unhide(dead_url, handles)
-        letters.sort(key=lambda letter: letter.died_at)
-        return letters
-
     def depth(self) -> dict[str, AccountDepth]:
         """Approximate totals under account ``"*"``: SQS does not count per account."""
         names = [
@@ -391,7 +373,7 @@ class SQSQueue:
         """Move a message we cannot read to the dead letters, so nothing is lost.
 
         It becomes a dead letter whose text is the raw body and whose key names the
-        SQS message id: ``huntaze status`` and ``dead_letters`` show it like any other.
+        SQS message id: ``huntaze status`` counts it like any other.
         """
         logger.warning("SQS queue %s: moving an unreadable message to dead letters", self.queue_url)
         item = QueueItem(f"sqs:{message['MessageId']}", "", "", "", message.get("Body", ""))
@@ -582,17 +564,3 @@ class _Stale(Exception):
 
 class _Missing(Exception):
     """The queue looked up does not exist."""
-
-
-def _dead_letter(message: dict[str, Any]) -> DeadLetter:
-    # SentTimestamp dates what lacks a died_at: messages SQS's own redrive moved, or
-    # anything else sent straight to the dead-letter queue.
-    sent_ms = message.get("Attributes", {}).get("SentTimestamp")
-    sent_at = float(sent_ms) / 1000 if sent_ms else time.time()
-    parsed = _parse(message)
-    if parsed is None:
-        item = QueueItem(f"sqs:{message['MessageId']}", "", "", "", message.get("Body", ""))
-        return DeadLetter(item, 0, _FOREIGN_ERROR, _timestamp(sent_at))
-    item, data = parsed
-    died_at = float(data.get("died_at") or sent_at)
-    return DeadLetter(item, data["attempts"], data.get("last_error"), _timestamp(died_at))

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from huntaze_cli.clock import SYSTEM_CLOCK, Clock
-from huntaze_cli.storage.queue import AccountDepth, DeadLetter, Lease, Outcome, QueueItem
+from huntaze_cli.storage.queue import AccountDepth, Lease, Outcome, QueueItem
 from huntaze_cli.storage.sqlite.db import Database, Migration
 
 if TYPE_CHECKING:
@@ -258,22 +258,6 @@ class SQLiteQueue:
                 "WHERE campaign_id = ? AND state = 'dead'",
                 (self._clock.time(), campaign_id),
             ).rowcount
-
-    def dead_letters(self, campaign_id: str | None = None) -> list[DeadLetter]:
-        """Dead letters, oldest death first; of one campaign, or all."""
-        sql = f"SELECT {_ITEM_COLUMNS}, attempts, last_error, died_at FROM items "
-        params: tuple[str, ...] = ()
-        if campaign_id is None:
-            sql += "WHERE state = 'dead' ORDER BY died_at, rowid"
-        else:
-            sql += "WHERE state = 'dead' AND campaign_id = ? ORDER BY died_at, rowid"
-            params = (campaign_id,)
-        with self._db.read("reading dead letters") as conn:
-            rows = conn.execute(sql, params).fetchall()
-        return [
-            DeadLetter(QueueItem(*row[:5]), row[5], row[6], _timestamp(row[7] or 0.0))
-            for row in rows
-        ]
 
     def depth(self) -> dict[str, AccountDepth]:
         """Per account: queued (expired leases included), unexpired leases, dead."""
