@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from huntaze_cli.campaigns.file import LoadedCampaign
     from huntaze_cli.models import CampaignReport, DryRunReport, RequeueReport, StatusOverview
     from huntaze_cli.services import Services
-    from huntaze_cli.storage.sqlite.campaigns import CampaignRow
+    from huntaze_cli.storage.campaigns import CampaignRow
 
 
 @dataclass
@@ -96,6 +96,7 @@ async def generate(
             campaign,
             concurrency=services.config().routing.concurrency,
             on_progress=on_progress,
+            lease_s=services.config().campaigns.generation_lease_s,
         )
     except GenerationBusy:
         return False
@@ -111,6 +112,7 @@ async def generate_orphans(services: Services, orchestrator: Any) -> list[str]:
         services.queue(),
         orchestrator,
         concurrency=services.config().routing.concurrency,
+        lease_s=services.config().campaigns.generation_lease_s,
     )
 
 
