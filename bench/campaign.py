@@ -34,6 +34,9 @@ store, queue, rate limiter and ledger, the outbox sink).
    Each part checks every account's grant times for window violations (sorted grants g:
    ``g[i + messages] - g[i] >= per_seconds``; must be 0).
 
+4. With ``--aws-recipients N`` (0 = skip): part 1 again on DynamoDB + SQS, one moto
+   server (bench/campaign_aws.py), its figures printed beside part 1's.
+
 3. ``huntaze worker --once --json`` (subprocess) on ``--accounts`` accounts x
    ``--per-account`` (10) queued messages (one campaign per account, generated through the
    orchestrator beforehand), delivering to the outbox. Printed: deliveries per second end
@@ -484,11 +487,11 @@ def fill_queue(root: Path, accounts: int, per_account: int) -> None:
     from huntaze_cli.config import load_config
     from huntaze_cli.llm.orchestrator import Orchestrator
     from huntaze_cli.storage import open_ledger, open_queue
-    from huntaze_cli.storage.sqlite.campaigns import CampaignStore
+    from huntaze_cli.storage.sqlite.campaigns import SQLiteCampaignStore
 
     with in_env(cli_env(root)):
         config = load_config(None)
-        store = CampaignStore(config.campaigns_path)
+        store = SQLiteCampaignStore(config.campaigns_path)
         queue = open_queue(config)
         ledger = open_ledger(config)
 
@@ -607,6 +610,9 @@ def main() -> None:
     parser.add_argument("--skip-limiter", action="store_true")
     parser.add_argument("--no-worker", action="store_true")
     parser.add_argument("--timeout", type=float, default=900.0, help="per subprocess, seconds")
+    parser.add_argument(
+        "--aws-recipients", type=int, default=0, help="part 4: DynamoDB + SQS on moto (0: skip)"
+    )
     parser.add_argument("--keep", type=Path, help="work in this dir and keep it")
     args = parser.parse_args()
 
@@ -624,6 +630,10 @@ def main() -> None:
             ok &= bench_limiter(work, args.accounts, args.messages, args.processes, args.windows)
         if not args.no_worker:
             ok &= bench_worker(work, args.accounts, args.per_account, args.timeout)
+        if args.aws_recipients:
+            from campaign_aws import bench_campaign_aws
+
+            ok &= bench_campaign_aws(work, args.aws_recipients, args.timeout)
     print("\nall checks meet their targets" if ok else "\nsome checks MISS their targets")
     sys.exit(0 if ok else 1)
 

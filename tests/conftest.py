@@ -5,12 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
-from functools import wraps
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -50,23 +47,14 @@ def _free_port() -> int:
 def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """moto in server mode on a loopback port; yields its endpoint.
 
-    moto checks a PutItem's condition and then stores the item as two steps, and its
-    server handles requests in threads: two writers could both pass a condition that
-    only one may pass. DynamoDB makes a conditional write atomic, so the emulation
-    gets a lock around exactly that step (reads and other requests stay parallel).
+    Its DynamoDB gets atomic conditional writes and cheap transactions, as the real
+    service has (see huntaze_testing.moto_dynamodb).
     """
-    from moto.dynamodb.models.table import Table
     from moto.server import ThreadedMotoServer
 
-    lock = threading.Lock()
-    unlocked: Callable[..., Any] = Table.put_item
+    from huntaze_testing import moto_dynamodb
 
-    @wraps(unlocked)
-    def atomic_put_item(self: Table, *args: Any, **kwargs: Any) -> Any:
-        with lock:
-            return unlocked(self, *args, **kwargs)
-
-    monkeypatch.setattr(Table, "put_item", atomic_put_item)
+    undo = moto_dynamodb.install()
     # One log line per request otherwise, thousands of them in a failure report.
     requests_log = logging.getLogger("werkzeug")
     monkeypatch.setattr(requests_log, "level", logging.WARNING)
@@ -77,6 +65,7 @@ def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+        undo()
 
 
 @pytest.fixture(params=["sqlite", "aws"])

@@ -29,9 +29,9 @@ from huntaze_cli.config import Config
 from huntaze_cli.errors import ConfigError, DeliveryError
 from huntaze_cli.retry import backoff_s
 from huntaze_cli.sinks import PermanentDelivery, RetryableDelivery, Sink
+from huntaze_cli.storage.campaigns import CampaignStore
 from huntaze_cli.storage.queue import DeliveryQueue, Lease
 from huntaze_cli.storage.ratelimit import RateLimiter
-from huntaze_cli.storage.sqlite.campaigns import CampaignStore
 
 LEASE_MARGIN_S = 5.0  # never start a delivery this close to the end of its lease
 HEARTBEAT_S = 5.0
@@ -44,6 +44,7 @@ class WorkerStats:
     retried: int = 0
     dead: int = 0
     released: int = 0
+    stale: int = 0  # an outcome not recorded: the lease had passed to another worker
 
 
 class DeliveryWorker:
@@ -174,6 +175,9 @@ class DeliveryWorker:
         except RetryableDelivery as exc:
             delay = exc.retry_after_s if exc.retry_after_s is not None else self._backoff(lease)
             outcome = await off_loop(self.queue.retry, lease, delay_s=delay, error=exc.message)
+            if not outcome.applied:
+                self._stale(lease)
+                return
             state = "dead" if outcome.dead else "failed"
             await self._outcome(item.key, state, sent_at=None, error=exc.message)
             if outcome.dead:
@@ -183,7 +187,9 @@ class DeliveryWorker:
             self._emit(state, lease)
             return
         except (PermanentDelivery, ConfigError) as exc:
-            await off_loop(self.queue.kill, lease, error=exc.message)
+            if not await off_loop(self.queue.kill, lease, error=exc.message):
+                self._stale(lease)
+                return
             await self._outcome(item.key, "dead", sent_at=None, error=exc.message)
             self.stats.dead += 1
             self._emit("dead", lease)
@@ -192,6 +198,9 @@ class DeliveryWorker:
             outcome = await off_loop(
                 self.queue.retry, lease, delay_s=self._backoff(lease), error=exc.message
             )
+            if not outcome.applied:
+                self._stale(lease)
+                return
             state = "dead" if outcome.dead else "failed"
             await self._outcome(item.key, state, sent_at=None, error=exc.message)
             return
@@ -203,6 +212,12 @@ class DeliveryWorker:
         else:
             self.stats.replayed += 1
         self._emit("sent", lease)
+
+    def _stale(self, lease: Lease) -> None:
+        """The lease expired while delivering: another worker holds the message now and
+        records its outcome; recording ours could move it backwards."""
+        self.stats.stale += 1
+        self._emit("stale", lease)
 
     def _backoff(self, lease: Lease) -> float:
         backoff = self.config.queue.backoff

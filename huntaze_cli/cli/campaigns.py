@@ -362,11 +362,9 @@ async def _orphans(st: Services) -> None:
 async def _orphans_forever(st: Services, worker: DeliveryWorker) -> None:
     import asyncio
 
-    from huntaze_cli.campaigns.generation import GENERATION_LEASE_S
-
     while not worker.stopping:
         await _orphans(st)
-        await asyncio.sleep(GENERATION_LEASE_S / 2)
+        await asyncio.sleep(st.config().campaigns.generation_lease_s / 2)
 
 
 def requeue(

@@ -273,6 +273,27 @@ class QueueConfig(_AwsEndpoint):
     backoff: BackoffConfig = Field(default_factory=BackoffConfig)
 
 
+class CampaignsConfig(_AwsTable):
+    """Where campaigns, message states and provider health live; shared by every host
+    on DynamoDB."""
+
+    backend: Literal["sqlite", "dynamodb"] = Field(
+        "sqlite", description="sqlite (one host) | dynamodb (shared across hosts)"
+    )
+    path: Path | None = Field(
+        None,
+        description="SQLite file; default campaigns.db in the data dir",
+        examples=["/var/lib/huntaze/campaigns.db"],
+    )
+    table: str = Field("huntaze-campaigns", description="DynamoDB table name")
+    retention_days: int = Field(
+        90, ge=1, description="days a campaign is kept after its last change (DynamoDB TTL)"
+    )
+    generation_lease_s: float = Field(
+        60.0, gt=0, description="a generating process renews this; lapsed: another resumes"
+    )
+
+
 class DeliveryConfig(_Section):
     sink: Literal["outbox", "webhook", "sqs"] = Field("outbox", description="outbox|webhook|sqs")
     outbox_path: Path | None = Field(
@@ -472,6 +493,7 @@ class Config(_Section):
     pricing: PricingConfig = Field(default_factory=PricingConfig)
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
     queue: QueueConfig = Field(default_factory=QueueConfig)
+    campaigns: CampaignsConfig = Field(default_factory=CampaignsConfig)
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     thresholds: ThresholdsConfig = Field(default_factory=ThresholdsConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
@@ -517,7 +539,12 @@ class Config(_Section):
 
     @property
     def campaigns_path(self) -> Path:
-        return self.data_dir / "campaigns.db"
+        return self.campaigns.path or self.data_dir / "campaigns.db"
+
+    @property
+    def providers_path(self) -> Path:
+        """Provider circuit state on SQLite: beside the campaign store."""
+        return self.campaigns_path.parent / "providers.db"
 
     @property
     def outcomes_path(self) -> Path:
@@ -702,6 +729,7 @@ def masked_dump(config: Config) -> dict[str, Any]:
     data = config.model_dump(mode="python")
     data["ledger"]["path"] = config.ledger_path
     data["queue"]["path"] = config.queue_path
+    data["campaigns"]["path"] = config.campaigns_path
     data["rate_limit"]["path"] = config.ratelimit_path
     data["delivery"]["outbox_path"] = config.outbox_path
     return _mask(data)

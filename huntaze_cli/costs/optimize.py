@@ -38,13 +38,13 @@ from huntaze_cli.costs.reports import percentile
 from huntaze_cli.llm.pricing import Price, PriceBook
 from huntaze_cli.llm.types import Usage
 from huntaze_cli.money import nano_to_usd
+from huntaze_cli.storage.campaigns import CampaignRow
 from huntaze_cli.storage.ledger import (
     OUTPUT_BOUNDS,
     SLOT_SECONDS,
     Ledger,
     UsageRollup,
 )
-from huntaze_cli.storage.sqlite.campaigns import CampaignRow
 
 # A model that is a waste on short outputs, and the one to try instead (same family).
 DOWNGRADES = {

@@ -1,13 +1,15 @@
-"""Per-provider circuit breakers, and the shared file other processes read them from.
+"""Per-provider circuit breakers, and the shared store other processes read them from.
 
 A breaker opens after ``circuit_failure_threshold`` consecutive failures, stays open for
 ``circuit_cooldown_s``, then lets exactly one probe through (half-open): its success
 closes the circuit, its failure opens it again. A 401/403 marks the provider
 misconfigured and opens the circuit at once.
 
-Each process keeps its own breakers in memory (the hot path never touches disk) and
-writes their state to ``providers.db`` in the data dir whenever it changes, so
-`huntaze health` run beside a daemon shows the daemon's view.
+Each process keeps its own breakers in memory (the hot path never touches storage) and
+writes their state to the shared ``ProviderStateStore`` whenever it changes, so
+`huntaze health` on any host sharing the store shows what the daemons saw, and the
+orchestrator ``adopt``s a circuit another process opened (it reads the store every few
+seconds), so one host's dead provider is skipped by the others too.
 """
 
 from __future__ import annotations
@@ -15,111 +17,12 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Literal
+from datetime import datetime
 
 from huntaze_cli.clock import SYSTEM_CLOCK, Clock
-from huntaze_cli.storage.sqlite.db import Database
+from huntaze_cli.storage.providers import ProviderState, ProviderStateStore, State
 
-State = Literal["closed", "open", "half_open"]
-
-_MIGRATIONS = [
-    (
-        "providers_001_state",
-        """
-        CREATE TABLE provider_state (
-            provider TEXT PRIMARY KEY,
-            state TEXT NOT NULL,
-            consecutive_failures INTEGER NOT NULL,
-            misconfigured INTEGER NOT NULL,
-            last_error TEXT,
-            last_error_kind TEXT,
-            last_error_at TEXT,
-            last_ok_at TEXT,
-            opened_at TEXT,
-            updated_at TEXT NOT NULL,
-            pid INTEGER NOT NULL
-        )
-        """,
-    )
-]
-
-
-@dataclass(slots=True)
-class ProviderState:
-    """What `health` shows of one provider: the last view any process wrote."""
-
-    provider: str
-    state: State
-    consecutive_failures: int
-    misconfigured: bool
-    last_error: str | None
-    last_error_kind: str | None
-    last_error_at: datetime | None
-    last_ok_at: datetime | None
-    opened_at: datetime | None
-    updated_at: datetime
-    pid: int
-
-
-class StateStore:
-    """The shared providers.db file; writes are rare (state changes and errors only)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db = Database(path, _MIGRATIONS, what="provider state")
-
-    def save(self, state: ProviderState) -> None:
-        with self._db.write("saving provider state") as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO provider_state VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    state.provider,
-                    state.state,
-                    state.consecutive_failures,
-                    int(state.misconfigured),
-                    state.last_error,
-                    state.last_error_kind,
-                    _iso(state.last_error_at),
-                    _iso(state.last_ok_at),
-                    _iso(state.opened_at),
-                    _iso(state.updated_at),
-                    state.pid,
-                ),
-            )
-
-    def load(self) -> dict[str, ProviderState]:
-        with self._db.read("reading provider state") as conn:
-            rows = conn.execute("SELECT * FROM provider_state").fetchall()
-        return {
-            row[0]: ProviderState(
-                provider=row[0],
-                state=row[1],
-                consecutive_failures=row[2],
-                misconfigured=bool(row[3]),
-                last_error=row[4],
-                last_error_kind=row[5],
-                last_error_at=_parse(row[6]),
-                last_ok_at=_parse(row[7]),
-                opened_at=_parse(row[8]),
-                updated_at=_parse(row[9]) or datetime.now(UTC),
-                pid=row[10],
-            )
-            for row in rows
-        }
-
-    def close(self) -> None:
-        self._db.close()
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def _parse(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+__all__ = ["CircuitBreaker", "ProviderState", "State"]
 
 
 class CircuitBreaker:
@@ -131,7 +34,7 @@ class CircuitBreaker:
         *,
         threshold: int,
         cooldown_s: float,
-        store: StateStore | None = None,
+        store: ProviderStateStore | None = None,
         clock: Clock = SYSTEM_CLOCK,
         on_change: Callable[[str, State], None] | None = None,
     ) -> None:
@@ -172,6 +75,26 @@ class CircuitBreaker:
         if self.state == "half_open" and self._probe_in_flight:
             return self.cooldown_s
         return 0.0
+
+    def adopt(self, shared: ProviderState) -> None:
+        """Open this breaker when another process (on any host) opened the provider's
+        circuit and its cooldown is still running; a closed breaker here would keep
+        sending to a provider that process found failing. Nothing is written back.
+        A provider misconfigured there (its key missing or refused) is not adopted: keys
+        are each process's own, and this one may well have a good one."""
+        if self.state != "closed" or shared.state != "open" or shared.opened_at is None:
+            return
+        if shared.misconfigured:
+            return
+        age = max((self._clock.now() - shared.opened_at).total_seconds(), 0.0)
+        if age >= self.cooldown_s:
+            return
+        self._opened_at = self._clock.monotonic() - age
+        self._opened_wall = shared.opened_at
+        self.last_error, self.last_error_kind = shared.last_error, shared.last_error_kind
+        self.state = "open"
+        if self._on_change:
+            self._on_change(self.provider, "open")
 
     def release(self) -> None:
         """A probe ended without an outcome (cancelled): let another probe through."""

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 
 from huntaze_cli.clock import SYSTEM_CLOCK, Clock
 from huntaze_cli.config import Config
-from huntaze_cli.errors import BackendError, ConfigError, ProviderError
-from huntaze_cli.llm.circuit import CircuitBreaker, StateStore
+from huntaze_cli.errors import BackendError, ConfigError, HuntazeError, ProviderError
+from huntaze_cli.llm.circuit import CircuitBreaker
 from huntaze_cli.llm.routing import HealthWindow, LatencyTracker, Router
 from huntaze_cli.llm.types import (
     Attempt,
@@ -43,9 +43,12 @@ if TYPE_CHECKING:
     from huntaze_cli.observability.cloudwatch import CallMetricsPublisher
     from huntaze_cli.observability.metrics import Metrics
     from huntaze_cli.storage.ledger import Ledger
+    from huntaze_cli.storage.providers import ProviderStateStore
 
 
 _PROMPT_FAULTS = frozenset({"content_filter", "bad_request"})
+# How often a process reads the breaker states other processes shared (see circuit.adopt).
+SHARED_STATE_EVERY_S = 5.0
 
 # Per (provider, model) metric children: requests, latency, tokens in/cached/out, cost.
 _Children = tuple["Counter", "Histogram", "Counter", "Counter", "Counter", "Counter"]
@@ -162,7 +165,7 @@ class Orchestrator:
         prices: PriceBook,
         ledger: Ledger | None = None,
         metrics: Metrics | None = None,
-        state_store: StateStore | None = None,
+        state_store: ProviderStateStore | None = None,
         warn: Callable[[str], None] | None = None,
         rng: random.Random | None = None,
         cloudwatch: CallMetricsPublisher | None = None,
@@ -205,6 +208,7 @@ class Orchestrator:
             else None
         )
         self._state_store = state_store
+        self._shared_read_at = -SHARED_STATE_EVERY_S
         self.cloudwatch = cloudwatch
         self._cloudwatch_task: asyncio.Task[None] | None = None
         self._rng = rng or random.Random()
@@ -223,6 +227,7 @@ class Orchestrator:
         """Everything built from config: providers, price book, shared breaker state."""
         from huntaze_cli.llm.pricing import PriceBook
         from huntaze_cli.llm.providers import build_providers
+        from huntaze_cli.storage import open_provider_state
 
         warned = warn or (lambda message: None)
         prices = PriceBook(
@@ -243,7 +248,7 @@ class Orchestrator:
             prices=prices,
             ledger=ledger,
             metrics=metrics,
-            state_store=StateStore(config.data_dir / "providers.db"),
+            state_store=open_provider_state(config),
             warn=warn,
             cloudwatch=cloudwatch,
         )
@@ -254,6 +259,7 @@ class Orchestrator:
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         """Write one message; raises GenerationFailed when no attempt succeeds."""
+        self._adopt_shared_state()
         async with self._semaphore:
             try:
                 result = await self._attempts(request)
@@ -264,6 +270,21 @@ class Orchestrator:
             if self.metrics:
                 self.metrics.generations.labels("ok").inc()
             return result
+
+    def _adopt_shared_state(self) -> None:
+        """Every few seconds: open the breakers other processes (hosts) opened."""
+        now = time.monotonic()
+        if self._state_store is None or now - self._shared_read_at < SHARED_STATE_EVERY_S:
+            return
+        self._shared_read_at = now
+        try:
+            shared = self._state_store.load()
+        except HuntazeError:
+            return  # a view only: an unreadable store never fails a generation
+        for name, state in shared.items():
+            breaker = self.breakers.get(name)
+            if breaker is not None:
+                breaker.adopt(state)
 
     async def _attempts(self, request: GenerationRequest) -> GenerationResult:
         loop = asyncio.get_running_loop()

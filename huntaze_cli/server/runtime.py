@@ -182,7 +182,6 @@ class Runtime:
     async def _adopt_orphans(self) -> None:
         """Finish campaigns whose generating process stopped (no live lease), now and
         every half lease: an interrupted send-campaign, a crashed daemon."""
-        from huntaze_cli.campaigns.generation import GENERATION_LEASE_S
         from huntaze_cli.campaigns.offload import off_loop
 
         store = self.loop.store()
@@ -196,7 +195,9 @@ class Runtime:
             except HuntazeError as exc:
                 log.error("looking for interrupted campaigns failed", extra={"error": exc.message})
             try:
-                await asyncio.wait_for(self._stopping.wait(), GENERATION_LEASE_S / 2)
+                await asyncio.wait_for(
+                    self._stopping.wait(), self.config.campaigns.generation_lease_s / 2
+                )
             except TimeoutError:
                 continue
 

@@ -19,10 +19,10 @@ if TYPE_CHECKING:
     from huntaze_cli.llm.orchestrator import Orchestrator
     from huntaze_cli.observability.metrics import Metrics
     from huntaze_cli.sinks import Sink
+    from huntaze_cli.storage.campaigns import CampaignStore
     from huntaze_cli.storage.ledger import Ledger
     from huntaze_cli.storage.queue import DeliveryQueue
     from huntaze_cli.storage.ratelimit import RateLimiter
-    from huntaze_cli.storage.sqlite.campaigns import CampaignStore
     from huntaze_cli.storage.sqlite.outcomes import OutcomeStore
 
 
@@ -72,9 +72,9 @@ class Services:
         return self._open[name]
 
     def store(self) -> CampaignStore:
-        from huntaze_cli.storage.sqlite.campaigns import CampaignStore
+        from huntaze_cli.storage import open_campaign_store
 
-        return self._get("store", lambda config: CampaignStore(config.campaigns_path))
+        return self._get("store", open_campaign_store)
 
     def outcomes(self) -> OutcomeStore:
         from huntaze_cli.storage.sqlite.outcomes import OutcomeStore

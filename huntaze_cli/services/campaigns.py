@@ -21,9 +21,9 @@ if TYPE_CHECKING:
     from huntaze_cli.campaigns.worker import DeliveryWorker
     from huntaze_cli.models import CampaignReport, DryRunReport, RequeueReport, StatusOverview
     from huntaze_cli.services import Services
+    from huntaze_cli.storage.campaigns import CampaignRow
     from huntaze_cli.storage.queue import Lease
     from huntaze_cli.storage.ratelimit import RateLimiter
-    from huntaze_cli.storage.sqlite.campaigns import CampaignRow
 
 
 @dataclass
@@ -100,6 +100,7 @@ async def generate(
             campaign,
             concurrency=services.config().routing.concurrency,
             on_progress=on_progress,
+            lease_s=services.config().campaigns.generation_lease_s,
         )
     except GenerationBusy:
         return False
@@ -115,6 +116,7 @@ async def generate_orphans(services: Services, orchestrator: Any) -> list[str]:
         services.queue(),
         orchestrator,
         concurrency=services.config().routing.concurrency,
+        lease_s=services.config().campaigns.generation_lease_s,
     )
 
 

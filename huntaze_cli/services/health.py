@@ -3,7 +3,8 @@
 healthy: the ledger works and every provider can serve; degraded: at least one provider
 can serve but another cannot (missing key, open circuit, misconfigured, failed probe);
 unhealthy: the ledger fails or no provider can serve. Provider circuit state is the one
-the last running process (a `serve` daemon, a worker) wrote to providers.db.
+the last running process (a `serve` daemon, a worker, on any host sharing the
+``[campaigns]`` backend) wrote to the shared provider state.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from datetime import UTC, datetime
 
 from huntaze_cli.config import Config, ProviderConfig
 from huntaze_cli.errors import HuntazeError
-from huntaze_cli.llm.circuit import ProviderState, StateStore
 from huntaze_cli.models import CheckResult, HealthReport, ProviderHealth
 from huntaze_cli.storage.ledger import Ledger
+from huntaze_cli.storage.providers import ProviderState
 
 PROBE_PROMPT = "Reply with the single word: ok"
 
@@ -96,11 +97,12 @@ def _check_sink(config: Config) -> CheckResult:
 
 
 def _shared_state(config: Config) -> dict[str, ProviderState]:
-    path = config.data_dir / "providers.db"
-    if not path.exists():
-        return {}
+    from huntaze_cli.storage import open_provider_state
+
+    if config.campaigns.backend == "sqlite" and not config.providers_path.exists():
+        return {}  # nothing ran yet: do not create the file just to read it
     try:
-        store = StateStore(path)
+        store = open_provider_state(config)
     except HuntazeError:
         return {}
     try:

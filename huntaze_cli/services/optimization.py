@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from huntaze_cli.costs.recommendations import OptimizeReport
     from huntaze_cli.costs.roi import RoiReport
     from huntaze_cli.services import Services
-    from huntaze_cli.storage.sqlite.campaigns import CampaignRow
+    from huntaze_cli.storage.campaigns import CampaignRow
 
 MAX_DAYS = 400  # usage rollups are kept rollup_retention_days (400 by default)
 

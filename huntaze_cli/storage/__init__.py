@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from huntaze_cli.config import Config
+    from huntaze_cli.storage.campaigns import CampaignStore
     from huntaze_cli.storage.ledger import Ledger
+    from huntaze_cli.storage.providers import ProviderStateStore
     from huntaze_cli.storage.queue import DeliveryQueue
     from huntaze_cli.storage.ratelimit import RateLimiter
 
@@ -45,3 +47,25 @@ def open_queue(config: Config) -> DeliveryQueue:
     from huntaze_cli.storage.sqlite.queue import SQLiteQueue
 
     return SQLiteQueue.from_config(config)
+
+
+def open_campaign_store(config: Config) -> CampaignStore:
+    """The campaign store ``[campaigns] backend`` selects, ready to use."""
+    if config.campaigns.backend == "dynamodb":
+        from huntaze_cli.storage.aws.dynamodb_campaigns import DynamoDBCampaignStore
+
+        return DynamoDBCampaignStore.from_config(config)
+    from huntaze_cli.storage.sqlite.campaigns import SQLiteCampaignStore
+
+    return SQLiteCampaignStore.from_config(config)
+
+
+def open_provider_state(config: Config) -> ProviderStateStore:
+    """Where provider circuit state is shared: it follows ``[campaigns] backend``."""
+    if config.campaigns.backend == "dynamodb":
+        from huntaze_cli.storage.aws.dynamodb_providers import DynamoDBProviderStateStore
+
+        return DynamoDBProviderStateStore.from_config(config)
+    from huntaze_cli.storage.sqlite.providers import SQLiteProviderStateStore
+
+    return SQLiteProviderStateStore.from_config(config)

@@ -53,11 +53,17 @@ class AccountDepth:
 
 @dataclass(slots=True)
 class Outcome:
-    """What ``retry`` did: ``dead`` when max_attempts is used up."""
+    """What ``retry`` did: ``dead`` when max_attempts is used up.
+
+    ``applied`` is False when the lease was no longer the caller's (it expired and the
+    item was leased again, or delivered, by someone else): nothing changed, and the
+    caller must not record a state for a message another worker holds.
+    """
 
     dead: bool
     attempts: int
     due_at: datetime | None = None
+    applied: bool = True
 
 
 class DeliveryQueue(Protocol):
@@ -98,8 +104,9 @@ class DeliveryQueue(Protocol):
         """Give the item back without counting an attempt, due after ``delay_s``."""
         ...
 
-    def kill(self, lease: Lease, *, error: str) -> None:
-        """Move the item to dead letters at once (a permanent failure)."""
+    def kill(self, lease: Lease, *, error: str) -> bool:
+        """Move the item to dead letters at once (a permanent failure). False, changing
+        nothing, when the lease is no longer the caller's (see ``Outcome.applied``)."""
         ...
 
     def requeue_dead(self, campaign_id: str) -> int:

@@ -13,7 +13,7 @@ from huntaze_cli.config import Config
 from huntaze_cli.costs.optimize import optimize
 from huntaze_cli.costs.recommendations import OptimizeReport, Recommendation
 from huntaze_cli.llm.types import Usage
-from huntaze_cli.storage.sqlite.campaigns import CampaignStore
+from huntaze_cli.storage.sqlite.campaigns import SQLiteCampaignStore as CampaignStore
 from tests.costs.traffic import add_campaign, events, ledger_with, priced
 
 KINDS = {"azure": "azure", "openai": "openai"}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from huntaze_cli.config import load_config
-from huntaze_cli.storage.sqlite.campaigns import CampaignStore
+from huntaze_cli.storage.sqlite.campaigns import SQLiteCampaignStore as CampaignStore
 from tests.costs.traffic import add_campaign, events, ledger_with
 from tests.helpers import run
 

@@ -12,7 +12,7 @@ from huntaze_cli.config import Config
 from huntaze_cli.llm.pricing import PriceBook
 from huntaze_cli.llm.types import Usage
 from huntaze_cli.models import CostEvent
-from huntaze_cli.storage.sqlite.campaigns import CampaignStore
+from huntaze_cli.storage.sqlite.campaigns import SQLiteCampaignStore as CampaignStore
 from huntaze_cli.storage.sqlite.ledger import SQLiteLedger
 
 _ids = itertools.count()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from huntaze_cli.storage.sqlite.campaigns import CampaignStore
+from huntaze_cli.storage.sqlite.campaigns import SQLiteCampaignStore as CampaignStore
 
 SPEC = {
     "name": "n",

@@ -18,7 +18,6 @@ import pytest
 from huntaze_cli.clock import SYSTEM_CLOCK, Clock, ManualClock
 from huntaze_cli.config import Config
 from huntaze_cli.errors import ConfigError
-from huntaze_cli.llm.circuit import StateStore
 from huntaze_cli.llm.orchestrator import GenerationFailed, Orchestrator
 from huntaze_cli.llm.pricing import PriceBook
 from huntaze_cli.llm.providers import build_providers
@@ -26,6 +25,7 @@ from huntaze_cli.llm.types import GenerationRequest, Message
 from huntaze_cli.models import CostEvent
 from huntaze_cli.observability.metrics import Metrics
 from huntaze_cli.storage.sqlite.ledger import SQLiteLedger
+from huntaze_cli.storage.sqlite.providers import SQLiteProviderStateStore
 from huntaze_testing.fake_llm import FakeLLM
 
 OPENAI_KEY = "sk-orch-openai-5e5e5e5e5e5e"
@@ -87,7 +87,7 @@ class Harness:
         self.ledger = SQLiteLedger(config.ledger_path)
         self.warnings: list[str] = []
         self.metrics = Metrics()
-        self.store = StateStore(tmp_path / "providers.db")
+        self.store = SQLiteProviderStateStore(tmp_path / "providers.db")
         self.orchestrator = Orchestrator(
             config,
             build_providers(config),
@@ -259,9 +259,27 @@ def test_401_marks_the_provider_misconfigured_and_falls_over(
     h = Harness(make_config(fake, tmp_path), tmp_path)
     result = h.one(req())
     assert result.provider == "openai" and result.route_reason == "fallback:auth"
-    shared = StateStore(tmp_path / "providers.db").load()
+    shared = SQLiteProviderStateStore(tmp_path / "providers.db").load()
     assert shared["azure"].misconfigured and shared["azure"].state == "open"
     assert "az-wrong-key-000000" not in json.dumps(str(shared["azure"]))
+
+
+def test_a_circuit_opened_by_another_process_is_skipped_here(fake: FakeLLM, tmp_path: Path) -> None:
+    """Two orchestrators (two hosts) share the provider state: B does not call what A
+    found failing, and sends there again once it is closed in the shared state."""
+    fake.set_mix("azure", {"500": 1.0})
+    config = make_config(fake, tmp_path)
+    a = Harness(config, tmp_path)
+    results = run(a.generate_many([req(n) for n in range(3)]))  # threshold 3
+    assert {r.provider for r in results} == {"openai"}
+    assert SQLiteProviderStateStore(tmp_path / "providers.db").load()["azure"].state == "open"
+    fake.clear_faults()
+    before = fake.count("azure")
+    b = Harness(config, tmp_path)
+    result = b.one(req(10))
+    assert result.provider == "openai" and result.route_reason == "circuit_open"
+    assert fake.count("azure") == before
+    assert b.orchestrator.breakers["azure"].state == "open"
 
 
 def test_every_provider_failing_uses_max_attempts(fake: FakeLLM, tmp_path: Path) -> None:
@@ -298,7 +316,7 @@ def test_breaker_opens_skips_then_admits_one_probe(fake: FakeLLM, tmp_path: Path
             result = await orch.generate(req(n))
             assert result.provider == "openai"
         assert orch.breakers["azure"].state == "open"
-        assert StateStore(tmp_path / "providers.db").load()["azure"].state == "open"
+        assert SQLiteProviderStateStore(tmp_path / "providers.db").load()["azure"].state == "open"
         before = fake.count("azure")
         skipped = await asyncio.gather(*(orch.generate(req(10 + n)) for n in range(8)))
         assert fake.count("azure") == before  # open: not even tried
@@ -477,7 +495,7 @@ def test_no_secret_in_events_errors_or_metrics(fake: FakeLLM, tmp_path: Path) ->
         + [str(r) for r in results]
         + h.warnings
         + [h.metrics.exposition().decode()]
-        + [str(StateStore(tmp_path / "providers.db").load())]
+        + [str(SQLiteProviderStateStore(tmp_path / "providers.db").load())]
     )
     assert OPENAI_KEY not in blob and AZURE_KEY not in blob
 

@@ -69,9 +69,9 @@ def test_sigterm_with_deliveries_waiting_loses_nothing(spawn: Callable[..., Proc
 
 
 def status_counts(campaign_id: str) -> dict[str, int]:
-    from huntaze_cli.storage.sqlite.campaigns import CampaignStore
+    from huntaze_cli.storage.sqlite.campaigns import SQLiteCampaignStore
 
-    store = CampaignStore(load_config().campaigns_path)
+    store = SQLiteCampaignStore(load_config().campaigns_path)
     try:
         return {state: n for state, n in store.counts(campaign_id).items() if n}
     finally:

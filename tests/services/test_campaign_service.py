@@ -14,7 +14,7 @@ import pytest
 
 from huntaze_cli.campaigns.file import CampaignSpec, LoadedCampaign
 from huntaze_cli.services import Services, campaigns
-from huntaze_cli.storage.sqlite.campaigns import CampaignStore
+from huntaze_cli.storage.sqlite.campaigns import SQLiteCampaignStore as CampaignStore
 from tests.cli.test_campaigns_cli import write_campaign
 
 

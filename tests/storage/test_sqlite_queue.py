@@ -159,3 +159,33 @@ def test_open_queue_picks_sqlite_without_boto3(tmp_path: Path) -> None:
     )
     assert done.stdout.split() == ["SQLiteQueue", "False"]
     assert (tmp_path / "q.db").exists()
+
+
+@pytest.mark.slow
+def test_delivered_keys_stay_bounded_over_100k_deliveries(tmp_path: Path) -> None:
+    """Old delivered keys are forgotten every PRUNE_EVERY acks; recent ones are kept."""
+    from huntaze_cli.storage.sqlite.queue import PRUNE_EVERY
+
+    queue = SQLiteQueue(tmp_path / "queue.db", delivered_keep_s=0.0)
+    total, largest = 100_000, 0
+    for start in range(0, total, 5_000):
+        queue.enqueue(
+            [
+                QueueItem(f"c:{n}", "c", f"a{n % 50}", str(n), "hi")
+                for n in range(start, start + 5_000)
+            ]
+        )
+        while leases := queue.lease(limit=1_000, lease_s=60):
+            for lease in leases:
+                assert queue.ack(lease)
+        with sqlite3.connect(tmp_path / "queue.db") as conn:
+            largest = max(largest, conn.execute("SELECT COUNT(*) FROM delivered").fetchone()[0])
+    assert largest <= PRUNE_EVERY
+    # A key delivered just now is still remembered: enqueueing it again adds nothing.
+    keeping = SQLiteQueue(tmp_path / "keep.db")
+    keeping.enqueue([QueueItem("c:x", "c", "a", "x", "hi")])
+    (lease,) = keeping.lease(limit=1, lease_s=60)
+    keeping.ack(lease)
+    assert keeping.enqueue([QueueItem("c:x", "c", "a", "x", "hi")]) == 0
+    keeping.close()
+    queue.close()

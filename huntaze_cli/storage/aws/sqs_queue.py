@@ -273,7 +273,7 @@ class SQSQueue:
     def retry(self, lease: Lease, *, delay_s: float, error: str) -> Outcome:
         """Re-send with one more attempt, due after ``delay_s``; dead at ``max_attempts``."""
         if not self._hold(lease):
-            return Outcome(dead=False, attempts=lease.attempts, due_at=None)
+            return Outcome(dead=False, attempts=lease.attempts, due_at=None, applied=False)
         attempts = lease.attempts + 1
         if attempts >= self.max_attempts:
             self._bury(lease, attempts, error)
@@ -297,10 +297,13 @@ class SQSQueue:
         """Make the message visible again after ``delay_s`` (whole seconds, rounded up)."""
         self._change_visibility(lease.token, min(math.ceil(max(delay_s, 0.0)), MAX_VISIBILITY_S))
 
-    def kill(self, lease: Lease, *, error: str) -> None:
-        """Move the message to the dead-letter queue; the failure counts as an attempt."""
-        if self._hold(lease):
-            self._bury(lease, lease.attempts + 1, error)
+    def kill(self, lease: Lease, *, error: str) -> bool:
+        """Move the message to the dead-letter queue; the failure counts as an attempt.
+        False when SQS rejects the receipt handle (the lease is no longer ours)."""
+        if not self._hold(lease):
+            return False
+        self._bury(lease, lease.attempts + 1, error)
+        return True
 
     def requeue_dead(self, campaign_id: str) -> int:
         """Send a campaign's dead letters back to the queue with attempts 0."""

@@ -1,11 +1,11 @@
-"""Campaigns and the state of each of their messages, in campaigns.db (SQLite).
+"""The campaign store in campaigns.db (SQLite): one host, any number of processes.
 
-Message states (DESIGN.md invariant 4): ``pending`` (not generated yet, or generation
-failed and will be tried again on resume: ``error`` is set), ``generated`` (text stored,
-not yet in the queue), ``queued`` (in the delivery queue, maybe leased), ``failed``
-(a delivery attempt failed; the queue retries it), ``sent``, ``dead`` (dead letter, or
-generation failed for good). Every transition is idempotent, so replays after a crash
-(a second ``mark_sent`` of the same message) change nothing.
+Implements ``storage.campaigns.CampaignStore`` (states and promises described there).
+Transitions are ``UPDATE ... WHERE state = <the state it leaves>`` inside ``BEGIN
+IMMEDIATE`` transactions; the same transaction moves the number of rows it changed
+between two ``message_counts`` rows (one per campaign and state; ``_shift``), so
+``counts`` reads six rows however large the campaign. (Triggers would do the same per
+row and cost a fifth of the generation rate.)
 """
 
 from __future__ import annotations
@@ -16,18 +16,26 @@ import socket
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from huntaze_cli.storage.campaigns import (
+    MESSAGE_STATES,
+    CampaignRow,
+    Heartbeat,
+    PendingMessage,
+    finished_state,
+    split_key,
+)
 from huntaze_cli.storage.sqlite.db import Database
+
+if TYPE_CHECKING:
+    from huntaze_cli.config import Config
 
 STOPPED_WORKERS_KEPT = 10
 STOPPED_WORKERS_KEPT_S = 3600.0
 DEAD_WORKERS_KEPT_S = 7 * 86400.0
-MESSAGE_STATES = ("pending", "generated", "queued", "sent", "failed", "dead")
-OPEN_STATES = ("pending", "generated", "queued", "failed")
 
 # SQLite page cache of this connection. Messages are written and read by key in batches of
 # a few hundred rows, which 8 MB serves as fast as the 64 MB default (sized for the
@@ -93,45 +101,20 @@ _MIGRATIONS = [
         );
         """,
     ),
+    (
+        "campaigns_003_message_counts",
+        """
+        CREATE TABLE message_counts (
+            campaign_id TEXT NOT NULL,
+            state TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY (campaign_id, state)
+        ) WITHOUT ROWID;
+        INSERT INTO message_counts
+            SELECT campaign_id, state, COUNT(*) FROM messages GROUP BY campaign_id, state;
+        """,
+    ),
 ]
-
-
-@dataclass(slots=True)
-class CampaignRow:
-    id: str
-    idempotency_key: str | None
-    name: str
-    account: str
-    tenant: str
-    model: str
-    provider: str
-    system: str | None
-    prompt: str
-    max_tokens: int | None
-    temperature: float | None
-    state: str
-    recipients: int
-    estimated_cost_nano: int
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(slots=True)
-class PendingMessage:
-    recipient_id: str
-    seq: int
-    fields: dict[str, str]
-
-
-@dataclass(slots=True)
-class Heartbeat:
-    worker_id: str
-    host: str
-    pid: int
-    started_at: datetime
-    beat_at: datetime
-    delivered: int
-    stopped: bool
 
 
 def _now() -> str:
@@ -142,17 +125,17 @@ def _ago(seconds: float) -> str:
     return (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat()
 
 
-def split_key(key: str) -> tuple[str, str]:
-    campaign_id, _, recipient_id = key.partition(":")
-    return campaign_id, recipient_id
-
-
-class CampaignStore:
-    """The SQLite campaign store; safe for several processes (WAL, BEGIN IMMEDIATE)."""
+class SQLiteCampaignStore:
+    """The ``CampaignStore`` protocol on one SQLite file (WAL, BEGIN IMMEDIATE)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db = Database(path, _MIGRATIONS, what="campaign store", cache_mb=CACHE_MB)
+
+    @classmethod
+    def from_config(cls, config: Config) -> SQLiteCampaignStore:
+        """The store ``[campaigns]`` describes (``backend = "sqlite"``)."""
+        return cls(config.campaigns_path)
 
     # --- transactions ------------------------------------------------------------------
 
@@ -218,6 +201,7 @@ class CampaignStore:
                 "UPDATE campaigns SET recipients = ?, state = 'generating' WHERE id = ?",
                 (count, campaign_id),
             )
+            _shift(conn, campaign_id, None, "pending", count)
             if generation_owner is not None:
                 until = (datetime.now(UTC) + timedelta(seconds=lease_s)).isoformat()
                 conn.execute(
@@ -255,8 +239,7 @@ class CampaignStore:
 
     def counts(self, campaign_id: str) -> dict[str, int]:
         rows = self._read(
-            "SELECT state, COUNT(*) FROM messages WHERE campaign_id = ? GROUP BY state",
-            (campaign_id,),
+            "SELECT state, n FROM message_counts WHERE campaign_id = ?", (campaign_id,)
         )
         counts = dict.fromkeys(MESSAGE_STATES, 0)
         counts.update({state: n for state, n in rows})
@@ -267,20 +250,16 @@ class CampaignStore:
         campaign = self.get(campaign_id)
         if campaign is None:
             return "unknown"
-        if campaign.state != "delivering" or self._has(campaign_id, OPEN_STATES):
+        state = finished_state(self.counts(campaign_id))
+        if campaign.state != "delivering" or state is None:
             return campaign.state
-        state = "completed_with_errors" if self._has(campaign_id, ("dead",)) else "completed"
-        self.set_state(campaign_id, state)
+        with self._write("completing the campaign") as conn:
+            conn.execute(
+                "UPDATE campaigns SET state = ?, updated_at = ? "
+                "WHERE id = ? AND state = 'delivering'",
+                (state, _now(), campaign_id),
+            )
         return state
-
-    def _has(self, campaign_id: str, states: Sequence[str]) -> bool:
-        """Whether any message is in one of ``states`` (an index probe, not a count)."""
-        marks = ",".join("?" * len(states))
-        rows = self._read(
-            f"SELECT 1 FROM messages WHERE campaign_id = ? AND state IN ({marks}) LIMIT 1",
-            (campaign_id, *states),
-        )
-        return bool(rows)
 
     # --- messages ----------------------------------------------------------------------
 
@@ -311,11 +290,12 @@ class CampaignStore:
         """(recipient_id, text, provider) for messages just generated."""
         now = _now()
         with self._write("saving generated messages") as conn:
-            conn.executemany(
+            moved = conn.executemany(
                 "UPDATE messages SET state = 'generated', text = ?, provider = ?, error = NULL,"
                 " updated_at = ? WHERE campaign_id = ? AND recipient_id = ? AND state = 'pending'",
                 [(text, provider, now, campaign_id, rid) for rid, text, provider in rows],
-            )
+            ).rowcount
+            _shift(conn, campaign_id, "pending", "generated", moved)
 
     def generation_failed(
         self, campaign_id: str, rows: Sequence[tuple[str, str]], *, final: bool
@@ -324,20 +304,22 @@ class CampaignStore:
         state = "dead" if final else "pending"
         now = _now()
         with self._write("recording generation failures") as conn:
-            conn.executemany(
+            moved = conn.executemany(
                 "UPDATE messages SET state = ?, error = ?, updated_at = ? "
                 "WHERE campaign_id = ? AND recipient_id = ? AND state = 'pending'",
                 [(state, error, now, campaign_id, rid) for rid, error in rows],
-            )
+            ).rowcount
+            _shift(conn, campaign_id, "pending", state, moved)
 
     def mark_queued(self, campaign_id: str, recipient_ids: Sequence[str]) -> None:
         now = _now()
         with self._write("marking messages queued") as conn:
-            conn.executemany(
+            moved = conn.executemany(
                 "UPDATE messages SET state = 'queued', updated_at = ? "
                 "WHERE campaign_id = ? AND recipient_id = ? AND state = 'generated'",
                 [(now, campaign_id, rid) for rid in recipient_ids],
-            )
+            ).rowcount
+            _shift(conn, campaign_id, "generated", "queued", moved)
 
     def delivery_outcome(
         self, key: str, state: str, *, sent_at: str | None, error: str | None
@@ -345,11 +327,18 @@ class CampaignStore:
         """A delivery attempt's result: sent, failed (will retry) or dead. Sent is final."""
         campaign_id, recipient_id = split_key(key)
         with self._write("recording a delivery") as conn:
+            row = conn.execute(
+                "SELECT state FROM messages WHERE campaign_id = ? AND recipient_id = ?",
+                (campaign_id, recipient_id),
+            ).fetchone()
+            if row is None or row[0] == "sent":
+                return
             conn.execute(
                 "UPDATE messages SET state = ?, sent_at = COALESCE(?, sent_at), error = ?,"
-                " updated_at = ? WHERE campaign_id = ? AND recipient_id = ? AND state != 'sent'",
+                " updated_at = ? WHERE campaign_id = ? AND recipient_id = ?",
                 (state, sent_at, error, _now(), campaign_id, recipient_id),
             )
+            _shift(conn, campaign_id, row[0], state, 1)
 
     def requeued(self, campaign_id: str) -> int:
         """Dead messages that have text go back to queued (see `huntaze requeue`)."""
@@ -359,6 +348,7 @@ class CampaignStore:
                 "WHERE campaign_id = ? AND state = 'dead' AND text IS NOT NULL",
                 (_now(), campaign_id),
             )
+            _shift(conn, campaign_id, "dead", "queued", cursor.rowcount)
             conn.execute(
                 "UPDATE campaigns SET state = 'delivering', updated_at = ? "
                 "WHERE id = ? AND state LIKE 'completed%' AND ? > 0",
@@ -369,11 +359,13 @@ class CampaignStore:
     def retry_failed_generation(self, campaign_id: str) -> int:
         """Dead messages without text (generation gave up) become pending again."""
         with self._write("resetting failed generations") as conn:
-            return conn.execute(
+            moved: int = conn.execute(
                 "UPDATE messages SET state = 'pending', updated_at = ? "
                 "WHERE campaign_id = ? AND state = 'dead' AND text IS NULL",
                 (_now(), campaign_id),
             ).rowcount
+            _shift(conn, campaign_id, "dead", "pending", moved)
+            return moved
 
     def needs_generation(self, campaign_id: str) -> bool:
         """Whether any message is pending or gave up generating (a resume retries it)."""
@@ -476,6 +468,22 @@ class CampaignStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _shift(conn: sqlite3.Connection, campaign_id: str, old: str | None, new: str, n: int) -> None:
+    """Move ``n`` messages from ``old``'s count to ``new``'s, in the caller's transaction."""
+    if n <= 0 or old == new:
+        return
+    if old is not None:
+        conn.execute(
+            "UPDATE message_counts SET n = n - ? WHERE campaign_id = ? AND state = ?",
+            (n, campaign_id, old),
+        )
+    conn.execute(
+        "INSERT INTO message_counts VALUES (?, ?, ?) "
+        "ON CONFLICT (campaign_id, state) DO UPDATE SET n = n + excluded.n",
+        (campaign_id, new, n),
+    )
 
 
 def _campaign(row: Sequence[Any]) -> CampaignRow:

@@ -9,9 +9,14 @@
 * ``dead``: ``max_attempts`` deliveries failed, or one failed for good; kept with its
   last error until ``requeue_dead``.
 
-``delivered`` remembers the keys acked so far, so enqueueing a key that was queued,
+``delivered`` remembers the keys acked lately, so enqueueing a key that was queued,
 leased, dead or delivered before never adds it twice; ``ack`` deletes the item and
-records its key in one transaction. Every change runs in one ``BEGIN IMMEDIATE``
+records its key in one transaction. A key is needed only while a copy of its message
+could still come back: a crash between enqueue and the campaign store's ``queued``
+mark re-enqueues it on resume, within a lease or retry window. So every
+``PRUNE_EVERY`` acks forget keys older than ``delivered_keep_s`` (by default twice the
+longest retry schedule, at least an hour): the table stays bounded by the delivery
+rate, not by every delivery ever made. Every change runs in one ``BEGIN IMMEDIATE``
 transaction, and ``ack``/``retry``/``release``/``kill`` only act while the lease token
 still matches, so several worker processes can share the file: an item is never held by
 two unexpired leases, and a worker whose lease expired cannot ack the next holder's.
@@ -64,7 +69,12 @@ QUEUE_MIGRATIONS: list[Migration] = [
         ) WITHOUT ROWID;
         """,
     ),
+    ("queue_002_delivered_by_time", "CREATE INDEX delivered_time ON delivered (delivered_at)"),
 ]
+
+# Acks between two prunes of old delivered keys (one indexed DELETE each time).
+PRUNE_EVERY = 1000
+MIN_DELIVERED_KEEP_S = 3600.0
 
 # SQLite page cache of this connection: enqueues, leases and acks by key, in batches, go
 # as fast with 8 MB as with the 64 MB default (sized for the ledger), which a large
@@ -90,18 +100,35 @@ def _timestamp(epoch: float) -> datetime:
 class SQLiteQueue:
     """The ``DeliveryQueue`` protocol on one SQLite file; safe across threads and processes."""
 
-    def __init__(self, path: Path, *, max_attempts: int = 5, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_attempts: int = 5,
+        delivered_keep_s: float = MIN_DELIVERED_KEEP_S,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.path = Path(path)
         self.max_attempts = max_attempts
+        self.delivered_keep_s = delivered_keep_s
+        self._acks = 0
         self._clock = clock
         self._db = Database(self.path, QUEUE_MIGRATIONS, what="delivery queue", cache_mb=CACHE_MB)
 
     @classmethod
     def from_config(cls, config: Config) -> SQLiteQueue:
         """The queue ``[queue]`` describes (``backend = "sqlite"``)."""
-        return cls(config.queue_path, max_attempts=config.queue.max_attempts)
+        queue = config.queue
+        # The longest a message's copies can live: every attempt held a whole lease and
+        # waited the longest backoff. Twice that, and never less than an hour.
+        window = queue.max_attempts * (queue.lease_s + queue.backoff.max_s)
+        return cls(
+            config.queue_path,
+            max_attempts=queue.max_attempts,
+            delivered_keep_s=max(MIN_DELIVERED_KEEP_S, 2 * window),
+        )
 
     def __enter__(self) -> SQLiteQueue:
         return self
@@ -187,17 +214,24 @@ class SQLiteQueue:
                 (lease.item.key, lease.token),
             ).rowcount
             if deleted:
+                now = self._clock.time()
                 conn.execute(
                     "INSERT OR IGNORE INTO delivered (key, delivered_at) VALUES (?, ?)",
-                    (lease.item.key, self._clock.time()),
+                    (lease.item.key, now),
                 )
+                self._acks += 1
+                if self._acks % PRUNE_EVERY == 0:
+                    conn.execute(
+                        "DELETE FROM delivered WHERE delivered_at < ?",
+                        (now - self.delivered_keep_s,),
+                    )
         return bool(deleted)
 
     def retry(self, lease: Lease, *, delay_s: float, error: str) -> Outcome:
         """Count a failed attempt: due again after ``delay_s``, or dead at ``max_attempts``.
 
         With a token that no longer matches nothing changes, and the outcome says so
-        with ``due_at=None`` and the attempts the lease was given with.
+        (``applied=False``, ``due_at=None``, the attempts the lease was given with).
         """
         now = self._clock.time()
         with self._db.write("scheduling a delivery retry") as conn:
@@ -206,7 +240,7 @@ class SQLiteQueue:
                 (lease.item.key, lease.token),
             ).fetchone()
             if row is None:
-                return Outcome(dead=False, attempts=lease.attempts, due_at=None)
+                return Outcome(dead=False, attempts=lease.attempts, due_at=None, applied=False)
             attempts = row[0] + 1
             if attempts >= self.max_attempts:
                 self._bury(conn, lease.item.key, attempts, error, now)
@@ -228,15 +262,17 @@ class SQLiteQueue:
                 (self._clock.time() + max(delay_s, 0.0), lease.item.key, lease.token),
             )
 
-    def kill(self, lease: Lease, *, error: str) -> None:
+    def kill(self, lease: Lease, *, error: str) -> bool:
         """Dead letter at once: the failed delivery counts as an attempt."""
         with self._db.write("moving a message to dead letters") as conn:
             row = conn.execute(
                 "SELECT attempts FROM items WHERE key = ? AND lease_token = ?",
                 (lease.item.key, lease.token),
             ).fetchone()
-            if row is not None:
-                self._bury(conn, lease.item.key, row[0] + 1, error, self._clock.time())
+            if row is None:
+                return False
+            self._bury(conn, lease.item.key, row[0] + 1, error, self._clock.time())
+            return True
 
     @staticmethod
     def _bury(conn: sqlite3.Connection, key: str, attempts: int, error: str, now: float) -> None:
