@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from huntaze_cli.clock import ManualClock
-from huntaze_cli.llm.circuit import CircuitBreaker, StateStore
+from huntaze_cli.llm.circuit import CircuitBreaker
+from huntaze_cli.storage.sqlite.providers import SQLiteProviderStateStore as StateStore
 
 START = datetime(2025, 5, 1, 8, 0, tzinfo=UTC)
 

@@ -175,7 +175,7 @@ def test_unreachable_endpoint_fails_fast_with_the_endpoint_named() -> None:
     assert "cannot reach DynamoDB" in str(caught.value)
     with pytest.raises(BackendError):
         ledger.check()
-    assert_gives_up_quickly(ledger._client)
+    assert_gives_up_quickly(ledger._db.client)
     ledger.close()
 
 

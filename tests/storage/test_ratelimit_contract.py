@@ -461,7 +461,7 @@ def test_dynamodb_unreachable_endpoint_fails_fast() -> None:
         )
         with pytest.raises(BackendError) as caught:
             limiter.acquire("acct")
-        assert_gives_up_quickly(limiter._client)
+        assert_gives_up_quickly(limiter._db.client)
         assert "cannot reach DynamoDB" in str(caught.value)
         assert endpoint in str(caught.value)
         limiter.close()
