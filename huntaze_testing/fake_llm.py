@@ -496,6 +496,7 @@ class FakeLLM:
         }
         self._records: deque[RecordedRequest] = deque(maxlen=max_recorded)
         self._counts: Counter[tuple[str, str, str]] = Counter()
+        self._answered: Counter[str] = Counter()  # responses sent, by outcome
         self._scopes: dict[tuple[str, str], _Scope] = {}
         self._openai_keys: frozenset[str] | None = None
         self._azure_keys: frozenset[str] | None = None
@@ -774,6 +775,7 @@ class FakeLLM:
         with self._lock:
             self._records.clear()
             self._counts.clear()
+            self._answered.clear()
             self._connections_total = 0
             self._max_in_flight = self._in_flight
 
@@ -873,6 +875,9 @@ class FakeLLM:
             ]
             return {
                 "requests_total": sum(self._counts.values()),
+                # Requests counted above at arrival; these got a response (by outcome).
+                "answered_total": sum(self._answered.values()),
+                "answered": dict(self._answered),
                 "by_kind": dict(by_kind),
                 "counts": counts,
                 "connections_total": self._connections_total,
@@ -1152,6 +1157,10 @@ class FakeLLM:
                 await asyncio.sleep(latency)
             if outcome.name == "drop":
                 return None
+            # Answered: the response is returned and written with no await in between,
+            # so a client killed after this point may have been sent (and billed) it.
+            with self._lock:
+                self._answered[outcome.name] += 1
             request_id = f"req_fake{seq:012d}"
             if outcome.name == "ok" or outcome.name == "malformed":
                 payload = _completion_body(

@@ -46,27 +46,41 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def atomic_dynamodb_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make moto's conditional writes atomic, as DynamoDB's are (see ``moto_server``)."""
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+
+    lock = threading.RLock()
+
+    def atomic(unlocked: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(unlocked)
+        def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return unlocked(self, *args, **kwargs)
+
+        return locked
+
+    monkeypatch.setattr(Table, "put_item", atomic(Table.put_item))
+    for name in ("update_item", "get_item", "query"):
+        monkeypatch.setattr(DynamoDBBackend, name, atomic(getattr(DynamoDBBackend, name)))
+
+
 @pytest.fixture
 def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """moto in server mode on a loopback port; yields its endpoint.
 
-    moto checks a PutItem's condition and then stores the item as two steps, and its
-    server handles requests in threads: two writers could both pass a condition that
-    only one may pass. DynamoDB makes a conditional write atomic, so the emulation
-    gets a lock around exactly that step (reads and other requests stay parallel).
+    moto checks a PutItem's or UpdateItem's condition and then stores the item as two
+    steps, and its server handles requests in threads: two writers could both pass a
+    condition that only one may pass, and UpdateItem creates a new item before it sets
+    its attributes, so a reader could see it half written. DynamoDB makes each write
+    atomic, so the emulation gets a lock around those writes and the reads of single
+    items and queries (other requests stay parallel). UpdateItem stores a new item
+    through PutItem, hence a reentrant lock.
     """
-    from moto.dynamodb.models.table import Table
     from moto.server import ThreadedMotoServer
 
-    lock = threading.Lock()
-    unlocked: Callable[..., Any] = Table.put_item
-
-    @wraps(unlocked)
-    def atomic_put_item(self: Table, *args: Any, **kwargs: Any) -> Any:
-        with lock:
-            return unlocked(self, *args, **kwargs)
-
-    monkeypatch.setattr(Table, "put_item", atomic_put_item)
+    atomic_dynamodb_writes(monkeypatch)
     # One log line per request otherwise, thousands of them in a failure report.
     requests_log = logging.getLogger("werkzeug")
     monkeypatch.setattr(requests_log, "level", logging.WARNING)

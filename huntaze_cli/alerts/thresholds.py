@@ -6,9 +6,11 @@ Rules (the behaviour `check-thresholds` documents):
   ``[thresholds] timezone``; spend is read from the ledger's quarter-hour rollups.
 * A threshold is breached when spend >= limit. A limit of 0 disables the threshold: it
   is reported with ``used_pct`` 0 and never breaches.
-* Each configured channel sends one alert per threshold per period. A successful send is
-  recorded in the ledger and not repeated; a failed one is recorded with its error and
-  retried by the next run.
+* Each configured channel sends one alert per threshold per period. Before sending, the
+  run *claims* the alert in the ``AlertStore`` (an atomic insert or conditional write), so
+  of several runs at the same moment, on one host or several, exactly one sends it. A
+  successful send marks the claim sent and is never repeated; a failed one releases the
+  claim with its error and the next run retries it.
 * ``[alerts] min_interval_minutes`` keeps a threshold from alerting a new period sooner
   than that after its previous successful alert (a breach at 23:50 and another just after
   midnight): the run leaves it unsent and a later run sends it. Channels still missing for
@@ -21,6 +23,9 @@ stop an evaluation or an alert.
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -31,9 +36,12 @@ from huntaze_cli.costs.periods import Period, day_period, month_period, provider
 from huntaze_cli.errors import AlertError
 from huntaze_cli.models import ThresholdReport, ThresholdResult, utcnow
 from huntaze_cli.money import format_usd, nano_to_usd, pct, round_to_nano
-from huntaze_cli.storage.ledger import AlertRecord, Counters, Ledger
+from huntaze_cli.storage.alerts import AlertClaim, AlertKey, AlertStore
+from huntaze_cli.storage.ledger import Counters, Ledger
 
 TOP_PROVIDERS = 5
+GLOBAL_SCOPE = ""  # the global thresholds cover every tenant, account and provider
+BREACH_LEVEL = 100  # % of the limit at which the global thresholds alert
 
 
 @dataclass
@@ -44,12 +52,16 @@ class _Check:
     limit_nano: int
     spent_nano: int
     providers: dict[str, int]
+    unpriced: int = 0
     sent: list[str] = field(default_factory=list)  # channels that delivered this period
     errors: list[str] = field(default_factory=list)  # failures of this run
 
     @property
     def name(self) -> str:
         return self.period.name
+
+    def key(self, channel: str) -> AlertKey:
+        return AlertKey(self.name, GLOBAL_SCOPE, self.period.label, BREACH_LEVEL, channel)
 
     @property
     def breached(self) -> bool:
@@ -63,13 +75,15 @@ class _Check:
 def evaluate_thresholds(
     config: Config,
     ledger: Ledger,
+    alerts: AlertStore | None = None,
     *,
     now: datetime | None = None,
     send_alerts: bool = True,
 ) -> ThresholdReport:
     """Compare today's and this month's spend with their limits and send due alerts.
 
-    With ``send_alerts=False`` it only evaluates: nothing is sent or recorded. A failed
+    With ``send_alerts=False`` it only evaluates: nothing is sent or recorded; without
+    ``alerts`` it does not even read which alerts went out. A failed
     channel does not raise; it is listed in the threshold's ``alert_errors``. Ledger
     failures raise ``BackendError``.
     """
@@ -83,17 +97,25 @@ def evaluate_thresholds(
         _check(day, config.thresholds.daily_usd, today),
         _check(month, config.thresholds.monthly_usd, this_month),
     ]
-    for check in checks:
-        check.sent = _sent_channels(ledger.alerts(check.name, check.period.label))
-    if send_alerts:
-        _send_due(config, ledger, checks, now)
+    if alerts is None:
+        if send_alerts:
+            raise ValueError("sending alerts needs an alert store")
+    else:
+        for check in checks:
+            claims = alerts.claims(check.name, GLOBAL_SCOPE, check.period.label)
+            check.sent = _sent_channels(claims)
+        if send_alerts:
+            _send_due(config, alerts, checks, now)
     results = [
         ThresholdResult(
             name=check.name,
             period=check.period.label,
             limit_usd=nano_to_usd(check.limit_nano),
+            limit_nano=check.limit_nano,
             spent_usd=nano_to_usd(check.spent_nano),
+            spent_nano=check.spent_nano,
             used_pct=check.used_pct,
+            unpriced_requests=check.unpriced,
             breached=check.breached,
             alerted=bool(check.sent),
             alert_channels=check.sent,
@@ -105,6 +127,7 @@ def evaluate_thresholds(
         checked_at=now,
         timezone=config.thresholds.timezone,
         breached=any(check.breached for check in checks),
+        unpriced_requests=max((check.unpriced for check in checks), default=0),
         thresholds=results,
     )
 
@@ -129,20 +152,24 @@ def _check(period: Period, limit_usd: Decimal, providers: dict[str, Counters]) -
         limit_nano=round_to_nano(limit_usd),
         spent_nano=sum(c.cost_nano for c in providers.values()),
         providers={name: c.cost_nano for name, c in providers.items()},
+        unpriced=sum(c.unpriced for c in providers.values()),
     )
 
 
-def _sent_channels(records: list[AlertRecord]) -> list[str]:
-    sent: list[str] = []
-    for record in sorted(records, key=lambda r: r.sent_at):
-        if record.ok and record.channel not in sent:
-            sent.append(record.channel)
-    return sent
+def _sent_channels(claims: list[AlertClaim]) -> list[str]:
+    sent = [claim for claim in claims if claim.status == "sent"]
+    return [claim.key.channel for claim in sorted(sent, key=lambda c: c.updated_at)]
 
 
-def _send_due(config: Config, ledger: Ledger, checks: list[_Check], now: datetime) -> None:
-    """Send each channel one message with the breached thresholds it still owes."""
+def _owner() -> str:
+    """Who holds a claim: host, process and a nonce (two runs of one pid never match)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _send_due(config: Config, alerts: AlertStore, checks: list[_Check], now: datetime) -> None:
+    """Claim, then send each channel one message with the breached thresholds it owes."""
     interval = timedelta(minutes=config.alerts.min_interval_minutes)
+    owner = _owner()
     owed: dict[str, list[_Check]] = {}
     for check in checks:
         if not check.breached:
@@ -152,11 +179,13 @@ def _send_due(config: Config, ledger: Ledger, checks: list[_Check], now: datetim
             continue
         if not check.sent and interval:
             # A new period: hold it back if the previous period alerted too recently.
-            last = ledger.last_alert(check.name)
-            if last is not None and now - last.sent_at < interval:
+            last = alerts.last_sent(check.name, GLOBAL_SCOPE)
+            if last is not None and now - last < interval:
                 continue
         for channel in missing:
-            owed.setdefault(channel, []).append(check)
+            # Another run holding the claim sends it (or releases it when its send fails).
+            if alerts.claim(check.key(channel), owner=owner, now=now):
+                owed.setdefault(channel, []).append(check)
     for channel, due in owed.items():
         subject, body = _alert_message(due, timezone=config.thresholds.timezone, now=now)
         error: str | None = None
@@ -165,16 +194,7 @@ def _send_due(config: Config, ledger: Ledger, checks: list[_Check], now: datetim
         except AlertError as exc:
             error = exc.message
         for check in due:
-            ledger.record_alert(
-                AlertRecord(
-                    threshold=check.name,
-                    period=check.period.label,
-                    channel=channel,
-                    sent_at=now,
-                    ok=error is None,
-                    error=error,
-                )
-            )
+            alerts.finish(check.key(channel), owner=owner, now=now, error=error)
             if error is None:
                 check.sent.append(channel)
             else:
@@ -201,6 +221,14 @@ def _alert_message(checks: list[_Check], *, timezone: str, now: datetime) -> tup
             f"  limit:  {format_usd(check.limit_nano)}",
             f"  spent:  {format_usd(check.spent_nano)}",
             f"  used:   {check.used_pct:.2f}%",
+            *(
+                [
+                    f"  unpriced requests: {check.unpriced} (no known price: not in the "
+                    "spend above; add [pricing.overrides] for their models)"
+                ]
+                if check.unpriced
+                else []
+            ),
             f"  from {check.period.start.isoformat()} to {check.period.end.isoformat()}",
             "  top providers by spend:",
         ]

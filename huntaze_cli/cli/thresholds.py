@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from huntaze_cli.cli import state
-from huntaze_cli.cli.output import emit, table, warn
+from huntaze_cli.cli.output import emit, styled, table, warn
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -67,6 +67,16 @@ def _render(console: Console, report: ThresholdReport) -> None:
             right=["limit", "spent", "used"],
         )
     )
+    if report.unpriced_requests:
+        console.print(
+            styled(
+                (
+                    f"{report.unpriced_requests:,} requests this month had no known price and "
+                    "are not in the spend above; add [pricing.overrides] for their models.",
+                    "yellow",
+                )
+            )
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -239,7 +239,13 @@ def parse_completion(response: Any, *, deployment: str | None) -> Completion:
         raise
     except Exception as exc:
         raise ProviderFailure("malformed", f"unreadable completion: {_one_line(exc)}") from None
-    return Completion(text=content, usage=usage, deployment=deployment)
+    served = getattr(response, "model", None)
+    return Completion(
+        text=content,
+        usage=usage,
+        deployment=deployment,
+        response_model=served if isinstance(served, str) and served else None,
+    )
 
 
 def _usage_if_any(response: Any) -> Usage | None:

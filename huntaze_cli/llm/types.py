@@ -64,6 +64,7 @@ class Completion:
     text: str
     usage: Usage
     deployment: str | None = None
+    response_model: str | None = None  # what the provider says served it (response.model)
 
 
 class ProviderFailure(Exception):
@@ -119,6 +120,7 @@ class Attempt:
     error_kind: str | None = None
     cost_nano: int = 0
     priced: bool = True
+    response_model: str | None = None
 
 
 @dataclass(slots=True)

@@ -23,6 +23,7 @@ from huntaze_cli.config import AlertsConfig, Config
 from huntaze_cli.errors import AlertError
 from huntaze_cli.models import CostEvent
 from huntaze_cli.money import usd_to_nano
+from huntaze_cli.storage.sqlite.alerts import SQLiteAlertStore
 from huntaze_cli.storage.sqlite.ledger import SQLiteLedger
 
 REGION = "eu-west-1"
@@ -137,8 +138,10 @@ def test_check_thresholds_alerts_through_ses(ses: Any, tmp_path: Path) -> None:
                 )
             ]
         )
-        report = evaluate_thresholds(config, ledger, now=day + timedelta(minutes=30))
-        again = evaluate_thresholds(config, ledger, now=day + timedelta(minutes=45))
+        alerts = SQLiteAlertStore(tmp_path / "ledger.db")
+        report = evaluate_thresholds(config, ledger, alerts, now=day + timedelta(minutes=30))
+        again = evaluate_thresholds(config, ledger, alerts, now=day + timedelta(minutes=45))
+        alerts.close()
     daily = {r.name: r for r in report.thresholds}["daily"]
     assert daily.breached and daily.alerted and daily.alert_channels == ["ses"]
     assert {r.name: r for r in again.thresholds}["daily"].alert_channels == ["ses"]

@@ -13,8 +13,7 @@ quarter-hour rollup         ``SLOTDAY#<yyyy-mm-dd>``         ``<slot epoch>#<pro
 usage rollup                ``USAGEDAY#<yyyy-mm-dd>``        see dynamodb_usage.py
 days holding raw events     ``EVDAYS``                       ``<yyyy-mm-dd>``
 days holding rollups        ``ROLLDAYS``                     ``<yyyy-mm-dd>``
-alert attempt               ``ALERT#<threshold>#<period>``   ``<sent_at>#<channel>#<nonce>``
-latest successful alert     ``LASTALERT#<threshold>``        ``L``
+alert claims                see dynamodb_alerts.py
 health probe                ``HEALTH``                       ``CHECK``
 ==========================  ===============================  ===============================
 
@@ -29,8 +28,8 @@ with one paginated Query each. The ``EVDAYS`` and ``ROLLDAYS`` items say which d
 events and rollups, so an export without bounds, or ``prune``, visits only those days; a
 process writes a day's items (once) before the first transaction that stores an event of
 that day, so a reader that sees an event also finds its day. The index is eventually
-consistent: an export started within a second of a write may miss that write. Rollups and
-alerts are read with strongly consistent Queries, one per day partition, several days in
+consistent: an export started within a second of a write may miss that write. Rollups
+are read with strongly consistent Queries, one per day partition, several days in
 parallel threads.
 
 ``record`` writes up to 100 items per ``TransactWriteItems``: one conditional Put per new
@@ -44,7 +43,7 @@ transaction by transaction: if ``record`` fails half-way, calling it again with 
 events stores exactly what is missing.
 
 Retention is DynamoDB's TTL: raw events expire ``retention_days`` after their timestamp,
-rollups and alerts ``rollup_retention_days`` after their day, with no process running.
+rollups ``rollup_retention_days`` after their day, with no process running.
 TTL deletes within a few days of expiry and reads return expired items until then;
 ``prune`` deletes the same items at once (BatchWriteItem), for a cut as exact as SQLite's.
 
@@ -67,7 +66,6 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
@@ -91,9 +89,9 @@ from huntaze_cli.storage.aws.client import (
 from huntaze_cli.storage.aws.dynamodb_usage import usage_from_item, usage_partition, usage_update
 from huntaze_cli.storage.ledger import (
     COUNTER_FIELDS,
+    DAILY_COUNTER_FIELDS,
     LATENCY_BUCKETS,
     SLOT_SECONDS,
-    AlertRecord,
     Counters,
     DailyKey,
     DailyRollup,
@@ -151,18 +149,28 @@ _READ_THREADS = 8
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _OPTIONAL_EVENT_FIELDS = (
-    "deployment", "error_kind", "route_reason", "campaign_id", "account", "experiment", "arm"
+    "deployment", "response_model", "error_kind", "route_reason", "campaign_id", "account",
+    "experiment", "arm",
 )  # fmt: skip
 _INT_EVENT_FIELDS = ("input_tokens", "cached_input_tokens", "output_tokens", "cost_nano")
 
-_DAILY_SET = ("day", "provider", "model", "account", "campaign_id", "tenant", TTL_ATTRIBUTE)
+_DAILY_SET = (
+    "day",
+    "provider",
+    "model",
+    "account",
+    "campaign_id",
+    "tenant",
+    "response_model",
+    TTL_ATTRIBUTE,
+)
 _DAILY_UPDATE = (
     "SET "
     + ", ".join(f"#{name} = :{name}" for name in _DAILY_SET)
     + " ADD "
-    + ", ".join(f"#{name} :{name}" for name in COUNTER_FIELDS)
+    + ", ".join(f"#{name} :{name}" for name in DAILY_COUNTER_FIELDS)
 )
-_DAILY_NAMES = {f"#{name}": name for name in (*_DAILY_SET, *COUNTER_FIELDS)}
+_DAILY_NAMES = {f"#{name}": name for name in (*_DAILY_SET, *DAILY_COUNTER_FIELDS)}
 _SLOT_SET = ("slot", "provider", TTL_ATTRIBUTE)
 _SLOT_NAMES = {f"#{name}": name for name in (*_SLOT_SET, *COUNTER_FIELDS)}
 
@@ -435,71 +443,6 @@ class DynamoDBLedger:
             ExpressionAttributeValues={":kind": _s("health")},
         )
 
-    def alerts(self, threshold: str, period: str) -> list[AlertRecord]:
-        """Every alert attempt recorded for one threshold and period, oldest first."""
-        self._ensure_ready()
-        items = self._query_all(f"ALERT#{_escape(threshold)}#{_escape(period)}")
-        records = [_alert_from_item(item) for item in items]
-        records.sort(key=lambda r: r.sent_at)
-        return records
-
-    def last_alert(self, threshold: str) -> AlertRecord | None:
-        """The most recent successful alert of a threshold, any period."""
-        self._ensure_ready()
-        found = self._call(
-            "get_item",
-            TableName=self.table,
-            Key={"pk": _s(f"LASTALERT#{_escape(threshold)}"), "sk": _s("L")},
-            ConsistentRead=True,
-        )
-        item = found.get("Item")
-        return _alert_from_item(item) if item else None
-
-    def record_alert(self, record: AlertRecord) -> None:
-        """Store one alert attempt; a successful one also becomes its threshold's latest."""
-        if record.sent_at.tzinfo is None:
-            raise ValueError("AlertRecord.sent_at needs a UTC offset")
-        self._ensure_ready()
-        sent_at = record.sent_at.astimezone(UTC)
-        item = {
-            "threshold": _s(record.threshold),
-            "period": _s(record.period),
-            "channel": _s(record.channel),
-            "sent_at": _s(sent_at.isoformat()),
-            "sent_us": _n(_micros(sent_at)),
-            "ok": {"BOOL": record.ok},
-            TTL_ATTRIBUTE: _n(_epoch(sent_at) + self.rollup_retention_days * DAY_SECONDS),
-        }
-        if record.error is not None:
-            item["error"] = _s(record.error)
-        # The nonce keeps two attempts with the same time and channel apart.
-        sort_key = f"{sent_at.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{record.channel}"
-        self._call(
-            "put_item",
-            TableName=self.table,
-            Item={
-                "pk": _s(f"ALERT#{_escape(record.threshold)}#{_escape(record.period)}"),
-                "sk": _s(_bounded(f"{sort_key}#{uuid.uuid4().hex[:12]}")),
-                **item,
-            },
-        )
-        if not record.ok:
-            return
-        # Only move the latest forward: alerts from several hosts may land out of order.
-        try:
-            self._client.put_item(
-                TableName=self.table,
-                Item={"pk": _s(f"LASTALERT#{_escape(record.threshold)}"), "sk": _s("L"), **item},
-                ConditionExpression="attribute_not_exists(pk) OR #sent_us < :sent_us",
-                ExpressionAttributeNames={"#sent_us": "sent_us"},
-                ExpressionAttributeValues={":sent_us": item["sent_us"]},
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise self._error(exc, "PutItem") from exc
-        except BotoCoreError as exc:
-            raise self._error(exc, "PutItem") from exc
-
     def close(self) -> None:
         """Release the read threads and the HTTP connection pool."""
         with self._lock:
@@ -661,7 +604,7 @@ class DynamoDBLedger:
         return item
 
     def _daily_update(self, key: DailyKey, counters: Counters) -> dict[str, Any]:
-        day, provider, model, account, campaign_id, tenant = key
+        day, provider, model, account, campaign_id, tenant, response_model = key
         values = {
             ":day": _s(day),
             ":provider": _s(provider),
@@ -669,16 +612,22 @@ class DynamoDBLedger:
             ":account": _s(account),
             ":campaign_id": _s(campaign_id),
             ":tenant": _s(tenant),
+            ":response_model": _s(response_model),
             f":{TTL_ATTRIBUTE}": _n(
                 _day_epoch(day) + (self.rollup_retention_days + 1) * DAY_SECONDS
             ),
         }
-        for name in COUNTER_FIELDS:
+        for name in DAILY_COUNTER_FIELDS:
             values[f":{name}"] = _n(getattr(counters, name))
         return {
             "Update": {
                 "TableName": self.table,
-                "Key": {"pk": _s(f"DAY#{day}"), "sk": _s(_join_key(key[1:]))},
+                # Without a response model the sort key is what it was before the
+                # response model became a key, so older rollups keep adding up.
+                "Key": {
+                    "pk": _s(f"DAY#{day}"),
+                    "sk": _s(_join_key(key[1:] if response_model else key[1:6])),
+                },
                 "UpdateExpression": _DAILY_UPDATE,
                 "ExpressionAttributeNames": _DAILY_NAMES,
                 "ExpressionAttributeValues": values,
@@ -916,6 +865,7 @@ def _daily_from_item(item: dict[str, Any]) -> DailyRollup:
         campaign_id=_str_of(item, "campaign_id") or None,
         tenant=item["tenant"]["S"],
         counters=_counters_of(item),
+        response_model=_str_of(item, "response_model") or None,
     )
 
 
@@ -925,17 +875,6 @@ def _slot_from_item(item: dict[str, Any]) -> SlotRollup:
         provider=item["provider"]["S"],
         counters=_counters_of(item),
         latency=[_int_of(item, f"lat_{bucket}") for bucket in range(LATENCY_BUCKETS)],
-    )
-
-
-def _alert_from_item(item: dict[str, Any]) -> AlertRecord:
-    return AlertRecord(
-        threshold=item["threshold"]["S"],
-        period=item["period"]["S"],
-        channel=item["channel"]["S"],
-        sent_at=datetime.fromisoformat(item["sent_at"]["S"]),
-        ok=item["ok"]["BOOL"],
-        error=_str_of(item, "error"),
     )
 
 
