@@ -100,11 +100,7 @@ class WebhookSink:
     def deliver(self, payload: Mapping[str, Any]) -> bool:
         """POST the message; True on 2xx, else RetryableDelivery or PermanentDelivery."""
         key, body = encode_payload(payload)
-        headers = {
-            "Content-Type": "application/json",
-            "Idempotency-Key": quote(key, safe=_HEADER_SAFE),
-            "X-Huntaze-Signature": "sha256=" + sign(self._key, body),
-        }
+        headers = signed_headers(self._key, key, body)
         try:
             response = self._client.post(self.url, content=body, headers=headers)
         except httpx.TimeoutException as exc:
@@ -154,6 +150,19 @@ class WebhookSink:
         """One line of at most _DETAIL_CHARS characters, the secret masked if echoed."""
         text = text.replace(self._secret, "********")
         return " ".join(text[: _DETAIL_CHARS * 4].split())[:_DETAIL_CHARS]
+
+
+def signed_headers(key: bytes, idempotency_key: str, body: bytes) -> dict[str, str]:
+    """The headers of a signed JSON POST: content type, idempotency key, HMAC signature.
+
+    Shared by the delivery webhook and the alert webhook, so receivers verify both the
+    same way. Keys outside printable ASCII (or with ``%``) are percent-encoded (UTF-8).
+    """
+    return {
+        "Content-Type": "application/json",
+        "Idempotency-Key": quote(idempotency_key, safe=_HEADER_SAFE),
+        "X-Huntaze-Signature": "sha256=" + sign(key, body),
+    }
 
 
 def sign(key: bytes, body: bytes) -> str:

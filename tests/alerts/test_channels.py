@@ -17,7 +17,8 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
-from huntaze_cli.alerts.channels import CHANNELS, send_email_ses, send_email_smtp
+from huntaze_cli.alerts.channels import SENDERS
+from huntaze_cli.alerts.channels.email import send_email_ses, send_email_smtp
 from huntaze_cli.alerts.thresholds import evaluate_thresholds
 from huntaze_cli.config import AlertsConfig, Config
 from huntaze_cli.errors import AlertError
@@ -57,8 +58,12 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_channels_map_names_to_functions() -> None:
-    assert dict(CHANNELS) == {"email": send_email_smtp, "ses": send_email_ses}
+def test_every_channel_the_config_accepts_has_a_sender() -> None:
+    from typing import get_args
+
+    from huntaze_cli.config import AlertChannel
+
+    assert set(get_args(AlertChannel)) == set(SENDERS)
 
 
 def test_ses_sends_from_a_verified_sender(ses: Any) -> None:
@@ -95,7 +100,7 @@ def test_no_recipients_is_an_alert_error(channel: str) -> None:
     # Config validation refuses channels without recipients; the senders still check.
     config = ses_config(channels=[], email_to=[], smtp_host="127.0.0.1", smtp_port=closed_port())
     with pytest.raises(AlertError, match="no recipients; set \\[alerts\\] email_to"):
-        CHANNELS[channel](config, "subject", "body")
+        {"email": send_email_smtp, "ses": send_email_ses}[channel](config, "subject", "body")
 
 
 def test_smtp_to_a_closed_port_names_host_and_port() -> None:
@@ -142,18 +147,18 @@ def test_check_thresholds_alerts_through_ses(ses: Any, tmp_path: Path) -> None:
         report = evaluate_thresholds(config, ledger, alerts, now=day + timedelta(minutes=30))
         again = evaluate_thresholds(config, ledger, alerts, now=day + timedelta(minutes=45))
         alerts.close()
-    daily = {r.name: r for r in report.thresholds}["daily"]
+    daily = {r.name: r for r in report.thresholds}["global-daily"]
     assert daily.breached and daily.alerted and daily.alert_channels == ["ses"]
-    assert {r.name: r for r in again.thresholds}["daily"].alert_channels == ["ses"]
+    assert {r.name: r for r in again.thresholds}["global-daily"].alert_channels == ["ses"]
     [message] = sent_messages()
-    assert "Daily threshold, period " + day.date().isoformat() + " (UTC)" in message.body
-    assert "azure" in message.body and "$5.500000" in message.body
+    assert "period " + day.date().isoformat() + " (UTC)" in message.body
+    assert "model gpt-4o" in message.body and "$5.500000" in message.body
 
 
 def test_importing_the_alerting_core_does_not_import_boto3() -> None:
     code = (
         "import sys\n"
-        "import huntaze_cli.alerts.channels, huntaze_cli.alerts.thresholds\n"
+        "import huntaze_cli.alerts.channels.email, huntaze_cli.alerts.thresholds\n"
         "import huntaze_cli.observability.cloudwatch\n"
         "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules\n"
     )
