@@ -11,7 +11,10 @@ rollups that every report reads instead of raw events:
 * usage rollups, by (UTC day, provider, model, campaign, experiment, arm): the shape of
   the traffic that recommendations and experiment reports need and sums cannot give
   (output-token and latency histograms of successful attempts, spend on failed
-  attempts, fallbacks, sums of squares for confidence intervals).
+  attempts, fallbacks, sums of squares for confidence intervals);
+* quarter-hour scope rollups, by (15-minute UTC slot, provider, model, account,
+  campaign, tenant): alert rules scoped to a tenant, account, campaign or model, exact
+  in any time zone. Kept ``SCOPE_RETENTION_DAYS`` (a month and the one before it).
 
 Raw events are kept ``retention_days``; rollups ``rollup_retention_days`` (400).
 Events older than the raw retention are refused by ``record`` (counted as expired): once
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
@@ -121,6 +124,10 @@ DailyKey = tuple[str, str, str, str, str, str, str]
 SlotKey = tuple[int, str]
 # What ``Ledger.slot_costs`` answers per slot rollup: (slot, provider, cost_nano).
 SlotCost = tuple[int, str, int]
+# Key of a scope rollup: (slot epoch seconds, provider, model, account, campaign_id,
+# tenant); absent account/campaign are stored as "".
+ScopeKey = tuple[int, str, str, str, str, str]
+SCOPE_RETENTION_DAYS = 62
 
 
 @dataclass(slots=True)
@@ -352,6 +359,70 @@ def aggregate(
     return daily, slots
 
 
+def scope_key(event: CostEvent) -> ScopeKey:
+    return (
+        slot_of(event.ts),
+        event.provider,
+        event.model,
+        event.account or "",
+        event.campaign_id or "",
+        event.tenant,
+    )
+
+
+def aggregate_scopes(events: Iterable[CostEvent]) -> dict[ScopeKey, Counters]:
+    """The scope-rollup increments a batch of (new, distinct) events makes."""
+    scopes: dict[ScopeKey, Counters] = {}
+    for event in events:
+        key = scope_key(event)
+        counters = scopes.get(key)
+        if counters is None:
+            counters = scopes[key] = Counters()
+        counters.add_event(event)
+    return scopes
+
+
+# Keys a scope rollup can be filtered and grouped by, and the column each one is.
+SCOPE_FIELDS: dict[str, str] = {
+    "provider": "provider",
+    "model": "model",
+    "account": "account",
+    "campaign": "campaign_id",
+    "tenant": "tenant",
+}
+
+
+def group_scopes(
+    rows: Iterable[tuple[ScopeKey, Counters]],
+    since: datetime,
+    until: datetime,
+    group_by: Sequence[str],
+    where: Mapping[str, str] | None = None,
+) -> list[tuple[tuple[str | None, ...], Counters]]:
+    """Scope rollups in ``[since, until)`` matching ``where``, summed by ``group_by``.
+
+    The reference answer of ``Ledger.scope_groups``; absent account/campaign are None.
+    """
+    lo, hi = math.ceil(since.timestamp()), math.ceil(until.timestamp())
+    names = tuple(SCOPE_FIELDS)  # the order of a ScopeKey after its slot
+    wanted = [(names.index(key), value) for key, value in (where or {}).items()]
+    positions = [names.index(key) for key in group_by]
+    groups: dict[tuple[str | None, ...], Counters] = {}
+    for key, counters in rows:
+        dims: tuple[str, ...] = key[1:]
+        if not lo <= key[0] < hi or any(dims[i] != value for i, value in wanted):
+            continue
+        # Absent account/campaign are stored as "" and reported as None.
+        group = tuple(
+            dims[i] or None if names[i] in ("account", "campaign") else dims[i] for i in positions
+        )
+        total = groups.get(group)
+        if total is None:
+            total = groups[group] = Counters()
+        total.add(counters)
+    return list(groups.items())
+
+
 # Grouping keys of a breakdown and the DailyRollup attribute each one reads.
 GROUP_FIELDS: dict[str, str] = {
     "provider": "provider",
@@ -484,6 +555,20 @@ class Ledger(Protocol):
         Ordered by slot then provider. The cost series forecasts and anomaly detection
         read: the figures of ``slots()`` without the counters and histogram they do not
         need, so weeks of slots stay cheap to read.
+        """
+        ...
+
+    def scope_groups(
+        self,
+        since: datetime,
+        until: datetime,
+        group_by: Sequence[str],
+        where: Mapping[str, str] | None = None,
+    ) -> list[tuple[tuple[str | None, ...], Counters]]:
+        """Scope rollups whose slot starts in ``[since, until)``, filtered by ``where``
+        (SCOPE_FIELDS keys to exact values) and summed by ``group_by`` (SCOPE_FIELDS keys).
+
+        Same answer as ``group_scopes`` over every scope rollup; alert rules use it.
         """
         ...
 

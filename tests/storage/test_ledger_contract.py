@@ -332,6 +332,52 @@ def test_daily_groups_match_grouping_the_daily_rollups(ledger: Ledger) -> None:
     assert ledger.daily_groups(until, until + timedelta(days=3), ["provider"]) == []
 
 
+def test_scope_groups_filter_and_sum_exactly_in_quarter_hours(ledger: Ledger) -> None:
+    """Scope rollups: any filter and grouping, quarter-hour exact (a +05:45 zone's day)."""
+    kathmandu = ZoneInfo("Asia/Kathmandu")
+    local = datetime.now(kathmandu).date() - timedelta(days=2)
+    day_start = datetime(local.year, local.month, local.day, tzinfo=kathmandu).astimezone(UTC)
+    day_end = day_start + timedelta(days=1)
+    events = [
+        make_event(
+            f"sc-{n}",
+            day_start + timedelta(minutes=37 * n - 120),  # some before, some after the day
+            provider=("azure", "openai")[n % 2],
+            model=("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini")[n % 3],
+            account=(None, "creator_1", "creator_2", "creator_3")[n % 4],
+            campaign_id=(None, "cmp-1")[n % 2],
+            tenant=("agency_a", "agency_b")[n % 5 == 0],
+            cost_nano=n * 1_000_003,
+            status=("ok", "error")[n % 7 == 0],
+        )
+        for n in range(60)
+    ]
+    ledger.record(events)
+    inside = [e for e in events if day_start <= e.ts < day_end]
+    assert 0 < len(inside) < len(events)
+
+    def expect(where: dict[str, str], group_by: list[str]) -> dict[Any, Counters]:
+        field = {"campaign": "campaign_id"}
+        out: dict[Any, list[CostEvent]] = {}
+        for e in inside:
+            if all(getattr(e, field.get(k, k)) == v for k, v in where.items()):
+                out.setdefault(tuple(getattr(e, field.get(k, k)) for k in group_by), []).append(e)
+        return {key: expected_counters(group) for key, group in out.items()}
+
+    for where, group_by in (
+        ({}, []),
+        ({}, ["tenant"]),
+        ({"tenant": "agency_a"}, ["account", "model"]),
+        ({"account": "creator_1", "provider": "azure"}, []),
+        ({"campaign": "cmp-1"}, ["campaign", "provider"]),
+        ({}, ["provider", "model", "account", "campaign", "tenant"]),
+        ({"model": "nope"}, ["provider"]),
+    ):
+        got = dict(ledger.scope_groups(day_start, day_end, group_by, where=where))
+        assert got == expect(where, group_by), (where, group_by)
+    assert ledger.scope_groups(day_end + timedelta(days=5), day_end + timedelta(days=6), []) == []
+
+
 def test_slot_groups_match_grouping_the_slot_rollups(ledger: Ledger) -> None:
     now = datetime.now(UTC)
     events = [
@@ -555,6 +601,10 @@ def test_rollups_always_add_up_to_the_distinct_events(
         ]
         assert total(daily) == want
         assert total(slots) == want
+        scoped = ledger.scope_groups(
+            base - timedelta(hours=1), base + timedelta(days=4), [], where={"tenant": tag}
+        )
+        assert dict(scoped) == ({(): want} if distinct else {})
         assert sum(r.counters.cost_nano for r in daily) == sum(
             e.cost_nano for e in distinct.values()
         )

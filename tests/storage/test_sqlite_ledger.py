@@ -347,6 +347,29 @@ def test_several_processes_store_each_attempt_once(tmp_path: Path) -> None:
         assert sums(ledger) == (expected(distinct), expected(distinct))
 
 
+def test_scope_rollups_are_filled_from_the_kept_events_when_the_table_arrives(
+    tmp_path: Path,
+) -> None:
+    """A ledger written before scope rollups existed gets them from its raw events."""
+    path = tmp_path / "ledger.db"
+    now = datetime.now(UTC)
+    events = [make_event(n, now - timedelta(hours=n), tenant=("a", "b")[n % 2]) for n in range(10)]
+    with SQLiteLedger(path) as ledger:
+        ledger.record(events)
+    # Back to the schema before the scope rollup: drop it and forget the migration.
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE rollup_scope")
+    conn.execute("DELETE FROM _migrations WHERE name = 'ledger_005_scope_rollup'")
+    conn.commit()
+    conn.close()
+    with SQLiteLedger(path) as ledger:
+        got = dict(
+            ledger.scope_groups(now - timedelta(days=1), now + timedelta(hours=1), ["tenant"])
+        )
+    assert {key: c.requests for key, c in got.items()} == {("a",): 5, ("b",): 5}
+    assert sum(c.cost_nano for c in got.values()) == sum(e.cost_nano for e in events)
+
+
 def test_an_old_ledger_keeps_its_rollups_and_sent_alerts_after_the_upgrade(
     tmp_path: Path,
 ) -> None:
@@ -373,6 +396,6 @@ def test_an_old_ledger_keeps_its_rollups_and_sent_alerts_after_the_upgrade(
         assert (row.model, row.response_model, row.counters.cost_nano) == ("gpt-4o", None, 9000)
         assert row.counters.mismatches == 0
     alerts = SQLiteAlertStore(path)
-    [claim] = alerts.claims("daily", "", day)
+    [claim] = alerts.claims("global-daily", "", day)
     assert (claim.key.channel, claim.status) == ("email", "sent")
     alerts.close()

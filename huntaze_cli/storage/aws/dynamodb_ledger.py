@@ -11,6 +11,9 @@ daily rollup                ``DAY#<yyyy-mm-dd>``             provider, model, ac
                                                              joined by ``\\x1f``)
 quarter-hour rollup         ``SLOTDAY#<yyyy-mm-dd>``         ``<slot epoch>#<provider>``
 usage rollup                ``USAGEDAY#<yyyy-mm-dd>``        see dynamodb_usage.py
+quarter-hour scope rollup   ``SCOPEDAY#<yyyy-mm-dd>``        ``<slot epoch>#`` + provider,
+                                                             model, account, campaign,
+                                                             tenant (escaped, joined)
 days holding raw events     ``EVDAYS``                       ``<yyyy-mm-dd>``
 days holding rollups        ``ROLLDAYS``                     ``<yyyy-mm-dd>``
 alert claims                see dynamodb_alerts.py
@@ -66,7 +69,7 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -91,22 +94,27 @@ from huntaze_cli.storage.ledger import (
     COUNTER_FIELDS,
     DAILY_COUNTER_FIELDS,
     LATENCY_BUCKETS,
+    SCOPE_RETENTION_DAYS,
     SLOT_SECONDS,
     Counters,
     DailyKey,
     DailyRollup,
     RecordResult,
+    ScopeKey,
     SlotCost,
     SlotRollup,
     UsageRollup,
     aggregate,
+    aggregate_scopes,
     aggregate_usage,
     daily_key,
     dedupe_batch,
     group_daily,
+    group_scopes,
     group_slots,
     group_usage,
     retention_cutoff,
+    scope_key,
     slot_of,
     usage_key,
 )
@@ -172,6 +180,14 @@ _DAILY_UPDATE = (
 )
 _DAILY_NAMES = {f"#{name}": name for name in (*_DAILY_SET, *DAILY_COUNTER_FIELDS)}
 _SLOT_SET = ("slot", "provider", TTL_ATTRIBUTE)
+_SCOPE_SET = ("slot", "provider", "model", "account", "campaign_id", "tenant", TTL_ATTRIBUTE)
+_SCOPE_UPDATE = (
+    "SET "
+    + ", ".join(f"#{name} = :{name}" for name in _SCOPE_SET)
+    + " ADD "
+    + ", ".join(f"#{name} :{name}" for name in COUNTER_FIELDS)
+)
+_SCOPE_NAMES = {f"#{name}": name for name in (*_SCOPE_SET, *COUNTER_FIELDS)}
 _SLOT_NAMES = {f"#{name}": name for name in (*_SLOT_SET, *COUNTER_FIELDS)}
 
 T = TypeVar("T")
@@ -351,6 +367,28 @@ class DynamoDBLedger:
     ) -> list[UsageRollup]:
         """Usage rollups summed by USAGE_GROUPS keys, here: DynamoDB cannot group."""
         return group_usage(self.usage(since, until, experiment=experiment), group_by)
+
+    def scope_groups(
+        self,
+        since: datetime,
+        until: datetime,
+        group_by: Sequence[str],
+        where: Mapping[str, str] | None = None,
+    ) -> list[tuple[tuple[str | None, ...], Counters]]:
+        """Scope rollups in ``[since, until)``: one Query per day, filtered and summed here."""
+        first = _ceil_to(_ceil_seconds(since), SLOT_SECONDS)
+        last_second = _ceil_seconds(until) - 1
+        last = last_second - last_second % SLOT_SECONDS
+        if first > last:
+            return []
+        self._ensure_ready()
+        bounds = (f"{first:010d}", f"{last + 1:010d}")
+        pages = self._gather(
+            lambda day: self._query_all(f"SCOPEDAY#{day.isoformat()}", between=bounds),
+            _days_between(first, last),
+        )
+        rows = [(_scope_key_of(item), _counters_of(item)) for page in pages for item in page]
+        return group_scopes(rows, since, until, group_by, where)
 
     def events(
         self, since: datetime | None = None, until: datetime | None = None
@@ -574,7 +612,38 @@ class DynamoDBLedger:
             )
             for key, rollup in aggregate_usage(events).items()
         )
+        items.extend(
+            self._scope_update(key, counters) for key, counters in aggregate_scopes(events).items()
+        )
         return items
+
+    def _scope_update(self, key: ScopeKey, counters: Counters) -> dict[str, Any]:
+        slot, provider, model, account, campaign_id, tenant = key
+        day = datetime.fromtimestamp(slot, UTC).date().isoformat()
+        keep_days = max(SCOPE_RETENTION_DAYS, self.retention_days)
+        values = {
+            ":slot": _n(slot),
+            ":provider": _s(provider),
+            ":model": _s(model),
+            ":account": _s(account),
+            ":campaign_id": _s(campaign_id),
+            ":tenant": _s(tenant),
+            f":{TTL_ATTRIBUTE}": _n(_day_epoch(day) + (keep_days + 1) * DAY_SECONDS),
+        }
+        for name in COUNTER_FIELDS:
+            values[f":{name}"] = _n(getattr(counters, name))
+        return {
+            "Update": {
+                "TableName": self.table,
+                "Key": {
+                    "pk": _s(f"SCOPEDAY#{day}"),
+                    "sk": _s(_bounded(_join_key(key[1:]), prefix=f"{slot:010d}#")),
+                },
+                "UpdateExpression": _SCOPE_UPDATE,
+                "ExpressionAttributeNames": _SCOPE_NAMES,
+                "ExpressionAttributeValues": values,
+            }
+        }
 
     def _event_item(self, event: CostEvent) -> dict[str, Any]:
         ts_us = _micros(event.ts)
@@ -869,6 +938,17 @@ def _daily_from_item(item: dict[str, Any]) -> DailyRollup:
     )
 
 
+def _scope_key_of(item: dict[str, Any]) -> ScopeKey:
+    return (
+        _int_of(item, "slot"),
+        item["provider"]["S"],
+        item["model"]["S"],
+        _str_of(item, "account") or "",
+        _str_of(item, "campaign_id") or "",
+        item["tenant"]["S"],
+    )
+
+
 def _slot_from_item(item: dict[str, Any]) -> SlotRollup:
     return SlotRollup(
         slot=_int_of(item, "slot"),
@@ -884,31 +964,33 @@ def _slot_from_item(item: dict[str, Any]) -> SlotRollup:
 def _transaction_chunks(events: list[CostEvent]) -> Iterator[list[CostEvent]]:
     """Split events so that each chunk's Puts plus rollup updates fit one transaction."""
     chunk: list[CostEvent] = []
-    daily: set[DailyKey] = set()
-    slots: set[tuple[int, str]] = set()
-    usage: set[tuple[str, ...]] = set()
+    keys: list[set[Any]] = [set(), set(), set(), set()]  # daily, slot, usage, scope
     size = 0
     for event in events:
-        dkey, skey, ukey = daily_key(event), (slot_of(event.ts), event.provider), usage_key(event)
-        added = 1 + (dkey not in daily) + (skey not in slots) + (ukey not in usage)
+        new: tuple[Any, ...] = (
+            daily_key(event),
+            (slot_of(event.ts), event.provider),
+            usage_key(event),
+            scope_key(event),
+        )
+        added = 1 + sum(key not in seen for key, seen in zip(new, keys, strict=True))
         event_size = _size_estimate(event)
         if chunk and (
-            len(chunk) + len(daily) + len(slots) + len(usage) + added > MAX_TRANSACT_ITEMS
+            len(chunk) + sum(map(len, keys)) + added > MAX_TRANSACT_ITEMS
             or size + event_size > MAX_TRANSACT_BYTES
         ):
             yield chunk
-            chunk, daily, slots, usage, size = [], set(), set(), set(), 0
+            chunk, keys, size = [], [set(), set(), set(), set()], 0
         chunk.append(event)
-        daily.add(dkey)
-        slots.add(skey)
-        usage.add(ukey)
+        for key, seen in zip(new, keys, strict=True):
+            seen.add(key)
         size += event_size
     if chunk:
         yield chunk
 
 
 def _size_estimate(event: CostEvent) -> int:
-    """An upper bound of the bytes an event adds to a transaction (Put + two updates)."""
+    """An upper bound of the bytes an event adds to a transaction (Put + four updates)."""
     text = sum(
         len(value)
         for value in (
@@ -927,9 +1009,10 @@ def _size_estimate(event: CostEvent) -> int:
         )
         if value
     )
-    # 4 bytes per character at most, in up to four items (the usage rollup's histograms
+    # 4 bytes per character at most, in up to five items (the usage rollup's histograms
     # and sums add about 1 KB).
-    return 3072 + 16 * text
+    return 3072 + 20 * text
+    return 2048 + 16 * text  # 4 bytes per character at most, in up to four items
 
 
 def _backoff(retries: int) -> None:

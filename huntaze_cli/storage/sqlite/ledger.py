@@ -12,7 +12,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from datetime import UTC, date, datetime, timedelta
@@ -28,6 +28,8 @@ from huntaze_cli.storage.ledger import (
     GROUP_FIELDS,
     LATENCY_BUCKETS,
     OUTPUT_BUCKETS,
+    SCOPE_FIELDS,
+    SCOPE_RETENTION_DAYS,
     USAGE_FLOAT_FIELDS,
     USAGE_GROUPS,
     USAGE_INT_FIELDS,
@@ -38,6 +40,7 @@ from huntaze_cli.storage.ledger import (
     SlotRollup,
     UsageRollup,
     aggregate,
+    aggregate_scopes,
     aggregate_usage,
     dedupe_batch,
     retention_cutoff,
@@ -70,6 +73,7 @@ _PRUNE_EVERY_S = 3600.0
 _EVENT_COLUMNS = tuple(CostEvent.model_fields)
 _DAILY_KEYS = ("day", "provider", "model", "account", "campaign_id", "tenant", "response_model")
 _SLOT_KEYS = ("slot", "provider")
+_SCOPE_KEYS = ("slot", "provider", "model", "account", "campaign_id", "tenant")
 _LATENCY_COLUMNS = tuple(f"lat_{i}" for i in range(LATENCY_BUCKETS))
 _USAGE_KEYS = ("day", "provider", "model", "campaign_id", "experiment", "arm")
 _OUTPUT_COLUMNS = tuple(f"out_{i}" for i in range(OUTPUT_BUCKETS))
@@ -205,6 +209,28 @@ LEDGER_MIGRATIONS: list[Migration] = [
         ALTER TABLE rollup_slot ADD COLUMN mismatches INTEGER NOT NULL DEFAULT 0;
         """,
     ),
+    (
+        "ledger_005_scope_rollup",
+        # Filled from the raw events still kept, so rules see the current month at once.
+        f"""
+        CREATE TABLE rollup_scope (
+            slot INTEGER NOT NULL,
+            provider TEXT NOT NULL,
+            model TEXT NOT NULL,
+            account TEXT NOT NULL,
+            campaign_id TEXT NOT NULL,
+            tenant TEXT NOT NULL,
+            {_columns_sql(_COUNTERS_001, "INTEGER")},
+            PRIMARY KEY (slot, provider, model, account, campaign_id, tenant)
+        ) WITHOUT ROWID;
+        INSERT INTO rollup_scope
+        SELECT ts / 1000000 - (ts / 1000000) % 900, provider, model, COALESCE(account, ''),
+               COALESCE(campaign_id, ''), tenant, COUNT(*), SUM(status = 'error'),
+               SUM(NOT priced), SUM(input_tokens), SUM(cached_input_tokens),
+               SUM(output_tokens), SUM(cost_nano)
+        FROM events GROUP BY 1, 2, 3, 4, 5, 6;
+        """,
+    ),
 ]
 
 
@@ -227,6 +253,7 @@ _UPSERT_USAGE = _upsert_sql("rollup_usage", _USAGE_KEYS, _USAGE_SUMS)
 _SELECT_USAGE = (
     f"SELECT {', '.join((*_USAGE_KEYS, *_USAGE_SUMS))} FROM rollup_usage WHERE day >= ? AND day < ?"
 )
+_UPSERT_SCOPE = _upsert_sql("rollup_scope", _SCOPE_KEYS, DAILY_COUNTER_FIELDS)
 _SELECT_EVENTS = f"SELECT {', '.join(_EVENT_COLUMNS)} FROM events"
 _SELECT_DAILY = (
     f"SELECT {', '.join((*_DAILY_KEYS, *DAILY_COUNTER_FIELDS))} FROM rollup_daily "
@@ -396,6 +423,10 @@ class SQLiteLedger:
                 ],
             )
             _upsert_usage(conn, new)
+            conn.executemany(
+                _UPSERT_SCOPE,
+                [(*key, *_daily_counter_values(c)) for key, c in aggregate_scopes(new).items()],
+            )
         except OverflowError as exc:
             # sqlite3 refuses ints beyond 64 bits; surface it as a rolled-back ledger
             # write rather than a bare OverflowError.
@@ -434,6 +465,8 @@ class SQLiteLedger:
             conn.execute(
                 "DELETE FROM rollup_usage WHERE day < ?", (rollup_cutoff.date().isoformat(),)
             )
+            scope_cutoff = retention_cutoff(now, max(SCOPE_RETENTION_DAYS, self.retention_days))
+            conn.execute("DELETE FROM rollup_scope WHERE slot < ?", (slot_of(scope_cutoff),))
 
     def check(self) -> None:
         """Raise BackendError unless the ledger is reachable and writable."""
@@ -505,6 +538,39 @@ class SQLiteLedger:
             )
             for row in rows
             # Without GROUP BY an empty range still yields one row, of NULL sums.
+            if row[0] is not None
+        ]
+
+    def scope_groups(
+        self,
+        since: datetime,
+        until: datetime,
+        group_by: Sequence[str],
+        where: Mapping[str, str] | None = None,
+    ) -> list[tuple[tuple[str | None, ...], Counters]]:
+        """Scope rollups in ``[since, until)`` filtered by ``where``, summed in SQL."""
+        columns = [SCOPE_FIELDS[key] for key in group_by]
+        sums = ", ".join(f"SUM({name})" for name in DAILY_COUNTER_FIELDS)
+        sql = f"SELECT {', '.join([sums, *columns])} FROM rollup_scope WHERE slot >= ? AND slot < ?"
+        lo, hi = _ceil_seconds(_micros(since)), _ceil_seconds(_micros(until))
+        params: list[Any] = [lo, hi]
+        for key, value in (where or {}).items():
+            sql += f" AND {SCOPE_FIELDS[key]} = ?"
+            params.append(value)
+        if columns:
+            sql += f" GROUP BY {', '.join(columns)}"
+        with self._reading("reading scope cost rollups") as conn:
+            rows = conn.execute(sql, params).fetchall()
+        n = len(DAILY_COUNTER_FIELDS)
+        nullable = [name in ("account", "campaign_id") for name in columns]
+        return [
+            (
+                tuple(
+                    (v or None) if null else v for v, null in zip(row[n:], nullable, strict=True)
+                ),
+                Counters(*row[:n]),
+            )
+            for row in rows
             if row[0] is not None
         ]
 
