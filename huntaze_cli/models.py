@@ -273,13 +273,23 @@ class StatsReport(_Report):
 
 
 class ThresholdResult(_Report):
+    """One alert rule in its current period (`check-thresholds`, `thresholds list`)."""
+
     name: str
-    period: str
+    kind: str = "spend"
+    source: str = "global"  # global | config | stored
+    scope: dict[str, str] = Field(default_factory=dict)
+    period: str  # the period's label: 2026-12-03 or 2026-12
+    period_unit: str = "day"  # day | month
     limit_usd: float
     limit_nano: int
     spent_usd: float
     spent_nano: int
     used_pct: float
+    forecast_usd: float | None = None  # forecast rules: the month-end forecast
+    levels: list[int] = Field(default_factory=lambda: [100])
+    levels_reached: list[int] = Field(default_factory=list)
+    channels: list[str] = Field(default_factory=list)
     unpriced_requests: int = 0
     breached: bool
     alerted: bool
@@ -453,3 +463,63 @@ class RequeueReport(_Report):
     campaign_id: str
     requeued: int  # delivery dead letters back in the queue
     regenerate: int = 0  # messages whose generation failed, pending again
+
+
+# --- alert rules and history -------------------------------------------------------------
+
+
+class AlertChannelState(_Report):
+    """How one channel fared with one alert."""
+
+    status: str  # sent | failed | suppressed | claimed (being sent)
+    error: str | None = None
+    attempts: int = 0
+    updated_at: datetime
+
+
+class AlertView(_Report):
+    """One alert of the history (`alerts list`, ``GET /api/v2/costs/alerts``)."""
+
+    alert_id: str
+    rule: str
+    kind: str
+    scope: dict[str, str]
+    period: str
+    period_label: str
+    period_start: datetime
+    level_pct: int
+    limit_usd: float
+    limit_nano: int
+    observed_usd: float
+    observed_nano: int
+    channels: dict[str, AlertChannelState]
+    created_at: datetime
+    acked_at: datetime | None
+
+
+class AlertList(_Report):
+    since: datetime
+    alerts: list[AlertView]
+
+
+class RuleChange(_Report):
+    """What `thresholds set` / `thresholds delete` did."""
+
+    name: str
+    action: str  # created | replaced | deleted
+    rule: ThresholdResult | None = None
+
+
+class ChannelTest(_Report):
+    status: str  # sent | failed
+    error: str | None = None
+
+
+class AlertTestReport(_Report):
+    ok: bool
+    channels: dict[str, ChannelTest]
+
+
+class AckReport(_Report):
+    alert_id: str
+    acked_at: datetime

@@ -90,8 +90,8 @@ def _alerts_per_threshold(smtp: SMTPServer, since: int) -> dict[str, int]:
     for message in smtp.messages[since:]:
         body = message.get_payload()
         assert isinstance(body, str)
-        counts["daily"] += body.count("Daily threshold, period")
-        counts["monthly"] += body.count("Monthly threshold, period")
+        counts["daily"] += body.count("global-daily (all) reached 100%")
+        counts["monthly"] += body.count("global-monthly (all) reached 100%")
     return counts
 
 

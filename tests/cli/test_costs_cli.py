@@ -303,7 +303,7 @@ def test_check_thresholds_exit_codes() -> None:
     )
     assert over.exit_code == 3
     data = over.json()
-    daily = next(t for t in data["thresholds"] if t["name"] == "daily")
+    daily = next(t for t in data["thresholds"] if t["name"] == "global-daily")
     assert daily["breached"] is True and daily["alerted"] is False
     assert set(daily) >= {"name", "period", "limit_usd", "spent_usd", "used_pct", "alert_channels"}
 
@@ -333,7 +333,7 @@ def test_check_thresholds_shows_unpriced_requests_in_json_and_table() -> None:
     assert result.exit_code == 0, result.stderr
     data = result.json()
     assert data["unpriced_requests"] == 2
-    daily = next(t for t in data["thresholds"] if t["name"] == "daily")
+    daily = next(t for t in data["thresholds"] if t["name"] == "global-daily")
     assert daily["unpriced_requests"] == 2
     assert (daily["spent_usd"], daily["spent_nano"]) == (2.0, 2_000_000_000)
     assert daily["limit_nano"] == 50_000_000_000

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from huntaze_cli.storage.alerts import AlertKey, AlertStore
+from huntaze_cli.storage.alerts import AlertEntry, AlertKey, AlertStore
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 KEY = AlertKey("daily", "", "2026-11-25", 100, "email")
@@ -123,3 +123,86 @@ def test_of_many_threads_claiming_at_once_exactly_one_wins(alerts: AlertStore) -
     with ThreadPoolExecutor(8) as pool:
         won = list(pool.map(lambda n: alerts.claim(KEY, owner=f"t{n}", now=NOW), range(16)))
     assert won.count(True) == 1
+
+
+def _entry(n: int, **overrides: object) -> AlertEntry:
+    data: dict[str, object] = {
+        "alert_id": f"alr_{n}",
+        "rule": "agency_a-daily",
+        "kind": "spend",
+        "scope": "tenant=agency_a",
+        "scope_values": {"tenant": "agency_a"},
+        "period": "day",
+        "period_label": "2026-11-25",
+        "period_start": datetime(2026, 11, 25, tzinfo=UTC),
+        "level_pct": 80,
+        "limit_nano": 20_000_000_000,
+        "observed_nano": 16_000_000_001,
+        "created_at": datetime.now(UTC) - timedelta(minutes=n),
+    }
+    data.update(overrides)
+    return AlertEntry(**data)  # type: ignore[arg-type]
+
+
+def test_a_held_back_key_is_recorded_and_claimable_later(alerts: AlertStore) -> None:
+    alerts.suppress(KEY, now=NOW)
+    [held] = alerts.suppressed("email")
+    assert (held.key, held.status) == (KEY, "suppressed")
+    assert alerts.suppressed("slack") == []
+    assert alerts.claim(KEY, owner="a", now=NOW + timedelta(minutes=31))
+    alerts.finish(KEY, owner="a", now=NOW + timedelta(minutes=31), error=None)
+    assert alerts.suppressed("email") == []
+    alerts.suppress(KEY, now=NOW + timedelta(hours=1))  # sent stays sent
+    assert [c.status for c in alerts.claims("daily", "", "2026-11-25")] == ["sent"]
+
+
+def test_last_sent_can_be_asked_per_channel(alerts: AlertStore) -> None:
+    slack = AlertKey("daily", "", "2026-11-25", 100, "slack")
+    for key, at in ((KEY, NOW), (slack, NOW + timedelta(minutes=5))):
+        assert alerts.claim(key, owner="a", now=at)
+        alerts.finish(key, owner="a", now=at, error=None)
+    assert alerts.last_sent("daily", "", "email") == NOW
+    assert alerts.last_sent("daily", "", "slack") == NOW + timedelta(minutes=5)
+    assert alerts.last_sent("daily", "", "sns") is None
+
+
+def test_history_holds_each_alert_once_newest_first_with_its_channels(
+    alerts: AlertStore,
+) -> None:
+    first = _entry(1)
+    alerts.record_alert(first)
+    alerts.record_alert(_entry(1, observed_nano=1))  # a second evaluator: changes nothing
+    alerts.record_alert(_entry(2, rule="other", scope="", scope_values={}))
+    key = first.claim_key("slack")
+    assert alerts.claim(key, owner="a", now=NOW)
+    alerts.finish(key, owner="a", now=NOW, error="HTTP 500")
+    since = datetime.now(UTC) - timedelta(days=1)
+    entries = alerts.history(since=since)
+    assert [e.alert_id for e in entries] == ["alr_1", "alr_2"]
+    assert entries[0].observed_nano == 16_000_000_001
+    assert entries[0].channels["slack"].status == "failed"
+    assert entries[0].channels["slack"].error == "HTTP 500"
+    assert [e.alert_id for e in alerts.history(since=since, rule="other")] == ["alr_2"]
+    assert [e.alert_id for e in alerts.history(since=since, tenant="agency_a")] == ["alr_1"]
+    assert alerts.history(since=since, limit=1)[0].alert_id == "alr_1"
+    assert alerts.history(since=datetime.now(UTC)) == []
+
+
+def test_ack_marks_read_once_and_unknown_ids_say_so(alerts: AlertStore) -> None:
+    alerts.record_alert(_entry(1))
+    assert alerts.ack("alr_1", now=NOW)
+    assert alerts.ack("alr_1", now=NOW + timedelta(hours=1))
+    found = alerts.get_alert("alr_1")
+    assert found is not None and found.acked_at == NOW
+    assert not alerts.ack("nope", now=NOW)
+    assert alerts.get_alert("nope") is None
+
+
+def test_stored_rules_are_created_replaced_listed_and_deleted(alerts: AlertStore) -> None:
+    alerts.put_rule("b", {"name": "b", "limit_usd": "1"}, now=NOW)
+    alerts.put_rule("a", {"name": "a", "limit_usd": "2"}, now=NOW)
+    alerts.put_rule("b", {"name": "b", "limit_usd": "3"}, now=NOW)
+    assert alerts.rules() == [{"name": "a", "limit_usd": "2"}, {"name": "b", "limit_usd": "3"}]
+    assert alerts.delete_rule("a")
+    assert not alerts.delete_rule("a")
+    assert [r["name"] for r in alerts.rules()] == ["b"]
