@@ -67,7 +67,7 @@ def generate(
             "provider": provider,
             "deployment": f"{model}-prod" if provider == "azure" else None,
             "model": model,
-            "input_tokens": tokens_in,
+            "input_tokens": 0 if error else tokens_in,  # a 5xx reports no usage
             "cached_input_tokens": 0,
             "output_tokens": tokens_out,
             "cost_usd": cost(model, 0 if error else tokens_in, tokens_out),

@@ -7,6 +7,7 @@ daemon to statuses in ``huntaze_cli.server.errors``.
 
     HuntazeError                      exit 1   HTTP 500   operational failure
     ├── UsageError                    exit 2   HTTP 422   bad flag, argument or query value
+    │   └── ConflictError             exit 2   HTTP 409   clashes with what exists (a config rule)
     ├── InputError                    exit 2   HTTP 422   invalid campaign/import file or body
     ├── ConfigError                   exit 2   HTTP 500   invalid or unreadable config
     ├── NotFoundError                 exit 1   HTTP 404   a named thing (campaign, ...) is missing
@@ -68,6 +69,10 @@ class UsageError(HuntazeError):
     """A flag, argument or query parameter has a value that cannot be used."""
 
 
+class ConflictError(UsageError):
+    """The request clashes with what exists: e.g. changing a rule that lives in the config."""
+
+
 class InputError(HuntazeError):
     """An input file, stdin document or request body is invalid; names field or line."""
 
@@ -93,4 +98,4 @@ class DeliveryError(HuntazeError):
 
 
 class AlertError(HuntazeError):
-    """An alert channel (SMTP, SES) could not send a threshold alert."""
+    """An alert channel (email, SES, Slack, SNS, webhook) could not send an alert."""

@@ -70,3 +70,47 @@ def pct(part: int, whole: int) -> float:
     if whole <= 0:
         return 0.0
     return float((Decimal(part) * 100 / Decimal(whole)).quantize(_PLACES[2], ROUND_HALF_EVEN))
+
+
+def usd_text(nano: int) -> str:
+    """The exact dollar amount as a plain decimal literal: ``0.0000129``, never ``1.29e-05``.
+
+    No exponent and no trailing zeros, so JSON and CSV readers get the exact amount
+    (JSON parsers that read numbers as Decimal, and ``usd_to_nano``, read it back exactly).
+    """
+    sign = "-" if nano < 0 else ""
+    whole, frac = divmod(abs(nano), NANO_PER_USD)
+    text = f"{frac:09d}".rstrip("0")
+    return f"{sign}{whole}.{text}" if text else f"{sign}{whole}"
+
+
+def apportion(parts: list[int], unit: int) -> list[int]:
+    """Round each of ``parts`` to a multiple of ``unit`` so that the rounded parts add up
+    to their total rounded half-even to ``unit`` (largest-remainder method).
+
+    Every part is first rounded down; the units left over go one each to the parts with
+    the largest remainders (earlier parts first on ties). Parts must be >= 0. A table of
+    rows rounded this way sums to its rounded total, which separate rounding does not
+    promise (three rows of $0.0000005 would each show $0.000000 or $0.000001).
+    """
+    total = sum(parts)
+    quotient, remainder = divmod(total, unit)
+    if 2 * remainder > unit or (2 * remainder == unit and quotient % 2):
+        quotient += 1
+    floors = [part // unit for part in parts]
+    left = quotient - sum(floors)
+    order = sorted(range(len(parts)), key=lambda i: (-(parts[i] % unit), i))
+    for index in order[:left]:
+        floors[index] += 1
+    return [units * unit for units in floors]
+
+
+def shares_pct(parts: list[int]) -> list[float]:
+    """Each part's share of the total in percent, 2 decimals, adding up to exactly 100
+    (0 each when the total is 0)."""
+    total = sum(parts)
+    if total <= 0:
+        return [0.0 for _ in parts]
+    # Shares in 1/10,000ths of the total, apportioned like money: they add up to 10,000.
+    scaled = [part * 10_000 for part in parts]
+    return [units / total / 100 for units in apportion(scaled, total)]

@@ -165,7 +165,7 @@ def test_example_config_is_current_valid_and_complete() -> None:
     documented: set[str] = set()
     section = ""
     for line in text.splitlines():
-        header = re.match(r"^#? ?\[([^\]]+)\]", line)
+        header = re.match(r"^#? ?\[\[?([^\]]+)\]", line)
         if header:
             section = header.group(1)
             section = re.sub(r"^providers\.\w+$", "providers", section)
@@ -176,9 +176,11 @@ def test_example_config_is_current_valid_and_complete() -> None:
         if key:
             documented.add(f"{section}.{key.group(1)}")
     expected = _model_keys(Config) - {"providers", "pricing.overrides", "experiments"}
-    from huntaze_cli.config import ExperimentConfig, PriceOverride, ProviderConfig
+    from huntaze_cli.config import AlertRule, ExperimentConfig, PriceOverride, ProviderConfig
 
     expected |= {f"experiments.{k}" for k in _model_keys(ExperimentConfig)}
+    expected.discard("thresholds.rules")
+    expected |= {f"thresholds.rules.{k}" for k in AlertRule.model_fields}
     expected |= {f"providers.{k}" for k in _model_keys(ProviderConfig)}
     expected |= {f"pricing.overrides.{k}" for k in _model_keys(PriceOverride)}
     assert expected - documented == set()

@@ -523,12 +523,14 @@ def campaign_report(
         recipients=campaign.recipients,
         counts=counts,
         cost_usd=nano_to_usd(sum(c.cost_nano for c in spend.values())),
+        cost_nano=sum(c.cost_nano for c in spend.values()),
         unpriced_requests=sum(c.unpriced for c in spend.values()),
         estimated_cost_usd=nano_to_usd(campaign.estimated_cost_nano),
         providers={
             name: ProviderSpend(
                 requests=c.requests,
                 cost_usd=nano_to_usd(c.cost_nano),
+                cost_nano=c.cost_nano,
                 unpriced_requests=c.unpriced,
             )
             for name, c in sorted(spend.items())

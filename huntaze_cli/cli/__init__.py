@@ -96,6 +96,7 @@ def _root(
 
 def _register() -> None:
     from huntaze_cli.cli import (
+        alerts,
         campaigns,
         config_cmd,
         costs,
@@ -111,6 +112,7 @@ def _register() -> None:
     optimization.register(app, costs.app)
     app.add_typer(costs.app, name="costs")
     thresholds.register(app)
+    alerts.register(app)
     app.add_typer(config_cmd.app, name="config")
 
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from huntaze_cli.costs.anomaly_report import AnomalyReport
     from huntaze_cli.costs.forecast_report import ForecastFigures, ForecastReport
-    from huntaze_cli.models import BreakdownReport, StatsReport
+    from huntaze_cli.models import BreakdownReport, ImportReport, StatsReport
 
 app = typer.Typer(
     help="Cost reports, export and import over the exact cost ledger.", no_args_is_help=True
@@ -45,7 +45,10 @@ def breakdown_cmd(
         list[str] | None,
         typer.Option(
             "--by",
-            help="Group by provider|model|account|campaign|tenant|day; repeat to nest.",
+            help=(
+                "Group by provider|model|response_model|account|campaign|tenant|day; "
+                "repeat to nest."
+            ),
             show_default="provider",
         ),
     ] = None,
@@ -60,7 +63,10 @@ def breakdown_cmd(
 ) -> None:
     """Cost table grouped by provider, model, account, campaign, tenant or day.
 
-    Reads daily rollups only, so it stays fast on millions of events. Days are UTC.
+    response_model groups by the model the provider said served each call (the mapped
+    model is `model`). Rows and the total are rounded together, so the rows add up to
+    the total; cost_nano is exact. Reads daily rollups only, so it stays fast on
+    millions of events. Days are UTC.
 
     Example: huntaze costs breakdown --days 7 --by provider --by model
     """
@@ -75,7 +81,16 @@ def breakdown_cmd(
     emit(report, as_json=as_json, render=lambda console: _render_breakdown(console, report))
 
 
-_METRICS = ("requests", "errors", "input_tokens", "output_tokens", "cost_usd", "share_pct")
+_METRICS = (
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "cost_nano",
+    "share_pct",
+    "unpriced_requests",
+)
 
 
 def _breakdown_csv(report: BreakdownReport) -> None:
@@ -211,6 +226,17 @@ def _render_stats(console: Console, report: StatsReport) -> None:
         console.print(
             styled((f"{report.unpriced_requests:,} unpriced requests this month", "yellow"))
         )
+    if report.model_mismatches:
+        console.print(
+            styled(
+                (
+                    f"{report.model_mismatches:,} requests this month were served by another "
+                    "model than the one mapped; see `costs breakdown --by model --by "
+                    "response_model` and check [providers.<name>] deployments",
+                    "yellow",
+                )
+            )
+        )
 
 
 @app.command("export")
@@ -275,12 +301,23 @@ def import_cmd(
             "--skip-bad", help="Skip invalid lines (named on stderr) instead of stopping."
         ),
     ] = False,
+    trust_cost: Annotated[
+        bool,
+        typer.Option(
+            "--trust-cost",
+            help="Keep each given cost_usd even when it differs from the cost of its usage.",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Import cost events idempotently: an attempt_id already stored changes nothing.
 
-    Stops at the first invalid line (everything before it is stored, nothing from it
-    on) unless --skip-bad. Events older than [ledger] retention_days are refused.
+    Every cost is recomputed from the event's usage with the same prices and
+    [pricing.overrides] as generation; a differing cost_usd is replaced and reported
+    (repriced), unless --trust-cost. A missing cost is computed, or the event is stored
+    unpriced when its model has no known price. The whole file is checked first: an
+    invalid line is exit 2 naming it and nothing is stored, unless --skip-bad. Events
+    older than [ledger] retention_days are refused.
 
     Example: huntaze costs export | huntaze --config dynamo.toml costs import -
     """
@@ -298,7 +335,9 @@ def import_cmd(
         stdin = getattr(sys.stdin, "buffer", None)
         raw = stdin if stdin is not None else (line.encode() for line in sys.stdin)
         text = lines(raw, "<stdin>")
-        report = costs.import_(st, text, fmt=chosen, skip_bad=skip_bad, on_bad=on_bad)
+        report = costs.import_(
+            st, text, fmt=chosen, trust_cost=trust_cost, skip_bad=skip_bad, on_bad=on_bad
+        )
     else:
         path = Path(file)
         try:
@@ -307,16 +346,29 @@ def import_cmd(
             raise InputError(f"{path}: cannot read: {exc.strerror}") from None
         with fh:
             text = lines(fh, str(path))
-            report = costs.import_(st, text, fmt=chosen, skip_bad=skip_bad, on_bad=on_bad)
-    emit(
-        report,
-        as_json=as_json,
-        render=lambda console: console.print(
-            f"read {report.read:,}, imported {report.imported:,}, already present "
-            f"{report.duplicates:,}, past retention {report.expired:,}, "
-            f"skipped bad {report.skipped_bad:,}"
-        ),
+            report = costs.import_(
+                st, text, fmt=chosen, trust_cost=trust_cost, skip_bad=skip_bad, on_bad=on_bad
+            )
+    emit(report, as_json=as_json, render=lambda console: _render_import(console, report))
+
+
+def _render_import(console: Console, report: ImportReport) -> None:
+    from rich.markup import escape
+
+    console.print(
+        f"read {report.read:,}, imported {report.imported:,}, already present "
+        f"{report.duplicates:,}, past retention {report.expired:,}, "
+        f"skipped bad {report.skipped_bad:,}, repriced {report.repriced:,}, "
+        f"cost computed {report.cost_computed:,}, unpriced {report.unpriced:,}",
+        markup=False,
     )
+    for line in report.repriced_lines:
+        console.print(
+            escape(
+                f"line {line.line}: {line.attempt_id}: cost_usd {line.given_usd} replaced by "
+                f"{line.computed_usd} (the cost of its usage; --trust-cost keeps the given one)"
+            )
+        )
 
 
 @app.command("forecast")

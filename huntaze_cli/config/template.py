@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from huntaze_cli.config import (
+    AlertRule,
     ArmConfig,
     Config,
     ExperimentConfig,
@@ -58,6 +59,22 @@ EXPERIMENT_EXAMPLE: dict[str, Any] = {
     "scope": {"account": "creator_123"},
 }
 
+# Arrays of tables, shown as a commented example after their section.
+TABLE_ARRAY_EXAMPLES: dict[str, tuple[type[BaseModel], dict[str, Any]]] = {
+    "thresholds.rules": (
+        AlertRule,
+        {
+            "name": "agency_a-daily",
+            "kind": "spend",
+            "scope": {"tenant": "agency_a"},
+            "period": "day",
+            "limit_usd": 20,
+            "levels": [50, 80, 100],
+            "channels": ["slack", "email"],
+        },
+    ),
+}
+
 
 def _value(value: Any) -> str:
     """A TOML value on one line (tables inline)."""
@@ -70,6 +87,8 @@ def _value(value: Any) -> str:
     if isinstance(value, dict):
         inner = ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items())
         return "{ " + inner + " }" if inner else "{}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_value(item) for item in value) + "]"
     return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
 
 
@@ -93,6 +112,8 @@ def _section(
         sub = info.annotation
         if isinstance(sub, type) and issubclass(sub, BaseModel):
             continue  # rendered as its own [section.sub] table
+        if f"{title}.{name}" in TABLE_ARRAY_EXAMPLES:
+            continue  # rendered as a commented [[section.name]] example
         if only_set and name not in values:
             continue
         comment = f"  # {info.description}" if info.description else ""
@@ -104,6 +125,24 @@ def _section(
             lines.append(f"# {name} = {_value(example)}{comment}")
         else:
             lines.append(f"{name} = {_value(value)}{comment}")
+    lines.append("")
+    for path, (item_model, example) in TABLE_ARRAY_EXAMPLES.items():
+        if path.rpartition(".")[0] == title:
+            _table_array_example(lines, path, item_model, example)
+
+
+def _table_array_example(
+    lines: list[str], path: str, model: type[BaseModel], example: dict[str, Any]
+) -> None:
+    """A commented ``[[path]]`` table: every key of ``model`` with an example value."""
+    model.model_validate(example)  # the example itself must be valid
+    lines.append(f"# More of these, one [[{path}]] table each:")
+    lines.append(f"# [[{path}]]")
+    for name, info in model.model_fields.items():
+        comment = f"  # {info.description}" if info.description else ""
+        if name not in example:
+            raise AssertionError(f"{path}.{name} needs an example for the starter config")
+        lines.append(f"# {name} = {_value(example[name])}{comment}")
     lines.append("")
 
 

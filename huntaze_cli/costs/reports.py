@@ -24,7 +24,7 @@ from huntaze_cli.models import (
     ThresholdUse,
     Totals,
 )
-from huntaze_cli.money import nano_to_usd, pct, usd_to_nano
+from huntaze_cli.money import apportion, nano_to_usd, pct, shares_pct, usd_to_nano
 from huntaze_cli.storage.ledger import (
     GROUP_FIELDS,
     LATENCY_BOUNDS_MS,
@@ -35,6 +35,7 @@ from huntaze_cli.storage.ledger import (
 )
 
 GROUP_KEYS = tuple(GROUP_FIELDS)
+USD_UNIT_NANO = 1000  # *_usd figures have 6 decimals: one unit is 1,000 nano-dollars
 
 
 # --- time ranges -----------------------------------------------------------------------
@@ -149,6 +150,9 @@ def breakdown(
         groups,
         key=lambda item: (-item[1].cost_nano, -item[1].requests, [str(v) for v in item[0]]),
     )
+    # Rounded together: the rows' cost_usd and share_pct add up to the total's.
+    shown = apportion([c.cost_nano for _, c in ordered], USD_UNIT_NANO)
+    shares = shares_pct([c.cost_nano for _, c in ordered])
     rows = [
         BreakdownRow(
             **dict(zip(keys, group, strict=True)),
@@ -156,10 +160,12 @@ def breakdown(
             errors=c.errors,
             input_tokens=c.input_tokens,
             output_tokens=c.output_tokens,
-            cost_usd=nano_to_usd(c.cost_nano),
-            share_pct=pct(c.cost_nano, total.cost_nano),
+            cost_usd=nano_to_usd(rounded),
+            cost_nano=c.cost_nano,
+            share_pct=share,
+            unpriced_requests=c.unpriced,
         )
-        for group, c in ordered
+        for (group, c), rounded, share in zip(ordered, shown, shares, strict=True)
     ]
     return BreakdownReport(
         since=_start_of(first),
@@ -172,6 +178,8 @@ def breakdown(
             input_tokens=total.input_tokens,
             output_tokens=total.output_tokens,
             cost_usd=nano_to_usd(total.cost_nano),
+            cost_nano=total.cost_nano,
+            unpriced_requests=total.unpriced,
         ),
         unpriced_requests=total.unpriced,
     )
@@ -206,6 +214,7 @@ def _figures(counters: Counters) -> PeriodFigures:
         requests=counters.requests,
         errors=counters.errors,
         cost_usd=nano_to_usd(counters.cost_nano),
+        cost_nano=counters.cost_nano,
     )
 
 
@@ -213,7 +222,9 @@ def _threshold_use(limit_usd: Any, spent_nano: int) -> ThresholdUse:
     limit_nano = usd_to_nano(limit_usd, field="limit_usd")
     return ThresholdUse(
         limit_usd=nano_to_usd(limit_nano),
+        limit_nano=limit_nano,
         spent_usd=nano_to_usd(spent_nano),
+        spent_nano=spent_nano,
         used_pct=pct(spent_nano, limit_nano),
     )
 
@@ -240,8 +251,9 @@ def stats(config: Config, ledger: Ledger, *, now: datetime | None = None) -> Sta
         today=_figures(day_total),
         yesterday=_figures(_sum(before)),
         month_to_date=_figures(month_total),
-        providers=_provider_stats(day, day_total.cost_nano),
+        providers=_provider_stats(day),
         unpriced_requests=month_total.unpriced,
+        model_mismatches=month_total.mismatches,
         thresholds={
             "daily": _threshold_use(config.thresholds.daily_usd, day_total.cost_nano),
             "monthly": _threshold_use(config.thresholds.monthly_usd, month_total.cost_nano),
@@ -256,16 +268,21 @@ def _sum(groups: dict[str, SlotRollup]) -> Counters:
     return out
 
 
-def _provider_stats(groups: dict[str, SlotRollup], total_nano: int) -> dict[str, ProviderStats]:
+def _provider_stats(groups: dict[str, SlotRollup]) -> dict[str, ProviderStats]:
     ordered = sorted(groups.values(), key=lambda s: (-s.counters.cost_nano, s.provider))
+    nanos = [slot.counters.cost_nano for slot in ordered]
+    # Rounded together, so the providers add up to today's cost_usd and to 100 %.
     return {
         slot.provider: ProviderStats(
             requests=slot.counters.requests,
             errors=slot.counters.errors,
-            cost_usd=nano_to_usd(slot.counters.cost_nano),
-            share_pct=pct(slot.counters.cost_nano, total_nano),
+            cost_usd=nano_to_usd(rounded),
+            cost_nano=slot.counters.cost_nano,
+            share_pct=share,
             latency_p50_ms=percentile(slot.latency, 0.50),
             latency_p95_ms=percentile(slot.latency, 0.95),
         )
-        for slot in ordered
+        for slot, rounded, share in zip(
+            ordered, apportion(nanos, USD_UNIT_NANO), shares_pct(nanos), strict=True
+        )
     }

@@ -1,25 +1,32 @@
 """Moving cost events in and out of a ledger: `costs export` and `costs import`.
 
-Export streams raw events oldest first. Import is idempotent (an attempt_id already in
-the ledger changes nothing), so `costs export | costs import -` moves a ledger between
-backends and can be re-run safely. Amounts are parsed as Decimal and must be exact to
-the nano-dollar.
+Export streams raw events oldest first, amounts as exact decimals (JSON numbers and CSV
+cells such as ``0.0000129``, never ``1.29e-05``). Import is idempotent (an attempt_id
+already in the ledger changes nothing), so `costs export | costs import -` moves a ledger
+between backends and can be re-run safely. Import trusts no cost: each is recomputed
+from the event's usage with the orchestrator's price book (see ``import_events``).
+Amounts are parsed as Decimal and must be exact to the nano-dollar.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import tempfile
 from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from pydantic import ValidationError
 
 from huntaze_cli.errors import InputError
-from huntaze_cli.models import EVENT_FIELDS, CostEvent, ImportReport
+from huntaze_cli.models import EVENT_FIELDS, CostEvent, ImportReport, RepricedLine
+from huntaze_cli.money import nano_to_usd, usd_text
 from huntaze_cli.storage.ledger import Ledger, RecordResult
+
+if TYPE_CHECKING:
+    from huntaze_cli.config import Config
 
 Format = Literal["jsonl", "csv"]
 BATCH = 5000
@@ -41,12 +48,13 @@ def export_events(
         writer = csv.DictWriter(out, fieldnames=EVENT_FIELDS, lineterminator="\n")
         writer.writeheader()
         for event in ledger.events(since, until):
-            writer.writerow({k: csv_cell(v) for k, v in event.to_record().items()})
+            record = event.to_record()
+            record["cost_usd"] = usd_text(event.cost_nano)  # exact, never 1e-05
+            writer.writerow({k: csv_cell(v) for k, v in record.items()})
             count += 1
         return count
-    dumps = json.dumps
     for event in ledger.events(since, until):
-        out.write(dumps(event.to_record(), ensure_ascii=False))
+        out.write(event.to_json())
         out.write("\n")
         count += 1
     return count
@@ -119,7 +127,8 @@ def csv_records(
 
 
 _NULLABLE = {
-    "deployment", "error_kind", "route_reason", "campaign_id", "account", "experiment", "arm"
+    "deployment", "response_model", "error_kind", "route_reason", "campaign_id", "account",
+    "experiment", "arm", "cost_usd",
 }  # fmt: skip
 
 
@@ -150,78 +159,152 @@ def _explain(exc: ValidationError | ValueError) -> str:
     return str(exc)
 
 
+class Repricer:
+    """Prices imported events as the orchestrator prices attempts: same PriceBook and overrides.
+
+    A provider named in ``[providers]`` is priced by its kind; any other name is taken
+    as the kind itself (``azure``, ``openai``), as on the host that recorded it.
+    """
+
+    def __init__(self, config: Config) -> None:
+        from huntaze_cli.llm.pricing import PriceBook
+
+        self._book = PriceBook(config.pricing.overrides)
+        self._kinds = {name: cfg.kind for name, cfg in config.providers.items()}
+
+    def cost_nano(self, event: CostEvent) -> int | None:
+        """The cost of the event's usage, or None when its model has no known price."""
+        from huntaze_cli.llm.types import Usage
+
+        kind = self._kinds.get(event.provider, event.provider)
+        price = self._book.served_price(event.provider, kind, event.model, event.response_model)
+        if price is None:
+            return None
+        usage = Usage(event.input_tokens, event.cached_input_tokens, event.output_tokens)
+        return self._book.cost_nano(price, usage)
+
+
+REPORTED_LINES = 20
+
+
 def import_events(
     ledger: Ledger,
     lines: Iterable[str],
     *,
+    prices: Repricer,
     fmt: Format = "jsonl",
+    trust_cost: bool = False,
     skip_bad: bool = False,
     on_bad: Callable[[int, str], None] | None = None,
 ) -> ImportReport:
-    """Import events; stop at the first bad line unless ``skip_bad``.
+    """Check, price and import events; a bad line stops the import before anything is stored.
 
-    Everything before a bad line is stored and nothing from it on, so fixing the line
-    and re-running the same import completes it (already stored events are skipped).
+    Every event's cost is recomputed from its usage (``prices``). A missing cost becomes
+    the computed one, or the event is stored unpriced when its model has no price (never
+    a priced $0). A given cost that differs is replaced by the computed one and reported
+    (``repriced``), unless ``trust_cost``. The whole input is checked first (spooled to
+    a temporary file), so a bad line raises InputError naming it and nothing of the
+    input is stored; with ``skip_bad`` bad lines are reported and left out instead.
     """
     records = _csv_events(lines) if fmt == "csv" else jsonl_records(lines)
+    report = ImportReport(
+        read=0, imported=0, duplicates=0, expired=0, skipped_bad=0, trust_cost=trust_cost
+    )
     latest = datetime.now(UTC) + MAX_CLOCK_SKEW
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
+        while True:
+            try:
+                number, record = next(records)
+            except StopIteration:
+                break
+            except InputError as exc:  # bytes that are not UTF-8: the stream cannot go on
+                raise InputError(
+                    f"{exc.message}; nothing was imported",
+                    hint="convert the file to UTF-8 and re-run",
+                ) from None
+            report.read += 1
+            try:
+                if isinstance(record, str):
+                    raise ValueError(record)
+                event, given = CostEvent.from_record(record)
+                if event.ts > latest:
+                    raise ValueError(
+                        f"ts: {event.ts.isoformat()} is in the future (more than "
+                        f"{int(MAX_CLOCK_SKEW.total_seconds())} s ahead of this clock); no "
+                        "report would ever reach it"
+                    )
+            except (ValidationError, ValueError) as exc:
+                reason = _explain(exc)
+                if not skip_bad:
+                    raise InputError(
+                        f"line {number}: {reason}; nothing was imported",
+                        hint="fix the line and re-run, or pass --skip-bad to leave bad lines out",
+                    ) from None
+                report.skipped_bad += 1
+                if len(report.bad_lines) < 100:
+                    report.bad_lines.append(number)
+                if on_bad:
+                    on_bad(number, reason)
+                continue
+            event = _priced(event, given, number, prices, trust_cost, report)
+            spool.write(event.model_dump_json())
+            spool.write("\n")
+        spool.seek(0)
+        _store(ledger, spool, report)
+    return report
+
+
+def _priced(
+    event: CostEvent,
+    given: int | None,
+    number: int,
+    prices: Repricer,
+    trust_cost: bool,
+    report: ImportReport,
+) -> CostEvent:
+    used = event.input_tokens or event.cached_input_tokens or event.output_tokens
+    if not event.priced and not used:
+        # Nothing to price (a call cut short by a crash, say): it stays unpriced, as
+        # recorded, rather than becoming a priced $0.
+        report.unpriced += 1
+        return event
+    computed = prices.cost_nano(event)
+    if computed is None:
+        if given is None or not event.priced:
+            report.unpriced += 1
+            return event.model_copy(update={"priced": False, "cost_nano": 0})
+        return event  # a cost for a model we cannot price: kept as given
+    if given is None or not event.priced:
+        report.cost_computed += 1
+        return event.model_copy(update={"priced": True, "cost_nano": computed})
+    if given == computed or trust_cost:
+        return event
+    report.repriced += 1
+    if len(report.repriced_lines) < REPORTED_LINES:
+        report.repriced_lines.append(
+            RepricedLine(
+                line=number,
+                attempt_id=event.attempt_id,
+                given_usd=nano_to_usd(given, 9),
+                given_nano=given,
+                computed_usd=nano_to_usd(computed, 9),
+                computed_nano=computed,
+            )
+        )
+    return event.model_copy(update={"cost_nano": computed})
+
+
+def _store(ledger: Ledger, spool: TextIO, report: ImportReport) -> None:
+    """Record the checked events of ``spool`` (one CostEvent JSON per line) in batches."""
     result = RecordResult()
     batch: list[CostEvent] = []
-    read = skipped = 0
-    bad_lines: list[int] = []
-
-    def flush() -> None:
-        if batch:
+    for line in spool:
+        batch.append(CostEvent.model_validate_json(line))
+        if len(batch) >= BATCH:
             result.add(ledger.record(batch))
             batch.clear()
-
-    while True:
-        try:
-            number, record = next(records)
-        except StopIteration:
-            break
-        except InputError as exc:  # bytes that are not UTF-8: the stream cannot go on
-            flush()
-            raise InputError(
-                f"{exc.message}; {result.stored} new events before it were stored",
-                hint="convert the file to UTF-8 and re-run (stored events are skipped)",
-            ) from None
-        read += 1
-        try:
-            if isinstance(record, str):
-                raise ValueError(record)
-            event = CostEvent.from_record(record)
-            if event.ts > latest:
-                raise ValueError(
-                    f"ts: {event.ts.isoformat()} is in the future (more than "
-                    f"{int(MAX_CLOCK_SKEW.total_seconds())} s ahead of this clock); no "
-                    "report would ever reach it"
-                )
-        except (ValidationError, ValueError) as exc:
-            reason = _explain(exc)
-            if not skip_bad:
-                read -= 1
-                flush()
-                raise InputError(
-                    f"line {number}: {reason}; {result.stored} new events before it were "
-                    "stored, none from it on",
-                    hint="fix the line and re-run (stored events are skipped), or pass --skip-bad",
-                ) from None
-            skipped += 1
-            if len(bad_lines) < 100:
-                bad_lines.append(number)
-            if on_bad:
-                on_bad(number, reason)
-            continue
-        batch.append(event)
-        if len(batch) >= BATCH:
-            flush()
-    flush()
-    return ImportReport(
-        read=read,
-        imported=result.stored,
-        duplicates=result.duplicates,
-        expired=result.expired,
-        skipped_bad=skipped,
-        bad_lines=bad_lines,
-    )
+    if batch:
+        result.add(ledger.record(batch))
+    report.imported = result.stored
+    report.duplicates = result.duplicates
+    report.expired = result.expired

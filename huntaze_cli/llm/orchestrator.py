@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from huntaze_cli.llm.pricing import PriceBook
     from huntaze_cli.observability.cloudwatch import CallMetricsPublisher
     from huntaze_cli.observability.metrics import Metrics
+    from huntaze_cli.storage.journal import CostJournal
     from huntaze_cli.storage.ledger import Ledger
     from huntaze_cli.storage.providers import ProviderStateStore
 
@@ -87,6 +88,9 @@ class LedgerWriter:
 
     Events are flushed every ``max_batch`` events or ``interval_s`` seconds, whichever
     comes first, and on ``aclose``. A failed write keeps its events for the next flush.
+    With a ``journal`` (storage/journal.py) nothing waits in memory alone: each attempt
+    is journalled before its call (``begin``) and when it ends (``add``), and settled
+    in the journal once stored, so a killed process's attempts are recovered.
     """
 
     def __init__(
@@ -96,8 +100,10 @@ class LedgerWriter:
         max_batch: int = 500,
         interval_s: float = 0.2,
         warn: Callable[[str], None] | None = None,
+        journal: CostJournal | None = None,
     ) -> None:
         self.ledger = ledger
+        self.journal = journal
         self.max_batch = max_batch
         self.interval_s = interval_s
         self._buffer: list[CostEvent] = []
@@ -111,7 +117,19 @@ class LedgerWriter:
         self._warn = warn
         self.written = 0
 
+    def begin(self, intent: CostEvent) -> None:
+        """An attempt is about to call a provider: journal it before any money is spent."""
+        if self.journal is not None:
+            self.journal.begin(intent)
+
+    def forget(self, attempt_id: str) -> None:
+        """The attempt never called its provider (it could not be used at all)."""
+        if self.journal is not None:
+            self.journal.settled([attempt_id])
+
     def add(self, event: CostEvent) -> None:
+        if self.journal is not None:
+            self.journal.end(event)
         self._buffer.append(event)
         if len(self._buffer) >= self.max_batch:
             if not self._full_flush_pending:
@@ -124,7 +142,9 @@ class LedgerWriter:
 
     async def _tick(self) -> None:
         await asyncio.sleep(self.interval_s)
-        await self._flush_quietly()
+        # Shielded: ``aclose`` cancels the timer, and a write cancelled mid-way would go
+        # on in its thread while aclose reports everything written.
+        await asyncio.shield(self._flush_quietly())
 
     async def _flush_quietly(self) -> None:
         try:
@@ -145,6 +165,8 @@ class LedgerWriter:
                 self._buffer[:0] = batch
                 raise
             self.written += len(batch)
+            if self.journal is not None:
+                self.journal.settled(event.attempt_id for event in batch)
 
     async def aclose(self) -> None:
         if self._timer is not None:
@@ -152,6 +174,17 @@ class LedgerWriter:
         if self._flushing:
             await asyncio.gather(*self._flushing, return_exceptions=True)
         await self.flush()
+        if self.journal is not None:
+            await self._close_journal(self.journal)
+
+    async def _close_journal(self, journal: CostJournal) -> None:
+        """Record attempts begun and never ended (a cancelled call) as interrupted."""
+        from huntaze_cli.storage.journal import interrupted
+
+        intents = journal.unsettled()
+        if intents:
+            await asyncio.to_thread(self.ledger.record, [interrupted(i) for i in intents])
+        journal.close()
 
 
 class Orchestrator:
@@ -170,6 +203,7 @@ class Orchestrator:
         rng: random.Random | None = None,
         cloudwatch: CallMetricsPublisher | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        journal: CostJournal | None = None,
     ) -> None:
         self.config = config
         self.routing = config.routing
@@ -203,7 +237,7 @@ class Orchestrator:
             for name in self.providers
         }
         self.writer = (
-            LedgerWriter(ledger, warn=warn)
+            LedgerWriter(ledger, warn=warn, journal=journal)
             if ledger is not None and config.flags.cost_tracking
             else None
         )
@@ -237,6 +271,13 @@ class Orchestrator:
                 'unpriced; add [pricing.overrides."<provider>/<model>"]'
             ),
         )
+        journal = None
+        if ledger is not None and config.flags.cost_tracking:
+            from huntaze_cli.storage.journal import CostJournal, recover
+
+            # Attempts of processes that died here (kill -9) reach the ledger first.
+            recover(config.data_dir / "journal", ledger)
+            journal = CostJournal(config.data_dir / "journal")
         cloudwatch = None
         if config.metrics.cloudwatch:
             from huntaze_cli.observability.cloudwatch import CallMetricsPublisher
@@ -251,6 +292,7 @@ class Orchestrator:
             state_store=open_provider_state(config),
             warn=warn,
             cloudwatch=cloudwatch,
+            journal=journal,
         )
 
     def _unit_price(self, provider: str, model: str) -> Decimal | None:
@@ -335,13 +377,25 @@ class Orchestrator:
                     self.metrics.fallbacks.labels(previous, pick, last.kind).inc()
             provider = self.providers[pick]
             breaker = self.breakers[pick]
+            attempt_id = _attempt_id()
+            if self.writer is not None:
+                self.writer.begin(self._event(request, provider, attempt_id, reason))
             started = time.perf_counter()
             try:
                 completion = await provider.complete(request, timeout=timeout)
             except ProviderFailure as failure:
                 latency_ms = (time.perf_counter() - started) * 1000
                 attempts.append(
-                    self._record(request, provider, reason, latency_ms, failure.usage, failure)
+                    self._record(
+                        request,
+                        provider,
+                        attempt_id,
+                        reason,
+                        latency_ms,
+                        failure.usage,
+                        None,
+                        failure,
+                    )
                 )
                 last, previous = failure, pick
                 if failure.kind == "auth":
@@ -365,6 +419,8 @@ class Orchestrator:
                 continue
             except ConfigError as exc:
                 # The provider cannot be used at all (a missing key): not an attempt.
+                if self.writer is not None:
+                    self.writer.forget(attempt_id)
                 breaker.failure("auth", exc.message, misconfigured=True)
                 excluded.add(pick)
                 config_errors.append(exc)
@@ -375,7 +431,16 @@ class Orchestrator:
             latency_ms = (time.perf_counter() - started) * 1000
             breaker.success()
             self.latency.observe(pick, latency_ms)
-            attempt = self._record(request, provider, reason, latency_ms, completion.usage, None)
+            attempt = self._record(
+                request,
+                provider,
+                attempt_id,
+                reason,
+                latency_ms,
+                completion.usage,
+                completion.response_model,
+                None,
+            )
             attempts.append(attempt)
             return self._result(request, provider, completion, attempt, attempts)
         if config_errors and not attempts:
@@ -426,22 +491,63 @@ class Orchestrator:
             attempts=attempts,
         )
 
+    @staticmethod
+    def _event(
+        request: GenerationRequest,
+        provider: Provider,
+        attempt_id: str,
+        reason: str,
+        **outcome: object,
+    ) -> CostEvent:
+        """The cost event of an attempt; without ``outcome`` (usage, cost, status...) what
+        the journal notes before the call: who calls whom for what, not yet priced."""
+        fields: dict[str, object] = {
+            "attempt_id": attempt_id,
+            "request_id": request.request_id,
+            "ts": datetime.now(UTC),
+            "provider": provider.name,
+            "deployment": provider.deployment_for(request.model),
+            "model": request.model,
+            "response_model": None,
+            "input_tokens": 0,
+            "cached_input_tokens": 0,
+            "output_tokens": 0,
+            "cost_nano": 0,
+            "priced": False,
+            "latency_ms": 0.0,
+            "status": "ok",
+            "error_kind": None,
+            "route_reason": reason,
+            "campaign_id": request.campaign_id,
+            "account": request.account,
+            "tenant": request.tenant,
+            "experiment": request.experiment,
+            "arm": request.arm,
+        }
+        fields.update(outcome)
+        return CostEvent.model_construct(**fields)  # type: ignore[arg-type]
+
     def _record(
         self,
         request: GenerationRequest,
         provider: Provider,
+        attempt_id: str,
         reason: str,
         latency_ms: float,
         usage: Usage,
+        response_model: str | None,
         failure: ProviderFailure | None,
     ) -> Attempt:
-        price = self.prices.price(provider.name, provider.kind, request.model)
+        # Priced as what served the call: a snapshot can cost more than the mapped model.
+        price = self.prices.served_price(
+            provider.name, provider.kind, request.model, response_model
+        )
         cost = self.prices.cost_nano(price, usage) if price is not None else 0
         # A refused prompt says nothing about the provider's health.
         if self.health is not None and (failure is None or failure.kind not in _PROMPT_FAULTS):
             self.health.observe(provider.name, latency_ms, failed=failure is not None)
         attempt = Attempt(
-            attempt_id=_attempt_id(),
+            attempt_id=attempt_id,
             provider=provider.name,
             route_reason=reason,
             latency_ms=round(latency_ms, 3),
@@ -449,16 +555,16 @@ class Orchestrator:
             error_kind=failure.kind if failure else None,
             cost_nano=cost,
             priced=price is not None,
+            response_model=response_model,
         )
         if self.writer is not None:
             self.writer.add(
-                CostEvent.model_construct(
-                    attempt_id=attempt.attempt_id,
-                    request_id=request.request_id,
-                    ts=datetime.now(UTC),
-                    provider=provider.name,
-                    deployment=provider.deployment_for(request.model),
-                    model=request.model,
+                self._event(
+                    request,
+                    provider,
+                    attempt_id,
+                    reason,
+                    response_model=response_model,
                     input_tokens=usage.input_tokens,
                     cached_input_tokens=usage.cached_input_tokens,
                     output_tokens=usage.output_tokens,
@@ -467,12 +573,6 @@ class Orchestrator:
                     latency_ms=attempt.latency_ms,
                     status=attempt.status,
                     error_kind=attempt.error_kind,
-                    route_reason=reason,
-                    campaign_id=request.campaign_id,
-                    account=request.account,
-                    tenant=request.tenant,
-                    experiment=request.experiment,
-                    arm=request.arm,
                 )
             )
         if self.metrics is not None:

@@ -90,6 +90,7 @@ class PriceBook:
         }
         self._on_unpriced = on_unpriced
         self._cache: dict[tuple[str, str], Price | None] = {}
+        self._served: dict[tuple[str, str, str], Price | None] = {}
 
     def price(self, provider_name: str, provider_kind: str, model: str) -> Price | None:
         """The price of ``model`` on ``provider_name`` (by model, never by deployment).
@@ -107,6 +108,31 @@ class PriceBook:
         self._cache[key] = price
         if price is None and self._on_unpriced is not None:
             self._on_unpriced(model)
+        return price
+
+    def served_price(
+        self, provider_name: str, provider_kind: str, model: str, response_model: str | None
+    ) -> Price | None:
+        """The price of what served an attempt: ``model`` mapped, ``response_model`` served.
+
+        An Azure deployment mapped to ``gpt-4o`` may run ``gpt-4o-2024-05-13``, priced
+        differently. In order: an override for the served model, an override for the
+        mapped model (a negotiated rate for the deployment), genai-prices' price of the
+        served model, the mapped model's price (``price``). Without a served model this
+        is ``price``.
+        """
+        if not response_model or response_model == model:
+            return self.price(provider_name, provider_kind, model)
+        key = (provider_name, model, response_model)
+        cached = self._served.get(key, _MISSING)
+        if cached is not _MISSING:
+            return cached  # type: ignore[return-value]
+        price = self._overrides.get(f"{provider_name}/{response_model}")
+        if price is None and f"{provider_name}/{model}" not in self._overrides:
+            price = genai_price(_GENAI_PROVIDER.get(provider_kind, provider_kind), response_model)
+        if price is None:
+            price = self.price(provider_name, provider_kind, model)
+        self._served[key] = price
         return price
 
     def cost_nano(self, price: Price, usage: Usage) -> int:

@@ -237,9 +237,16 @@ def parse_completion(response: Any, *, deployment: str | None) -> Completion:
     except ProviderFailure:
         raise
     except Exception as exc:
-        detail = one_line(exc, _MESSAGE_LIMIT)
-        raise ProviderFailure("malformed", f"unreadable completion: {detail}") from None
-    return Completion(text=content, usage=usage, deployment=deployment)
+        raise ProviderFailure(
+            "malformed", f"unreadable completion: {one_line(exc, _MESSAGE_LIMIT)}"
+        ) from None
+    served = getattr(response, "model", None)
+    return Completion(
+        text=content,
+        usage=usage,
+        deployment=deployment,
+        response_model=served if isinstance(served, str) and served else None,
+    )
 
 
 def _usage_if_any(response: Any) -> Usage | None:

@@ -61,6 +61,7 @@ class Completion:
     text: str
     usage: Usage
     deployment: str | None = None
+    response_model: str | None = None  # what the provider says served it (response.model)
 
 
 class ProviderFailure(Exception):
@@ -112,6 +113,7 @@ class Attempt:
     error_kind: str | None = None
     cost_nano: int = 0
     priced: bool = True
+    response_model: str | None = None
 
 
 @dataclass(slots=True)

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from huntaze_cli.errors import (
     AlertError,
     BackendError,
+    ConflictError,
     DeliveryError,
     HuntazeError,
     InputError,
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 # Most specific first; anything else in the tree (ConfigError included) is a 500.
 _STATUS: tuple[tuple[type[HuntazeError], int], ...] = (
+    (ConflictError, 409),
     (UsageError, 422),
     (InputError, 422),
     (NotFoundError, 404),

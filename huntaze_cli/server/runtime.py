@@ -73,6 +73,8 @@ class Runtime:
         self.bound_host: str | None = None  # set by the daemon: a reload re-checks the bind
         self.http = Services.with_config(config, config_path=config_path)
         self.loop = Services.with_config(config, config_path=config_path)
+        # Alert evaluation runs in its own thread with its own connections.
+        self.checks = Services.with_config(config, config_path=config_path)
         self.store_lock = threading.Lock()
         self.metrics_lock = threading.Lock()
         self.stats = StatsCache(STATS_TTL_S)
@@ -80,6 +82,7 @@ class Runtime:
         self.worker: DeliveryWorker | None = None
         self._worker_task: asyncio.Task[None] | None = None
         self._orphan_task: asyncio.Task[None] | None = None
+        self._alerts_task: asyncio.Task[None] | None = None
         self._generations: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self._opened = False
@@ -130,6 +133,7 @@ class Runtime:
         if self.worker is not None:
             self._worker_task = asyncio.create_task(self._run_worker())
         self._orphan_task = asyncio.create_task(self._adopt_orphans())
+        self._alerts_task = asyncio.create_task(self._evaluate_alerts())
         _on_signal("SIGHUP", self.reload)
         log.info(
             "daemon started",
@@ -142,6 +146,9 @@ class Runtime:
         self._stopping.set()
         if self._orphan_task is not None:
             self._orphan_task.cancel()
+        if self._alerts_task is not None:
+            # An evaluation in its thread finishes (its claims are finished or time out).
+            self._alerts_task.cancel()
         if self.worker is not None and self._worker_task is not None:
             self.worker.stop()
             try:
@@ -159,6 +166,7 @@ class Runtime:
         finally:
             self.loop.close()
             self.http.close()
+            self.checks.close()
             self._opened = False
         log.info("daemon stopped")
 
@@ -198,6 +206,27 @@ class Runtime:
                 await asyncio.wait_for(
                     self._stopping.wait(), self.config.campaigns.generation_lease_s / 2
                 )
+            except TimeoutError:
+                continue
+
+    async def _evaluate_alerts(self) -> None:
+        """Evaluate the alert rules every ``[alerts] evaluate_interval_s`` (0: never), so
+        a daemon needs no cron; daemons on several hosts send each alert once (claims)."""
+        from huntaze_cli.services.thresholds import check
+
+        while not self._stopping.is_set():
+            interval = self.config.alerts.evaluate_interval_s
+            if interval > 0:
+                try:
+                    result = await asyncio.to_thread(check, self.checks, send_alerts=True)
+                    for rule, error in result.alert_errors:
+                        log.warning("alert not sent", extra={"rule": rule, "error": error})
+                    if result.cloudwatch_error:
+                        log.warning("cloudwatch", extra={"error": result.cloudwatch_error})
+                except HuntazeError as exc:
+                    log.error("evaluating alert rules failed", extra={"error": exc.message})
+            try:  # a reload may turn the evaluation on: look again a minute later
+                await asyncio.wait_for(self._stopping.wait(), interval if interval > 0 else 60)
             except TimeoutError:
                 continue
 
@@ -273,6 +302,7 @@ class Runtime:
         self.config = config
         self.http.reload(config)
         self.loop.reload(config)
+        self.checks.reload(config)
         assert self.generator is not None
         self.generator.swap(orchestrator)
         self.stats.invalidate()

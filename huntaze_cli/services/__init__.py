@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from huntaze_cli.llm.orchestrator import Orchestrator
     from huntaze_cli.observability.metrics import Metrics
     from huntaze_cli.sinks import Sink
+    from huntaze_cli.storage.alerts import AlertStore
     from huntaze_cli.storage.campaigns import CampaignStore
     from huntaze_cli.storage.ledger import Ledger
     from huntaze_cli.storage.queue import DeliveryQueue
@@ -70,6 +71,11 @@ class Services:
         if name not in self._open:
             self._open[name] = factory(self.config())
         return self._open[name]
+
+    def alert_store(self) -> AlertStore:
+        from huntaze_cli.storage import open_alert_store
+
+        return self._get("alert_store", open_alert_store)
 
     def store(self) -> CampaignStore:
         from huntaze_cli.storage import open_campaign_store

@@ -116,12 +116,22 @@ def import_(
     fmt: str,
     skip_bad: bool,
     on_bad: Callable[[int, str], None],
+    trust_cost: bool = False,
 ) -> ImportReport:
-    """Record every event of ``lines`` idempotently (see ``costs.transfer``)."""
-    from huntaze_cli.costs.transfer import import_events
+    """Check, reprice and record every event of ``lines`` idempotently (see
+    ``costs.transfer``): priced as generation prices them, unless ``trust_cost``."""
+    from huntaze_cli.costs.transfer import Repricer, import_events
 
     chosen = transfer_format(fmt)
-    return import_events(services.ledger(), lines, fmt=chosen, skip_bad=skip_bad, on_bad=on_bad)
+    return import_events(
+        services.ledger(),
+        lines,
+        prices=Repricer(services.config()),
+        fmt=chosen,
+        trust_cost=trust_cost,
+        skip_bad=skip_bad,
+        on_bad=on_bad,
+    )
 
 
 def _instant(value: datetime | date, *, end: bool) -> datetime:

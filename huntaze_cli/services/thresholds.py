@@ -34,7 +34,8 @@ def check(services: Services, *, send_alerts: bool) -> ThresholdCheck:
     from huntaze_cli.alerts.thresholds import evaluate_thresholds, publish_cloudwatch
 
     config, ledger = services.config(), services.ledger()
-    result = ThresholdCheck(evaluate_thresholds(config, ledger, send_alerts=send_alerts))
+    report = evaluate_thresholds(config, ledger, services.alert_store(), send_alerts=send_alerts)
+    result = ThresholdCheck(report)
     try:
         publish_cloudwatch(config, ledger, result.report)
     except HuntazeError as exc:

@@ -99,11 +99,7 @@ class WebhookSink:
     def deliver(self, payload: Mapping[str, Any]) -> bool:
         """POST the message; True on 2xx, else RetryableDelivery or PermanentDelivery."""
         key, body = encode_payload(payload)
-        headers = {
-            "Content-Type": "application/json",
-            "Idempotency-Key": quote(key, safe=_HEADER_SAFE),
-            "X-Huntaze-Signature": "sha256=" + sign(self._key, body),
-        }
+        headers = signed_headers(self._key, key, body)
         try:
             response = self._client.post(self.url, content=body, headers=headers)
         except httpx.TimeoutException as exc:
@@ -152,6 +148,19 @@ class WebhookSink:
     def _detail(self, text: str) -> str:
         """One line of at most _DETAIL_CHARS characters, the secret masked if echoed."""
         return scrub(text, (self._secret,), limit=_DETAIL_CHARS)
+
+
+def signed_headers(key: bytes, idempotency_key: str, body: bytes) -> dict[str, str]:
+    """The headers of a signed JSON POST: content type, idempotency key, HMAC signature.
+
+    Shared by the delivery webhook and the alert webhook, so receivers verify both the
+    same way. Keys outside printable ASCII (or with ``%``) are percent-encoded (UTF-8).
+    """
+    return {
+        "Content-Type": "application/json",
+        "Idempotency-Key": quote(idempotency_key, safe=_HEADER_SAFE),
+        "X-Huntaze-Signature": "sha256=" + sign(key, body),
+    }
 
 
 def sign(key: bytes, body: bytes) -> str:

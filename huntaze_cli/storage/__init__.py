@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from huntaze_cli.config import Config
+    from huntaze_cli.storage.alerts import AlertStore
     from huntaze_cli.storage.campaigns import CampaignStore
     from huntaze_cli.storage.ledger import Ledger
     from huntaze_cli.storage.providers import ProviderStateStore
@@ -69,3 +70,14 @@ def open_provider_state(config: Config) -> ProviderStateStore:
     from huntaze_cli.storage.sqlite.providers import SQLiteProviderStateStore
 
     return SQLiteProviderStateStore.from_config(config)
+
+
+def open_alert_store(config: Config) -> AlertStore:
+    """The alert claims, kept where the ledger is (same SQLite file or DynamoDB table)."""
+    if config.ledger.backend == "dynamodb":
+        from huntaze_cli.storage.aws.dynamodb_alerts import DynamoDBAlertStore
+
+        return DynamoDBAlertStore.from_config(config)
+    from huntaze_cli.storage.sqlite.alerts import SQLiteAlertStore
+
+    return SQLiteAlertStore.from_config(config)

@@ -11,7 +11,10 @@ rollups that every report reads instead of raw events:
 * usage rollups, by (UTC day, provider, model, campaign, experiment, arm): the shape of
   the traffic that recommendations and experiment reports need and sums cannot give
   (output-token and latency histograms of successful attempts, spend on failed
-  attempts, fallbacks, sums of squares for confidence intervals).
+  attempts, fallbacks, sums of squares for confidence intervals);
+* quarter-hour scope rollups, by (15-minute UTC slot, provider, model, account,
+  campaign, tenant): alert rules scoped to a tenant, account, campaign or model, exact
+  in any time zone. Kept ``SCOPE_RETENTION_DAYS`` (a month and the one before it).
 
 Raw events are kept ``retention_days``; rollups ``rollup_retention_days`` (400).
 Events older than the raw retention are refused by ``record`` (counted as expired): once
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
@@ -76,6 +79,8 @@ class Counters:
     cached_input_tokens: int = 0
     output_tokens: int = 0
     cost_nano: int = 0
+    # Attempts served by another model than the one mapped (CostEvent.model_mismatch).
+    mismatches: int = 0
 
     def add_event(self, event: CostEvent) -> None:
         self.requests += 1
@@ -85,6 +90,7 @@ class Counters:
         self.cached_input_tokens += event.cached_input_tokens
         self.output_tokens += event.output_tokens
         self.cost_nano += event.cost_nano
+        self.mismatches += event.model_mismatch
 
     def add(self, other: Counters) -> None:
         self.requests += other.requests
@@ -94,6 +100,7 @@ class Counters:
         self.cached_input_tokens += other.cached_input_tokens
         self.output_tokens += other.output_tokens
         self.cost_nano += other.cost_nano
+        self.mismatches += other.mismatches
 
 
 COUNTER_FIELDS = (
@@ -104,15 +111,23 @@ COUNTER_FIELDS = (
     "cached_input_tokens",
     "output_tokens",
     "cost_nano",
+    "mismatches",
 )
+# What daily rollups hold: every counter but mismatches, which stats reads from the
+# quarter-hour rollups; one column less keeps a month's breakdown as fast as before.
+DAILY_COUNTER_FIELDS = COUNTER_FIELDS[:-1]
 
-# Key of a daily rollup: (day ISO, provider, model, account, campaign_id, tenant);
-# absent account/campaign are stored as "".
-DailyKey = tuple[str, str, str, str, str, str]
+# Key of a daily rollup: (day ISO, provider, model, account, campaign_id, tenant,
+# response_model); absent account/campaign/response_model are stored as "".
+DailyKey = tuple[str, str, str, str, str, str, str]
 # Key of a slot rollup: (slot epoch seconds, provider).
 SlotKey = tuple[int, str]
 # What ``Ledger.slot_costs`` answers per slot rollup: (slot, provider, cost_nano).
 SlotCost = tuple[int, str, int]
+# Key of a scope rollup: (slot epoch seconds, provider, model, account, campaign_id,
+# tenant); absent account/campaign are stored as "".
+ScopeKey = tuple[int, str, str, str, str, str]
+SCOPE_RETENTION_DAYS = 62
 
 
 @dataclass(slots=True)
@@ -124,6 +139,7 @@ class DailyRollup:
     campaign_id: str | None
     tenant: str
     counters: Counters
+    response_model: str | None = None
 
 
 @dataclass(slots=True)
@@ -144,18 +160,6 @@ class RecordResult:
         self.stored += other.stored
         self.duplicates += other.duplicates
         self.expired += other.expired
-
-
-@dataclass(slots=True)
-class AlertRecord:
-    """One attempt to send one threshold alert on one channel."""
-
-    threshold: str  # "daily" | "monthly"
-    period: str  # "2026-11-25" | "2026-11"
-    channel: str
-    sent_at: datetime
-    ok: bool
-    error: str | None = None
 
 
 # Key of a usage rollup: (day ISO, provider, model, campaign_id, experiment, arm); absent
@@ -330,6 +334,7 @@ def daily_key(event: CostEvent) -> DailyKey:
         event.account or "",
         event.campaign_id or "",
         event.tenant,
+        event.response_model or "",
     )
 
 
@@ -354,6 +359,70 @@ def aggregate(
     return daily, slots
 
 
+def scope_key(event: CostEvent) -> ScopeKey:
+    return (
+        slot_of(event.ts),
+        event.provider,
+        event.model,
+        event.account or "",
+        event.campaign_id or "",
+        event.tenant,
+    )
+
+
+def aggregate_scopes(events: Iterable[CostEvent]) -> dict[ScopeKey, Counters]:
+    """The scope-rollup increments a batch of (new, distinct) events makes."""
+    scopes: dict[ScopeKey, Counters] = {}
+    for event in events:
+        key = scope_key(event)
+        counters = scopes.get(key)
+        if counters is None:
+            counters = scopes[key] = Counters()
+        counters.add_event(event)
+    return scopes
+
+
+# Keys a scope rollup can be filtered and grouped by, and the column each one is.
+SCOPE_FIELDS: dict[str, str] = {
+    "provider": "provider",
+    "model": "model",
+    "account": "account",
+    "campaign": "campaign_id",
+    "tenant": "tenant",
+}
+
+
+def group_scopes(
+    rows: Iterable[tuple[ScopeKey, Counters]],
+    since: datetime,
+    until: datetime,
+    group_by: Sequence[str],
+    where: Mapping[str, str] | None = None,
+) -> list[tuple[tuple[str | None, ...], Counters]]:
+    """Scope rollups in ``[since, until)`` matching ``where``, summed by ``group_by``.
+
+    The reference answer of ``Ledger.scope_groups``; absent account/campaign are None.
+    """
+    lo, hi = math.ceil(since.timestamp()), math.ceil(until.timestamp())
+    names = tuple(SCOPE_FIELDS)  # the order of a ScopeKey after its slot
+    wanted = [(names.index(key), value) for key, value in (where or {}).items()]
+    positions = [names.index(key) for key in group_by]
+    groups: dict[tuple[str | None, ...], Counters] = {}
+    for key, counters in rows:
+        dims: tuple[str, ...] = key[1:]
+        if not lo <= key[0] < hi or any(dims[i] != value for i, value in wanted):
+            continue
+        # Absent account/campaign are stored as "" and reported as None.
+        group = tuple(
+            dims[i] or None if names[i] in ("account", "campaign") else dims[i] for i in positions
+        )
+        total = groups.get(group)
+        if total is None:
+            total = groups[group] = Counters()
+        total.add(counters)
+    return list(groups.items())
+
+
 # Grouping keys of a breakdown and the DailyRollup attribute each one reads.
 GROUP_FIELDS: dict[str, str] = {
     "provider": "provider",
@@ -362,6 +431,7 @@ GROUP_FIELDS: dict[str, str] = {
     "campaign": "campaign_id",
     "tenant": "tenant",
     "day": "day",
+    "response_model": "response_model",
 }
 
 
@@ -488,6 +558,20 @@ class Ledger(Protocol):
         """
         ...
 
+    def scope_groups(
+        self,
+        since: datetime,
+        until: datetime,
+        group_by: Sequence[str],
+        where: Mapping[str, str] | None = None,
+    ) -> list[tuple[tuple[str | None, ...], Counters]]:
+        """Scope rollups whose slot starts in ``[since, until)``, filtered by ``where``
+        (SCOPE_FIELDS keys to exact values) and summed by ``group_by`` (SCOPE_FIELDS keys).
+
+        Same answer as ``group_scopes`` over every scope rollup; alert rules use it.
+        """
+        ...
+
     def events(
         self, since: datetime | None = None, until: datetime | None = None
     ) -> Iterator[CostEvent]:
@@ -501,15 +585,5 @@ class Ledger(Protocol):
     def check(self) -> None:
         """Raise BackendError unless the ledger is reachable and writable."""
         ...
-
-    def alerts(self, threshold: str, period: str) -> list[AlertRecord]:
-        """Every alert attempt recorded for one threshold and period."""
-        ...
-
-    def last_alert(self, threshold: str) -> AlertRecord | None:
-        """The most recent successful alert of a threshold, any period."""
-        ...
-
-    def record_alert(self, record: AlertRecord) -> None: ...
 
     def close(self) -> None: ...

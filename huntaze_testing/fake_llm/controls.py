@@ -147,6 +147,7 @@ class Controls:
         }
         self._records: deque[RecordedRequest] = deque(maxlen=max_recorded)
         self._counts: Counter[tuple[str, str, str]] = Counter()
+        self._answered: Counter[str] = Counter()  # responses sent, by outcome
         self._scopes: dict[tuple[str, str], Scope] = {}
         self._openai_keys: frozenset[str] | None = None
         self._azure_keys: frozenset[str] | None = None
@@ -302,6 +303,7 @@ class Controls:
         with self._lock:
             self._records.clear()
             self._counts.clear()
+            self._answered.clear()
             self._connections_total = 0
             self._max_in_flight = self._in_flight
 
@@ -401,6 +403,9 @@ class Controls:
             ]
             return {
                 "requests_total": sum(self._counts.values()),
+                # Requests counted above at arrival; these got a response (by outcome).
+                "answered_total": sum(self._answered.values()),
+                "answered": dict(self._answered),
                 "by_kind": dict(by_kind),
                 "counts": counts,
                 "connections_total": self._connections_total,

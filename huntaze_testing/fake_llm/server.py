@@ -429,6 +429,10 @@ class FakeLLM(Controls):
                 await asyncio.sleep(latency)
             if outcome.name == "drop":
                 return None
+            # Answered: the response is returned and written with no await in between,
+            # so a client killed after this point may have been sent (and billed) it.
+            with self._lock:
+                self._answered[outcome.name] += 1
             request_id = f"req_fake{seq:012d}"
             if outcome.name == "ok" or outcome.name == "malformed":
                 payload = completion_body(

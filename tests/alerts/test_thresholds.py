@@ -28,12 +28,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from huntaze_cli.alerts.channels import send_email_smtp
+from huntaze_cli.alerts.channels.email import send_email_smtp
 from huntaze_cli.alerts.thresholds import evaluate_thresholds
 from huntaze_cli.config import Config
 from huntaze_cli.errors import AlertError
 from huntaze_cli.models import CostEvent
 from huntaze_cli.money import usd_to_nano
+from huntaze_cli.storage.sqlite.alerts import SQLiteAlertStore
 from huntaze_cli.storage.sqlite.ledger import SQLiteLedger
 
 # Two days back: old enough to be in the past whatever the hour, young enough to be kept.
@@ -121,6 +122,18 @@ def ledger(tmp_path: Path) -> Iterator[SQLiteLedger]:
         yield opened
 
 
+@pytest.fixture
+def alerts(tmp_path: Path) -> Iterator[SQLiteAlertStore]:
+    store = SQLiteAlertStore(tmp_path / "ledger.db")
+    yield store
+    store.close()
+
+
+def sent(alerts: SQLiteAlertStore, rule: str, period: str) -> list[str]:
+    """Channels whose alert of ``rule`` in ``period`` went out."""
+    return [c.key.channel for c in alerts.claims(rule, "", period) if c.status == "sent"]
+
+
 # --- helpers -----------------------------------------------------------------------------
 
 
@@ -166,12 +179,12 @@ def at(hour: int, minute: int = 0, *, days: int = 0) -> datetime:
 
 
 def test_under_both_limits_reports_use_and_sends_nothing(
-    ledger: SQLiteLedger, smtp: SMTPServer
+    ledger: SQLiteLedger, alerts: SQLiteAlertStore, smtp: SMTPServer
 ) -> None:
     spend(ledger, at(9), "7.25", "openai")
     spend(ledger, at(10), "2.75", "azure")
-    report = evaluate_thresholds(make_config(smtp.port), ledger, now=at(12))
-    daily, monthly = by_name(report)["daily"], by_name(report)["monthly"]
+    report = evaluate_thresholds(make_config(smtp.port), ledger, alerts, now=at(12))
+    daily, monthly = by_name(report)["global-daily"], by_name(report)["global-monthly"]
     assert not report.breached
     assert (daily.period, daily.limit_usd, daily.spent_usd, daily.used_pct) == (
         DAY.date().isoformat(),
@@ -187,16 +200,16 @@ def test_under_both_limits_reports_use_and_sends_nothing(
     )
     assert not daily.alerted and daily.alert_channels == [] and daily.alert_errors == []
     assert smtp.messages == []
-    assert ledger.alerts("daily", daily.period) == []
+    assert alerts.claims("global-daily", "", daily.period) == []
 
 
 def test_daily_breach_sends_one_email_and_records_it(
-    ledger: SQLiteLedger, smtp: SMTPServer
+    ledger: SQLiteLedger, alerts: SQLiteAlertStore, smtp: SMTPServer
 ) -> None:
     spend(ledger, at(9), "40.123456789", "openai")
     spend(ledger, at(10), "20", "azure")
-    report = evaluate_thresholds(make_config(smtp.port), ledger, now=at(12))
-    daily, monthly = by_name(report)["daily"], by_name(report)["monthly"]
+    report = evaluate_thresholds(make_config(smtp.port), ledger, alerts, now=at(12))
+    daily, monthly = by_name(report)["global-daily"], by_name(report)["global-monthly"]
     assert report.breached
     assert daily.breached and not monthly.breached
     assert daily.spent_usd == 60.123457 and daily.used_pct == 120.25
@@ -204,98 +217,113 @@ def test_daily_breach_sends_one_email_and_records_it(
     assert not monthly.alerted
     [message] = smtp.messages
     assert message["To"] == "ops@example.com" and message["From"] == "huntaze@example.com"
-    assert "daily spend threshold breached" in message["Subject"]
+    subject = " ".join(message["Subject"].split())
+    assert subject == (
+        f"[huntaze] global-daily (all) reached 100% of $50.00 for {DAY.date().isoformat()}:"
+        " $60.12 (120.25%)"
+    )
     body = message.get_payload()
     assert isinstance(body, str)
     for expected in (
-        "Daily threshold, period " + DAY.date().isoformat() + " (UTC)",
-        "limit:  $50.000000",
-        "spent:  $60.123457",
-        "used:   120.25%",
-        "openai",
-        "azure",
+        f"period {DAY.date().isoformat()} (UTC)",
+        "limit:    $50.000000",
+        "observed: $60.123457",
+        "model gpt-4o-mini",
+        "alert id: alr_",
     ):
         assert expected in body
-    # Top providers come largest first.
-    assert body.index("openai") < body.index("azure")
-    [record] = ledger.alerts("daily", DAY.date().isoformat())
-    assert (record.channel, record.ok, record.error, record.sent_at) == (
+    [claim] = alerts.claims("global-daily", "", DAY.date().isoformat())
+    assert (claim.key.channel, claim.status, claim.error, claim.updated_at) == (
         "email",
-        True,
+        "sent",
         None,
         at(12),
     )
 
 
-def test_exactly_at_the_limit_is_a_breach(ledger: SQLiteLedger, smtp: SMTPServer) -> None:
+def test_exactly_at_the_limit_is_a_breach(
+    ledger: SQLiteLedger, alerts: SQLiteAlertStore, smtp: SMTPServer
+) -> None:
     spend(ledger, at(1), "49.999999999")
-    below = by_name(evaluate_thresholds(make_config(smtp.port), ledger, now=at(2)))["daily"]
+    below = by_name(evaluate_thresholds(make_config(smtp.port), ledger, alerts, now=at(2)))[
+        "global-daily"
+    ]
     assert not below.breached and below.used_pct == 100.0
     spend(ledger, at(1), "0.000000001")
-    reached = by_name(evaluate_thresholds(make_config(smtp.port), ledger, now=at(2)))["daily"]
+    reached = by_name(evaluate_thresholds(make_config(smtp.port), ledger, alerts, now=at(2)))[
+        "global-daily"
+    ]
     assert reached.breached and reached.spent_usd == 50.0 and reached.used_pct == 100.0
 
 
-def test_limit_zero_disables_the_threshold(ledger: SQLiteLedger, smtp: SMTPServer) -> None:
+def test_limit_zero_disables_the_threshold(
+    ledger: SQLiteLedger, alerts: SQLiteAlertStore, smtp: SMTPServer
+) -> None:
     spend(ledger, at(1), "75")
     config = make_config(smtp.port, thresholds={"daily_usd": "0"})
-    report = evaluate_thresholds(config, ledger, now=at(2))
-    daily = by_name(report)["daily"]
+    report = evaluate_thresholds(config, ledger, alerts, now=at(2))
+    daily = by_name(report)["global-daily"]
     assert (daily.limit_usd, daily.spent_usd, daily.used_pct) == (0.0, 75.0, 0.0)
     assert not daily.breached and not report.breached
     assert smtp.messages == []
 
 
-def test_monthly_breach_sums_every_day_of_the_month(ledger: SQLiteLedger, smtp: SMTPServer) -> None:
+def test_monthly_breach_sums_every_day_of_the_month(
+    ledger: SQLiteLedger, alerts: SQLiteAlertStore, smtp: SMTPServer
+) -> None:
     # Two days of one month, both in the past.
     first = DAY if DAY.day > 1 else DAY + timedelta(days=1)
     second = first - timedelta(days=1)
     spend(ledger, second + timedelta(hours=8), "30")
     spend(ledger, first + timedelta(hours=8), "30")
     config = make_config(smtp.port, thresholds={"daily_usd": "100", "monthly_usd": "55"})
-    report = evaluate_thresholds(config, ledger, now=first + timedelta(hours=9))
-    daily, monthly = by_name(report)["daily"], by_name(report)["monthly"]
+    report = evaluate_thresholds(config, ledger, alerts, now=first + timedelta(hours=9))
+    daily, monthly = by_name(report)["global-daily"], by_name(report)["global-monthly"]
     assert not daily.breached and daily.spent_usd == 30.0
     assert monthly.breached and monthly.spent_usd == 60.0 and monthly.used_pct == 109.09
     assert monthly.alerted and monthly.alert_channels == ["email"]
     [message] = smtp.messages
-    assert "monthly spend threshold breached" in message["Subject"]
-    assert "Monthly threshold, period " + first.strftime("%Y-%m") in str(message)
+    assert "global-monthly (all) reached 100%" in " ".join(message["Subject"].split())
+    assert "period " + first.strftime("%Y-%m") + " (UTC)" in str(message)
 
 
 def test_both_breaches_go_in_one_message_and_are_recorded_separately(
-    ledger: SQLiteLedger, smtp: SMTPServer
+    ledger: SQLiteLedger, alerts: SQLiteAlertStore, smtp: SMTPServer
 ) -> None:
     spend(ledger, at(3), "80")
     config = make_config(smtp.port, thresholds={"daily_usd": "50", "monthly_usd": "60"})
-    report = evaluate_thresholds(config, ledger, now=at(4))
+    report = evaluate_thresholds(config, ledger, alerts, now=at(4))
     assert all(result.alerted for result in report.thresholds)
     [message] = smtp.messages
-    assert message["Subject"] == "[huntaze] daily and monthly spend thresholds breached"
-    assert len(ledger.alerts("daily", DAY.date().isoformat())) == 1
-    assert len(ledger.alerts("monthly", DAY.strftime("%Y-%m"))) == 1
+    # The worst news heads the one message: the monthly limit is the more overrun.
+    subject = " ".join(message["Subject"].split())
+    assert subject.startswith("[huntaze] global-daily (all) reached 100%")
+    assert subject.endswith("(+1 more)")
+    assert "global-monthly (all) reached 100%" in str(message.get_payload())
+    assert sent(alerts, "global-daily", DAY.date().isoformat()) == ["email"]
+    assert sent(alerts, "global-monthly", DAY.strftime("%Y-%m")) == ["email"]
 
 
 # --- time zones -----------------------------------------------------------------------------
 
 
 def test_an_event_late_in_the_utc_day_counts_in_the_next_tokyo_day(
-    ledger: SQLiteLedger, smtp: SMTPServer
+    ledger: SQLiteLedger, alerts: SQLiteAlertStore, smtp: SMTPServer
 ) -> None:
     spend(ledger, at(23, 30, days=-1), "60")  # 08:30 in Tokyo, on DAY
     tokyo = make_config(smtp.port, thresholds={"timezone": "Asia/Tokyo"})
-    report = evaluate_thresholds(tokyo, ledger, now=at(3), send_alerts=False)  # 12:00 JST
-    daily = by_name(report)["daily"]
+    report = evaluate_thresholds(tokyo, ledger, alerts, now=at(3), send_alerts=False)  # 12:00 JST
+    daily = by_name(report)["global-daily"]
     assert report.timezone == "Asia/Tokyo"
     assert daily.period == DAY.date().isoformat()
     assert daily.spent_usd == 60.0 and daily.breached
     # The same instant in UTC belongs to the previous day.
-    utc = evaluate_thresholds(make_config(smtp.port), ledger, now=at(3), send_alerts=False)
-    assert by_name(utc)["daily"].spent_usd == 0.0
+    utc = evaluate_thresholds(make_config(smtp.port), ledger, alerts, now=at(3), send_alerts=False)
+    assert by_name(utc)["global-daily"].spent_usd == 0.0
 
 
 def test_a_quarter_hour_offset_zone_splits_days_on_the_quarter(
-    ledger: SQLiteLedger, smtp: SMTPServer
+    ledger: SQLiteLedger, alerts: SQLiteAlertStore, smtp: SMTPServer
 ) -> None:
     # Asia/Kathmandu is UTC+05:45: its midnight is 18:15 UTC.
     kathmandu = ZoneInfo("Asia/Kathmandu")
@@ -304,95 +332,107 @@ def test_a_quarter_hour_offset_zone_splits_days_on_the_quarter(
     spend(ledger, midnight - timedelta(seconds=1), "1.5", "azure")
     spend(ledger, midnight, "2.25", "openai")
     config = make_config(smtp.port, thresholds={"timezone": "Asia/Kathmandu"})
-    before = evaluate_thresholds(config, ledger, now=midnight - timedelta(hours=1))
-    after = evaluate_thresholds(config, ledger, now=midnight + timedelta(hours=1))
-    assert by_name(before)["daily"].period == DAY.date().isoformat()
-    assert by_name(before)["daily"].spent_usd == 1.5
-    assert by_name(after)["daily"].period == (DAY.date() + timedelta(days=1)).isoformat()
-    assert by_name(after)["daily"].spent_usd == 2.25
+    before = evaluate_thresholds(config, ledger, alerts, now=midnight - timedelta(hours=1))
+    after = evaluate_thresholds(config, ledger, alerts, now=midnight + timedelta(hours=1))
+    assert by_name(before)["global-daily"].period == DAY.date().isoformat()
+    assert by_name(before)["global-daily"].spent_usd == 1.5
+    assert by_name(after)["global-daily"].period == (DAY.date() + timedelta(days=1)).isoformat()
+    assert by_name(after)["global-daily"].spent_usd == 2.25
 
 
 # --- alert once per period ------------------------------------------------------------------
 
 
 def test_a_second_run_in_the_same_period_sends_nothing(
-    ledger: SQLiteLedger, smtp: SMTPServer
+    ledger: SQLiteLedger, alerts: SQLiteAlertStore, smtp: SMTPServer
 ) -> None:
     spend(ledger, at(8), "70")
     config = make_config(smtp.port, alerts={"min_interval_minutes": 0})
-    first = by_name(evaluate_thresholds(config, ledger, now=at(9)))["daily"]
+    first = by_name(evaluate_thresholds(config, ledger, alerts, now=at(9)))["global-daily"]
     spend(ledger, at(10), "5")
-    second = by_name(evaluate_thresholds(config, ledger, now=at(11)))["daily"]
+    second = by_name(evaluate_thresholds(config, ledger, alerts, now=at(11)))["global-daily"]
     assert len(smtp.messages) == 1
     assert first.alerted and second.alerted
     assert second.alert_channels == ["email"] and second.spent_usd == 75.0
-    assert len(ledger.alerts("daily", DAY.date().isoformat())) == 1
+    [claim] = alerts.claims("global-daily", "", DAY.date().isoformat())
+    assert claim.status == "sent" and claim.attempts == 1
 
 
 def test_a_new_period_alerts_again_but_not_within_min_interval(
-    ledger: SQLiteLedger, smtp: SMTPServer
+    ledger: SQLiteLedger, alerts: SQLiteAlertStore, smtp: SMTPServer
 ) -> None:
     config = make_config(smtp.port, alerts={"min_interval_minutes": 30})
     spend(ledger, at(23), "60")
-    assert by_name(evaluate_thresholds(config, ledger, now=at(23, 50)))["daily"].alerted
+    assert by_name(evaluate_thresholds(config, ledger, alerts, now=at(23, 50)))[
+        "global-daily"
+    ].alerted
     spend(ledger, at(0, 1, days=1), "60")
 
-    # 15 minutes after the last alert, in a new day: breached, held back, not recorded.
-    held = by_name(evaluate_thresholds(config, ledger, now=at(0, 5, days=1)))["daily"]
+    # 15 minutes after the last alert, in a new day: breached, held back as suppressed.
+    held = by_name(evaluate_thresholds(config, ledger, alerts, now=at(0, 5, days=1)))[
+        "global-daily"
+    ]
     next_day = (DAY.date() + timedelta(days=1)).isoformat()
     assert held.period == next_day
     assert held.breached and not held.alerted and held.alert_errors == []
     assert len(smtp.messages) == 1
-    assert ledger.alerts("daily", next_day) == []
+    assert [c.status for c in alerts.claims("global-daily", "", next_day)] == ["suppressed"]
 
     # Once the interval has passed the next run sends it.
-    sent = by_name(evaluate_thresholds(config, ledger, now=at(0, 20, days=1)))["daily"]
+    sent = by_name(evaluate_thresholds(config, ledger, alerts, now=at(0, 20, days=1)))[
+        "global-daily"
+    ]
     assert sent.alerted and sent.alert_channels == ["email"]
     assert len(smtp.messages) == 2
     assert next_day in smtp.messages[1].get_payload()
 
 
 def test_a_failed_send_is_recorded_and_retried_once_the_server_is_back(
-    ledger: SQLiteLedger, smtp: SMTPServer
+    ledger: SQLiteLedger, alerts: SQLiteAlertStore, smtp: SMTPServer
 ) -> None:
     spend(ledger, at(8), "90")
     config = make_config(smtp.port)
     smtp.stop()
-    failed = by_name(evaluate_thresholds(config, ledger, now=at(9)))["daily"]
+    failed = by_name(evaluate_thresholds(config, ledger, alerts, now=at(9)))["global-daily"]
     assert failed.breached and not failed.alerted and failed.alert_channels == []
     [line] = failed.alert_errors
     assert line.startswith(f"email: email alert via SMTP 127.0.0.1:{smtp.port} failed")
     assert "\n" not in line
-    [record] = ledger.alerts("daily", DAY.date().isoformat())
-    assert not record.ok and record.error and f"127.0.0.1:{smtp.port}" in record.error
+    [claim] = alerts.claims("global-daily", "", DAY.date().isoformat())
+    assert claim.status == "failed" and claim.error and f"127.0.0.1:{smtp.port}" in claim.error
 
     smtp.start(auth_require_tls=False)
-    retried = by_name(evaluate_thresholds(config, ledger, now=at(9, 5)))["daily"]
+    retried = by_name(evaluate_thresholds(config, ledger, alerts, now=at(9, 5)))["global-daily"]
     assert retried.alerted and retried.alert_channels == ["email"]
     assert retried.alert_errors == []
     assert len(smtp.messages) == 1
-    assert [r.ok for r in ledger.alerts("daily", DAY.date().isoformat())] == [False, True]
+    [claim] = alerts.claims("global-daily", "", DAY.date().isoformat())
+    assert (claim.status, claim.attempts, claim.error) == ("sent", 2, None)
 
-    evaluate_thresholds(config, ledger, now=at(9, 10))
+    evaluate_thresholds(config, ledger, alerts, now=at(9, 10))
     assert len(smtp.messages) == 1
 
 
-def test_no_alert_mode_only_evaluates(ledger: SQLiteLedger, smtp: SMTPServer) -> None:
+def test_no_alert_mode_only_evaluates(
+    ledger: SQLiteLedger, alerts: SQLiteAlertStore, smtp: SMTPServer
+) -> None:
     spend(ledger, at(8), "90")
-    report = evaluate_thresholds(make_config(smtp.port), ledger, now=at(9), send_alerts=False)
-    daily = by_name(report)["daily"]
+    report = evaluate_thresholds(
+        make_config(smtp.port), ledger, alerts, now=at(9), send_alerts=False
+    )
+    daily = by_name(report)["global-daily"]
     assert report.breached and daily.breached and not daily.alerted
     assert smtp.messages == []
-    assert ledger.alerts("daily", DAY.date().isoformat()) == []
-    assert ledger.last_alert("daily") is None
+    assert alerts.claims("global-daily", "", DAY.date().isoformat()) == []
+    assert alerts.last_sent("global-daily", "") is None
 
 
 def test_no_channels_configured_means_breach_without_alert(
-    ledger: SQLiteLedger, smtp: SMTPServer
+    ledger: SQLiteLedger, alerts: SQLiteAlertStore, smtp: SMTPServer
 ) -> None:
     spend(ledger, at(8), "90")
     config = make_config(smtp.port, alerts={"channels": []})
-    daily = by_name(evaluate_thresholds(config, ledger, now=at(9)))["daily"]
+    daily = by_name(evaluate_thresholds(config, ledger, alerts, now=at(9)))["global-daily"]
     assert daily.breached and not daily.alerted and daily.alert_errors == []
     assert smtp.messages == []
 
@@ -401,15 +441,18 @@ def test_no_channels_configured_means_breach_without_alert(
 
 
 def test_the_password_logs_in_but_appears_nowhere(
-    ledger: SQLiteLedger, smtp: SMTPServer, monkeypatch: pytest.MonkeyPatch
+    ledger: SQLiteLedger,
+    alerts: SQLiteAlertStore,
+    smtp: SMTPServer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
     spend(ledger, at(8), "90")
     config = make_config(
         smtp.port, alerts={"smtp_username": "alerts", "smtp_password_env": PASSWORD_ENV}
     )
-    report = evaluate_thresholds(config, ledger, now=at(9))
-    assert by_name(report)["daily"].alerted
+    report = evaluate_thresholds(config, ledger, alerts, now=at(9))
+    assert by_name(report)["global-daily"].alerted
     assert smtp.recorder.logins == [(b"alerts", PASSWORD.encode())]
     [raw] = smtp.recorder.raw
     assert PASSWORD.encode() not in raw
@@ -417,19 +460,22 @@ def test_the_password_logs_in_but_appears_nowhere(
 
 
 def test_a_rejected_login_is_reported_without_the_password(
-    ledger: SQLiteLedger, smtp: SMTPServer, monkeypatch: pytest.MonkeyPatch
+    ledger: SQLiteLedger,
+    alerts: SQLiteAlertStore,
+    smtp: SMTPServer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv(PASSWORD_ENV, "wrong-" + PASSWORD)
     spend(ledger, at(8), "90")
     config = make_config(
         smtp.port, alerts={"smtp_username": "alerts", "smtp_password_env": PASSWORD_ENV}
     )
-    report = evaluate_thresholds(config, ledger, now=at(9))
-    [line] = by_name(report)["daily"].alert_errors
+    report = evaluate_thresholds(config, ledger, alerts, now=at(9))
+    [line] = by_name(report)["global-daily"].alert_errors
     assert "535" in line and PASSWORD not in line
     assert PASSWORD not in report.model_dump_json()
-    [record] = ledger.alerts("daily", DAY.date().isoformat())
-    assert record.error and PASSWORD not in record.error
+    [claim] = alerts.claims("global-daily", "", DAY.date().isoformat())
+    assert claim.error and PASSWORD not in claim.error
     assert smtp.messages == []
 
 
@@ -480,7 +526,10 @@ def tls_smtp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SMTPSe
 
 
 def test_starttls_with_login_delivers_over_tls(
-    ledger: SQLiteLedger, tls_smtp: SMTPServer, monkeypatch: pytest.MonkeyPatch
+    ledger: SQLiteLedger,
+    alerts: SQLiteAlertStore,
+    tls_smtp: SMTPServer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
     spend(ledger, at(8), "90")
@@ -492,7 +541,7 @@ def test_starttls_with_login_delivers_over_tls(
             "smtp_password_env": PASSWORD_ENV,
         },
     )
-    daily = by_name(evaluate_thresholds(config, ledger, now=at(9)))["daily"]
+    daily = by_name(evaluate_thresholds(config, ledger, alerts, now=at(9)))["global-daily"]
     assert daily.alerted, daily.alert_errors
     assert tls_smtp.recorder.tls == [True]
     assert PASSWORD.encode() not in tls_smtp.recorder.raw[0]
@@ -531,7 +580,7 @@ def test_starttls_rejects_an_untrusted_certificate(
 
 
 def test_each_channel_alerts_once_and_only_the_failed_one_is_retried(
-    ledger: SQLiteLedger, smtp: SMTPServer
+    ledger: SQLiteLedger, alerts: SQLiteAlertStore, smtp: SMTPServer
 ) -> None:
     import boto3
     from moto import mock_aws
@@ -544,7 +593,7 @@ def test_each_channel_alerts_once_and_only_the_failed_one_is_retried(
     )
     with mock_aws():
         # The SES sender is not verified yet: SES refuses, SMTP delivers.
-        first = by_name(evaluate_thresholds(config, ledger, now=at(9)))["daily"]
+        first = by_name(evaluate_thresholds(config, ledger, alerts, now=at(9)))["global-daily"]
         assert first.alerted and first.alert_channels == ["email"]
         [error] = first.alert_errors
         assert error.startswith("ses: email alert via SES in us-east-1 failed: MessageRejected")
@@ -553,9 +602,32 @@ def test_each_channel_alerts_once_and_only_the_failed_one_is_retried(
             EmailAddress="huntaze@example.com"
         )
         # Five minutes later, inside min_interval: a retry of this period is not held back.
-        second = by_name(evaluate_thresholds(config, ledger, now=at(9, 5)))["daily"]
+        second = by_name(evaluate_thresholds(config, ledger, alerts, now=at(9, 5)))["global-daily"]
         assert second.alert_channels == ["email", "ses"] and second.alert_errors == []
         assert len(smtp.messages) == 1
         assert len(ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages) == 1
-    records = ledger.alerts("daily", DAY.date().isoformat())
-    assert [(r.channel, r.ok) for r in records] == [("email", True), ("ses", False), ("ses", True)]
+    claims = alerts.claims("global-daily", "", DAY.date().isoformat())
+    assert [(c.key.channel, c.status, c.attempts) for c in claims] == [
+        ("email", "sent", 1),
+        ("ses", "sent", 2),
+    ]
+
+
+def test_unpriced_requests_are_counted_and_named_in_the_email(
+    ledger: SQLiteLedger, alerts: SQLiteAlertStore, smtp: SMTPServer
+) -> None:
+    spend(ledger, at(8), "90")
+    unpriced = CostEvent(
+        attempt_id=uuid4().hex,
+        request_id=uuid4().hex,
+        ts=at(8, 30),
+        provider="azure",
+        model="house-model-v2",
+        priced=False,
+    )
+    ledger.record([unpriced])
+    report = evaluate_thresholds(make_config(smtp.port), ledger, alerts, now=at(9))
+    daily = by_name(report)["global-daily"]
+    assert report.unpriced_requests == 1 and daily.unpriced_requests == 1
+    [message] = smtp.messages
+    assert "1 unpriced requests are not in these figures" in str(message.get_payload())

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from huntaze_cli.config import load_config
 from huntaze_cli.models import CostEvent
+from huntaze_cli.money import nano_to_usd, usd_to_nano
 from huntaze_cli.storage.sqlite.ledger import SQLiteLedger
 from tests.helpers import make_event, run
 
@@ -19,25 +21,37 @@ def ledger_file() -> Path:
 
 
 def jsonl(events: list[CostEvent]) -> str:
-    return "".join(json.dumps(e.to_record()) + "\n" for e in events)
+    return "".join(e.to_json() + "\n" for e in events)
 
 
 def sample(count: int = 30) -> list[CostEvent]:
+    """Events as the orchestrator records them: each cost is the cost of its usage, and
+    events of a model with no known price are unpriced at $0."""
+    from huntaze_cli.config import Config
+    from huntaze_cli.costs.transfer import Repricer
+
+    prices = Repricer(Config())
     now = datetime.now(UTC)
-    return [
-        make_event(
+    events = []
+    for n in range(count):
+        unpriced = n % 11 == 0
+        event = make_event(
             n,
             ts=now - timedelta(hours=n * 3),
             provider=("azure", "openai")[n % 2],
-            model=("gpt-4o-mini", "gpt-4o")[n % 3 == 0],
-            cost_nano=123_456_789 + n * 1_000_003,  # exercises all 9 decimals
+            model="house-model-v2" if unpriced else ("gpt-4o-mini", "gpt-4o")[n % 3 == 0],
+            input_tokens=1_000 + n * 37,
+            cached_input_tokens=(n % 4) * 128,
+            output_tokens=50 + n * 13,
             status="error" if n % 7 == 0 else "ok",
-            priced=n % 11 != 0,
+            priced=not unpriced,
             account=f"creator_{n % 4}",
             campaign_id=None if n % 5 == 0 else f"cmp-{n % 3}",
         )
-        for n in range(count)
-    ]
+        cost = prices.cost_nano(event)
+        assert (cost is None) == unpriced
+        events.append(event.model_copy(update={"cost_nano": cost or 0}))
+    return events
 
 
 def stored() -> list[CostEvent]:
@@ -68,7 +82,7 @@ def test_export_import_round_trip_is_exact(tmp_path: Path) -> None:
     assert "exported 30 events" in exported.stderr
     by_id = {e.attempt_id: e for e in events}
     for line in lines:
-        back = CostEvent.from_record(json.loads(line))
+        back, _ = CostEvent.from_record(json.loads(line, parse_float=Decimal))
         assert back == by_id[back.attempt_id]
     # Into a second ledger through stdin, as `costs export | costs import -` does.
     other = tmp_path / "other.toml"
@@ -95,7 +109,7 @@ def test_csv_export_import_round_trip(tmp_path: Path) -> None:
 
 
 def test_bad_line_stops_import_and_names_it() -> None:
-    good = [json.dumps(e.to_record()) for e in sample(5)]
+    good = [e.to_json() for e in sample(5)]
     bad = json.loads(good[3])
     bad["cost_usd"] = "0.0000000001"  # 10 decimals would lose money
     text = "\n".join([good[0], good[1], good[2], json.dumps(bad), good[4]]) + "\n"
@@ -103,10 +117,11 @@ def test_bad_line_stops_import_and_names_it() -> None:
     assert result.exit_code == 2
     assert "line 4" in result.stderr and "cost_usd" in result.stderr
     assert result.stdout == ""
-    assert len(stored()) == 3  # lines 1-3 stored, none from line 4 on
+    assert "nothing was imported" in result.stderr
+    assert not ledger_file().exists() or stored() == []  # nothing of the file is stored
     fixed = text.replace(json.dumps(bad), good[3])
     rerun = run("costs", "import", "-", "--json", input=fixed)
-    assert rerun.json()["imported"] == 2 and rerun.json()["duplicates"] == 3
+    assert rerun.json()["imported"] == 5 and rerun.json()["duplicates"] == 0
 
 
 @pytest.mark.parametrize(
@@ -125,7 +140,7 @@ def test_malformed_jsonl_lines(line: str, needle: str) -> None:
 
 
 def test_unknown_field_and_naive_time_are_named() -> None:
-    record = sample(1)[0].to_record()
+    record = json.loads(sample(1)[0].to_json())
     extra = {**record, "colour": "red"}
     assert "colour: unknown field" in run("costs", "import", "-", input=json.dumps(extra)).stderr
     naive = {**record, "ts": "2026-11-25T10:00:00"}
@@ -134,7 +149,7 @@ def test_unknown_field_and_naive_time_are_named() -> None:
 
 
 def test_skip_bad_imports_the_rest() -> None:
-    good = [json.dumps(e.to_record()) for e in sample(4)]
+    good = [e.to_json() for e in sample(4)]
     text = "\n".join([good[0], "garbage", good[1], '{"x": 1}', good[2], good[3]])
     result = run("costs", "import", "-", "--skip-bad", "--json", input=text)
     assert result.exit_code == 0
@@ -166,7 +181,8 @@ def test_breakdown_sums_equal_event_sums_exactly() -> None:
     assert report["group_by"] == ["provider", "account"]
     in_range = [e for e in events if e.ts.date() >= (datetime.now(UTC) - timedelta(days=29)).date()]
     expected_nano = sum(e.cost_nano for e in in_range)
-    assert report["total"]["cost_usd"] == round(expected_nano / 1e9, 6)
+    assert report["total"]["cost_nano"] == expected_nano
+    assert report["total"]["cost_usd"] == nano_to_usd(expected_nano)
     assert report["total"]["requests"] == len(in_range)
     assert report["total"]["errors"] == sum(e.status == "error" for e in in_range)
     assert report["unpriced_requests"] == sum(not e.priced for e in in_range)
@@ -175,9 +191,16 @@ def test_breakdown_sums_equal_event_sums_exactly() -> None:
             e for e in in_range if (e.provider, e.account) == (row["provider"], row["account"])
         ]
         assert row["requests"] == len(group)
-        assert row["cost_usd"] == round(sum(e.cost_nano for e in group) / 1e9, 6)
+        assert row["cost_nano"] == sum(e.cost_nano for e in group)
+        assert row["unpriced_requests"] == sum(not e.priced for e in group)
+        # Each row is within one display unit of its exact cost.
+        assert abs(usd_to_nano(repr(row["cost_usd"])) - row["cost_nano"]) < 1000
         assert set(row) >= {"requests", "errors", "input_tokens", "output_tokens", "share_pct"}
-    assert abs(sum(r["share_pct"] for r in report["rows"]) - 100) < 0.05
+    # Rows rounded together add up to the shown total exactly, and to 100 %.
+    assert sum(usd_to_nano(repr(r["cost_usd"])) for r in report["rows"]) == usd_to_nano(
+        repr(report["total"]["cost_usd"])
+    )
+    assert sum(round(r["share_pct"] * 100) for r in report["rows"]) == 10_000
 
 
 def test_breakdown_by_campaign_keeps_missing_as_null() -> None:
@@ -194,7 +217,10 @@ def test_breakdown_range_and_csv() -> None:
     assert days == {today.isoformat()}
     csv_out = run("costs", "breakdown", "--by", "day", "--csv")
     header, *rows = csv_out.stdout.splitlines()
-    assert header == "day,requests,errors,input_tokens,output_tokens,cost_usd,share_pct"
+    assert header == (
+        "day,requests,errors,input_tokens,output_tokens,cost_usd,cost_nano,share_pct,"
+        "unpriced_requests"
+    )
     assert rows
 
 
@@ -230,7 +256,7 @@ def test_stats_json_fields_and_figures() -> None:
             status="error",
         ),
     ]
-    run("costs", "import", "-", input=jsonl(events))
+    run("costs", "import", "-", "--trust-cost", input=jsonl(events))
     result = run("costs", "stats", "--json")
     assert result.exit_code == 0
     data = result.json()
@@ -250,12 +276,25 @@ def test_stats_json_fields_and_figures() -> None:
     assert azure["cost_usd"] == 1.0 and azure["share_pct"] == 66.67
     assert 75 <= azure["latency_p50_ms"] <= 100
     assert set(azure) >= {"requests", "errors", "latency_p95_ms"}
-    assert data["thresholds"]["daily"] == {"limit_usd": 50.0, "spent_usd": 1.5, "used_pct": 3.0}
+    assert data["thresholds"]["daily"] == {
+        "limit_usd": 50.0,
+        "limit_nano": 50_000_000_000,
+        "spent_usd": 1.5,
+        "spent_nano": 1_500_000_000,
+        "used_pct": 3.0,
+    }
+    assert data["today"]["cost_nano"] == 1_500_000_000 and data["model_mismatches"] == 0
     assert data["thresholds"]["monthly"]["limit_usd"] == 1000.0
 
 
 def test_check_thresholds_exit_codes() -> None:
-    run("costs", "import", "-", input=jsonl([make_event(1, cost_nano=2_000_000_000)]))
+    run(
+        "costs",
+        "import",
+        "-",
+        "--trust-cost",
+        input=jsonl([make_event(1, cost_nano=2_000_000_000)]),
+    )
     ok = run("check-thresholds", "--no-alert", "--json")
     assert ok.exit_code == 0, ok.stderr
     assert ok.json()["breached"] is False
@@ -264,7 +303,7 @@ def test_check_thresholds_exit_codes() -> None:
     )
     assert over.exit_code == 3
     data = over.json()
-    daily = next(t for t in data["thresholds"] if t["name"] == "daily")
+    daily = next(t for t in data["thresholds"] if t["name"] == "global-daily")
     assert daily["breached"] is True and daily["alerted"] is False
     assert set(daily) >= {"name", "period", "limit_usd", "spent_usd", "used_pct", "alert_channels"}
 
@@ -279,3 +318,26 @@ def test_unreachable_dynamodb_is_exit_1_one_line() -> None:
     assert result.stdout == ""
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "127.0.0.1:9" in errors[0]
+
+
+def test_check_thresholds_shows_unpriced_requests_in_json_and_table() -> None:
+    with SQLiteLedger(ledger_file()) as ledger:
+        ledger.record(
+            [
+                make_event(1, cost_nano=2_000_000_000),
+                make_event(2, model="house-model-v2", cost_nano=0, priced=False),
+                make_event(3, model="house-model-v2", cost_nano=0, priced=False),
+            ]
+        )
+    result = run("check-thresholds", "--no-alert", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert data["unpriced_requests"] == 2
+    daily = next(t for t in data["thresholds"] if t["name"] == "global-daily")
+    assert daily["unpriced_requests"] == 2
+    assert (daily["spent_usd"], daily["spent_nano"]) == (2.0, 2_000_000_000)
+    assert daily["limit_nano"] == 50_000_000_000
+    table = " ".join(run("check-thresholds", "--no-alert").stdout.split())
+    # The brackets survive rich: the warning names the config section to add.
+    assert "2 requests this month had no known price" in table
+    assert "add [pricing.overrides] for their models" in table

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,10 @@ def test_campaign_messages_follow_their_arm_into_the_ledger_and_the_report(
     sent = run("--config", str(config), "send-campaign", str(campaign), "--no-wait", "--json")
     assert sent.exit_code == 0, sent.stderr
     exported = run("--config", str(config), "costs", "export")
-    stored = [CostEvent.from_record(json.loads(line)) for line in exported.stdout.splitlines()]
+    stored = [
+        CostEvent.from_record(json.loads(line, parse_float=Decimal))[0]
+        for line in exported.stdout.splitlines()
+    ]
     assert len(stored) == 80
     exp = load_config(config).experiments["mini"]
     for event in stored:

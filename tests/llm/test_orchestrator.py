@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Coroutine, Iterator
+from datetime import timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -491,7 +492,7 @@ def test_no_secret_in_events_errors_or_metrics(fake: FakeLLM, tmp_path: Path) ->
     h = Harness(make_config(fake, tmp_path), tmp_path)
     results = run(h.generate_many([req(n) for n in range(10)]))
     blob = "\n".join(
-        [json.dumps(e.to_record()) for e in h.events()]
+        [e.to_json() for e in h.events()]
         + [str(r) for r in results]
         + h.warnings
         + [h.metrics.exposition().decode()]
@@ -592,3 +593,39 @@ def test_auto_goes_back_to_the_cheapest_once_its_figures_are_old(tmp_path: Path)
     assert router.plan(req()).reason == "auto:slo:dear"
     now[0] = 61.0
     assert router.plan(req()).reason == "auto:cheapest"
+
+
+def test_the_served_snapshot_is_recorded_and_priced(fake: FakeLLM, tmp_path: Path) -> None:
+    # An Azure deployment mapped to gpt-4o answers as gpt-4o-2024-05-13, which genai-prices
+    # lists at $5 in / $15 out per million tokens (gpt-4o itself: $2.50 / $10).
+    fake.control({"deployment_models": {"gpt4o-prod": "gpt-4o-2024-05-13"}})
+    config = make_config(fake, tmp_path)
+    config.providers["azure"].deployments["gpt-4o"] = "gpt4o-prod"
+    h = Harness(config, tmp_path)
+    result = h.one(req(model="gpt-4o", provider="azure"))
+    (event,) = h.events()
+    assert (event.model, event.response_model) == ("gpt-4o", "gpt-4o-2024-05-13")
+    assert not event.model_mismatch  # a snapshot of the mapped model
+    exact = (Decimal(event.input_tokens) * 5 + Decimal(event.output_tokens) * 15) / 10**6
+    assert event.cost_nano == int((exact * 10**9).quantize(Decimal(1), ROUND_HALF_EVEN))
+    assert result.cost_nano == event.cost_nano
+
+
+def test_another_model_served_is_counted_as_a_mismatch(fake: FakeLLM, tmp_path: Path) -> None:
+    from huntaze_cli.config import load_config
+    from huntaze_cli.costs.reports import breakdown, stats
+
+    fake.control({"deployment_models": {"gpt4o-prod": "gpt-4o-mini-2024-07-18"}})
+    config = make_config(fake, tmp_path)
+    config.providers["azure"].deployments["gpt-4o"] = "gpt4o-prod"
+    h = Harness(config, tmp_path)
+    run(h.generate_many([req(n, model="gpt-4o", provider="azure") for n in range(3)]))
+    events = h.events()
+    assert all(e.response_model == "gpt-4o-mini-2024-07-18" and e.model_mismatch for e in events)
+    report = stats(load_config(), h.ledger)
+    assert report.model_mismatches == 3
+    now = events[0].ts
+    rows = breakdown(
+        h.ledger, start=now, end=now + timedelta(seconds=1), group_by=["response_model"]
+    ).rows
+    assert [(r.response_model, r.requests) for r in rows] == [("gpt-4o-mini-2024-07-18", 3)]  # type: ignore[attr-defined]

@@ -25,11 +25,11 @@ def test_no_request_from_the_schema_gets_a_server_error(serve: Callable[..., Ser
     served = serve()
     schema = schemathesis.openapi.from_url(served.url + "/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 11
+    assert len(operations) == 16
     failures: list[str] = []
     for operation in operations:
         examples = operation.get_strategies_from_examples()
-        if operation.method.upper() == "POST":
+        if operation.method.upper() == "POST" and operation.path == "/api/v2/campaigns/hybrid":
             assert examples, "the campaign body documents no example"
             # The documented example is a valid campaign: it must be accepted.
             for strategy in examples:

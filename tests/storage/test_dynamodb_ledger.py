@@ -141,7 +141,6 @@ def test_missing_table_without_create_tables_names_the_table_and_the_fix(aws: An
         lambda: ledger.daily(now.date() - timedelta(days=1), now.date()),
         lambda: ledger.slots(now - timedelta(hours=1), now),
         lambda: list(ledger.events()),
-        lambda: ledger.last_alert("daily"),
     ]
     for call in calls:
         with pytest.raises(BackendError) as caught:
@@ -351,21 +350,6 @@ def test_events_are_read_through_the_time_index_not_a_scan(aws: Any) -> None:
     assert got == [f"t-{n}" for n in range(6, -1, -1)]
 
 
-def test_last_alert_only_moves_forward(aws: Any) -> None:
-    from huntaze_cli.storage.ledger import AlertRecord
-
-    ledger = DynamoDBLedger("alerts", region=REGION, endpoint_url=None, create_tables=True)
-    now = datetime.now(UTC)
-    newer = AlertRecord("daily", "2026-11-25", "email", now, True)
-    older = AlertRecord("daily", "2026-11-24", "email", now - timedelta(hours=5), True)
-    ledger.record_alert(newer)
-    ledger.record_alert(older)  # arrives late, from a slower host
-    assert ledger.last_alert("daily") == newer
-    # Two attempts at the same instant on the same channel are both kept.
-    ledger.record_alert(AlertRecord("daily", "2026-11-25", "email", now, False, "down"))
-    assert len(ledger.alerts("daily", "2026-11-25")) == 2
-
-
 # --- several processes, one table ----------------------------------------------------
 
 
@@ -424,7 +408,7 @@ def _writer(
     signalled = False
     try:
         ledger = DynamoDBLedger(table, region=REGION, endpoint_url=endpoint)
-        events = [[CostEvent.from_record(r) for r in batch] for batch in batches]
+        events = [[CostEvent.from_record(r)[0] for r in batch] for batch in batches]
         ready.put(True)
         signalled = True
         go.wait(60)
@@ -515,6 +499,7 @@ def test_concurrent_writer_processes_store_each_attempt_once() -> None:
                 r.account or "",
                 r.campaign_id or "",
                 r.tenant,
+                r.response_model or "",
             ): r.counters
             for r in ledger.daily(since, until)
         }

@@ -23,7 +23,6 @@ from huntaze_cli.money import usd_to_nano
 from huntaze_cli.storage.ledger import (
     LATENCY_BUCKETS,
     SLOT_SECONDS,
-    AlertRecord,
     Counters,
     DailyRollup,
     Ledger,
@@ -333,6 +332,52 @@ def test_daily_groups_match_grouping_the_daily_rollups(ledger: Ledger) -> None:
     assert ledger.daily_groups(until, until + timedelta(days=3), ["provider"]) == []
 
 
+def test_scope_groups_filter_and_sum_exactly_in_quarter_hours(ledger: Ledger) -> None:
+    """Scope rollups: any filter and grouping, quarter-hour exact (a +05:45 zone's day)."""
+    kathmandu = ZoneInfo("Asia/Kathmandu")
+    local = datetime.now(kathmandu).date() - timedelta(days=2)
+    day_start = datetime(local.year, local.month, local.day, tzinfo=kathmandu).astimezone(UTC)
+    day_end = day_start + timedelta(days=1)
+    events = [
+        make_event(
+            f"sc-{n}",
+            day_start + timedelta(minutes=37 * n - 120),  # some before, some after the day
+            provider=("azure", "openai")[n % 2],
+            model=("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini")[n % 3],
+            account=(None, "creator_1", "creator_2", "creator_3")[n % 4],
+            campaign_id=(None, "cmp-1")[n % 2],
+            tenant=("agency_a", "agency_b")[n % 5 == 0],
+            cost_nano=n * 1_000_003,
+            status=("ok", "error")[n % 7 == 0],
+        )
+        for n in range(60)
+    ]
+    ledger.record(events)
+    inside = [e for e in events if day_start <= e.ts < day_end]
+    assert 0 < len(inside) < len(events)
+
+    def expect(where: dict[str, str], group_by: list[str]) -> dict[Any, Counters]:
+        field = {"campaign": "campaign_id"}
+        out: dict[Any, list[CostEvent]] = {}
+        for e in inside:
+            if all(getattr(e, field.get(k, k)) == v for k, v in where.items()):
+                out.setdefault(tuple(getattr(e, field.get(k, k)) for k in group_by), []).append(e)
+        return {key: expected_counters(group) for key, group in out.items()}
+
+    for where, group_by in (
+        ({}, []),
+        ({}, ["tenant"]),
+        ({"tenant": "agency_a"}, ["account", "model"]),
+        ({"account": "creator_1", "provider": "azure"}, []),
+        ({"campaign": "cmp-1"}, ["campaign", "provider"]),
+        ({}, ["provider", "model", "account", "campaign", "tenant"]),
+        ({"model": "nope"}, ["provider"]),
+    ):
+        got = dict(ledger.scope_groups(day_start, day_end, group_by, where=where))
+        assert got == expect(where, group_by), (where, group_by)
+    assert ledger.scope_groups(day_end + timedelta(days=5), day_end + timedelta(days=6), []) == []
+
+
 def test_slot_groups_match_grouping_the_slot_rollups(ledger: Ledger) -> None:
     now = datetime.now(UTC)
     events = [
@@ -479,47 +524,7 @@ def test_prune_keeps_everything_within_retention(ledger: Ledger) -> None:
     assert snapshot(ledger) == before
 
 
-# --- alerts and health -----------------------------------------------------------------
-
-
-def alert(
-    threshold: str, period: str, channel: str, minutes: int, *, ok: bool = True
-) -> AlertRecord:
-    sent_at = datetime.now(UTC).replace(microsecond=654_321) - timedelta(minutes=minutes)
-    return AlertRecord(threshold, period, channel, sent_at, ok, None if ok else "smtp: 421")
-
-
-def test_alert_records_round_trip(ledger: Ledger) -> None:
-    today = datetime.now(UTC).date().isoformat()
-    records = [
-        alert("daily", today, "email", 30),
-        alert("daily", today, "ses", 29, ok=False),
-        alert("daily", "2000-01-01", "email", 20),
-        alert("monthly", today[:7], "email", 10),
-    ]
-    for record in records:
-        ledger.record_alert(record)
-
-    assert sorted(ledger.alerts("daily", today), key=lambda r: r.sent_at) == records[:2]
-    assert ledger.alerts("monthly", today[:7]) == [records[3]]
-    assert ledger.alerts("daily", "1999-12-31") == []
-    assert ledger.alerts("monthly", today) == []
-
-
-def test_last_alert_is_the_latest_successful_one(ledger: Ledger) -> None:
-    assert ledger.last_alert("daily") is None
-    latest_ok = alert("daily", "2026-01-02", "email", 20)
-    for record in [
-        latest_ok,  # stored first, yet the latest successful one
-        alert("daily", "2026-01-01", "email", 90),
-        alert("daily", "2026-01-02", "ses", 10, ok=False),
-        alert("monthly", "2026-01", "email", 5),
-    ]:
-        ledger.record_alert(record)
-
-    assert ledger.last_alert("daily") == latest_ok
-    assert ledger.last_alert("monthly") is not None
-    assert ledger.last_alert("weekly") is None
+# --- health -----------------------------------------------------------------------
 
 
 def test_check_passes_on_a_working_ledger(ledger: Ledger) -> None:
@@ -527,7 +532,6 @@ def test_check_passes_on_a_working_ledger(ledger: Ledger) -> None:
     ledger.record([make_event("c-1", noon(0))])
     ledger.check()
     assert [e.attempt_id for e in ledger.events()] == ["c-1"]
-    assert ledger.alerts("check", "") == []
 
 
 # --- property: rollups always add up -------------------------------------------------------
@@ -597,9 +601,43 @@ def test_rollups_always_add_up_to_the_distinct_events(
         ]
         assert total(daily) == want
         assert total(slots) == want
+        scoped = ledger.scope_groups(
+            base - timedelta(hours=1), base + timedelta(days=4), [], where={"tenant": tag}
+        )
+        assert dict(scoped) == ({(): want} if distinct else {})
         assert sum(r.counters.cost_nano for r in daily) == sum(
             e.cost_nano for e in distinct.values()
         )
         assert sum(sum(s.latency) for s in slots) == len(distinct)
 
     check()
+
+
+# --- what served each call ------------------------------------------------------------------
+
+
+def test_response_model_is_stored_grouped_and_mismatches_counted(ledger: Ledger) -> None:
+    at = noon(0)
+    events = [
+        make_event("rm-1", at, model="gpt-4o", response_model="gpt-4o-2024-05-13"),
+        make_event("rm-2", at, model="gpt-4o", response_model="gpt-4o-mini-2024-07-18"),
+        make_event("rm-3", at, model="gpt-4o", response_model="gpt-4o-mini-2024-07-18"),
+        make_event("rm-4", at, model="gpt-4o", status="error", cost_nano=0),  # none served
+    ]
+    ledger.record(events)
+    assert {e.attempt_id: e for e in ledger.events()} == {e.attempt_id: e for e in events}
+    day = at.date()
+    groups = dict(ledger.daily_groups(day, day + timedelta(days=1), ["response_model"]))
+    assert {key: c.requests for key, c in groups.items()} == {
+        ("gpt-4o-2024-05-13",): 1,
+        ("gpt-4o-mini-2024-07-18",): 2,
+        (None,): 1,
+    }
+    [slots] = ledger.slot_groups([(at - timedelta(hours=1), at + timedelta(hours=1))])
+    assert slots["azure"].counters.mismatches == 2
+    rollups = ledger.daily(day, day + timedelta(days=1))
+    assert {r.response_model for r in rollups} == {
+        "gpt-4o-2024-05-13",
+        "gpt-4o-mini-2024-07-18",
+        None,
+    }

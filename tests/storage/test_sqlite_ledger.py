@@ -6,7 +6,7 @@ import multiprocessing
 import os
 import random
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -345,3 +345,57 @@ def test_several_processes_store_each_attempt_once(tmp_path: Path) -> None:
         stored = list(ledger.events())
         assert sorted(e.attempt_id for e in stored) == sorted(e.attempt_id for e in distinct)
         assert sums(ledger) == (expected(distinct), expected(distinct))
+
+
+def test_scope_rollups_are_filled_from_the_kept_events_when_the_table_arrives(
+    tmp_path: Path,
+) -> None:
+    """A ledger written before scope rollups existed gets them from its raw events."""
+    path = tmp_path / "ledger.db"
+    now = datetime.now(UTC)
+    events = [make_event(n, now - timedelta(hours=n), tenant=("a", "b")[n % 2]) for n in range(10)]
+    with SQLiteLedger(path) as ledger:
+        ledger.record(events)
+    # Back to the schema before the scope rollup: drop it and forget the migration.
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE rollup_scope")
+    conn.execute("DELETE FROM _migrations WHERE name = 'ledger_005_scope_rollup'")
+    conn.commit()
+    conn.close()
+    with SQLiteLedger(path) as ledger:
+        got = dict(
+            ledger.scope_groups(now - timedelta(days=1), now + timedelta(hours=1), ["tenant"])
+        )
+    assert {key: c.requests for key, c in got.items()} == {("a",): 5, ("b",): 5}
+    assert sum(c.cost_nano for c in got.values()) == sum(e.cost_nano for e in events)
+
+
+def test_an_old_ledger_keeps_its_rollups_and_sent_alerts_after_the_upgrade(
+    tmp_path: Path,
+) -> None:
+    from huntaze_cli.storage.sqlite.alerts import SQLiteAlertStore
+    from huntaze_cli.storage.sqlite.db import connect
+
+    path = tmp_path / "ledger.db"
+    conn = connect(path)
+    migrate(conn, LEDGER_MIGRATIONS[:1])  # the schema before response_model
+    day = datetime.now(UTC).date().isoformat()
+    conn.execute(
+        "INSERT INTO rollup_daily VALUES (?, 'azure', 'gpt-4o', '', '', 'default', 3, 0, 0, "
+        "300, 0, 60, 9000)",
+        (day,),
+    )
+    conn.execute(
+        "INSERT INTO alerts (threshold, period, channel, sent_at, ok) "
+        "VALUES ('daily', ?, 'email', 1, 1)",
+        (day,),
+    )
+    conn.close()
+    with SQLiteLedger(path) as ledger:
+        [row] = ledger.daily(date.fromisoformat(day), date.fromisoformat(day) + timedelta(days=1))
+        assert (row.model, row.response_model, row.counters.cost_nano) == ("gpt-4o", None, 9000)
+        assert row.counters.mismatches == 0
+    alerts = SQLiteAlertStore(path)
+    [claim] = alerts.claims("global-daily", "", day)
+    assert (claim.key.channel, claim.status) == ("email", "sent")
+    alerts.close()

@@ -133,8 +133,8 @@ def test_sqlite_upgrade_builds_usage_rollups_from_stored_events(tmp_path: Path) 
     conn.execute("DROP TABLE rollup_usage")
     conn.execute("ALTER TABLE events DROP COLUMN experiment")
     conn.execute("ALTER TABLE events DROP COLUMN arm")
-    first = LEDGER_MIGRATIONS[0][0]
-    conn.execute("DELETE FROM _migrations WHERE name != ?", (first,))
+    usage_steps = [name for name, _ in LEDGER_MIGRATIONS[1:3]]  # usage and its backfill
+    conn.execute("DELETE FROM _migrations WHERE name IN (?, ?)", usage_steps)
     conn.commit()
     conn.close()
 

@@ -13,6 +13,8 @@
 | GET /api/v2/costs/optimize | optimization.optimize_report | costs optimize |
 | GET /api/v2/costs/roi | optimization.roi | costs roi |
 | GET /api/v2/experiments/{name} | optimization.experiment_report | experiments report NAME |
+| GET, PUT, DELETE /api/v2/costs/thresholds[/{name}] | alerts.*_rule(s) | thresholds ... |
+| GET /api/v2/costs/alerts, POST .../{id}/ack | alerts.history, ack | alerts list/ack |
 | GET /metrics | Metrics.exposition | |
 
 A new area (thresholds, alerts, forecast, budgets, dashboard, the /v1 gateway) is a new
@@ -55,6 +57,20 @@ CurrentRuntime = Annotated[Runtime, Depends(_runtime)]
 
 
 def routers() -> list[APIRouter]:
-    from huntaze_cli.server.routes import campaigns, costs, health, metrics, optimization
+    from huntaze_cli.server.routes import (
+        alerts,
+        campaigns,
+        costs,
+        health,
+        metrics,
+        optimization,
+    )
 
-    return [campaigns.router, health.router, costs.router, optimization.router, metrics.router]
+    return [
+        campaigns.router,
+        health.router,
+        costs.router,
+        alerts.router,
+        optimization.router,
+        metrics.router,
+    ]

@@ -21,15 +21,19 @@ from huntaze_cli.models import CostEvent
 from huntaze_cli.storage.aws.dynamodb_usage import usage_update
 from huntaze_cli.storage.ledger import (
     COUNTER_FIELDS,
+    DAILY_COUNTER_FIELDS,
     LATENCY_BUCKETS,
-    AlertRecord,
+    SCOPE_RETENTION_DAYS,
     Counters,
     DailyKey,
     DailyRollup,
+    ScopeKey,
     SlotRollup,
     aggregate,
+    aggregate_scopes,
     aggregate_usage,
     daily_key,
+    scope_key,
     slot_of,
     usage_key,
 )
@@ -43,20 +47,38 @@ MAX_TRANSACT_BYTES = 2_000_000
 MAX_SORT_KEY_BYTES = 1000
 
 _OPTIONAL_EVENT_FIELDS = (
-    "deployment", "error_kind", "route_reason", "campaign_id", "account", "experiment", "arm"
+    "deployment", "response_model", "error_kind", "route_reason", "campaign_id", "account",
+    "experiment", "arm",
 )  # fmt: skip
 _INT_EVENT_FIELDS = ("input_tokens", "cached_input_tokens", "output_tokens", "cost_nano")
 
-_DAILY_SET = ("day", "provider", "model", "account", "campaign_id", "tenant", TTL_ATTRIBUTE)
+_DAILY_SET = (
+    "day",
+    "provider",
+    "model",
+    "account",
+    "campaign_id",
+    "tenant",
+    "response_model",
+    TTL_ATTRIBUTE,
+)
 _DAILY_UPDATE = (
     "SET "
     + ", ".join(f"#{name} = :{name}" for name in _DAILY_SET)
     + " ADD "
-    + ", ".join(f"#{name} :{name}" for name in COUNTER_FIELDS)
+    + ", ".join(f"#{name} :{name}" for name in DAILY_COUNTER_FIELDS)
 )
-_DAILY_NAMES = {f"#{name}": name for name in (*_DAILY_SET, *COUNTER_FIELDS)}
+_DAILY_NAMES = {f"#{name}": name for name in (*_DAILY_SET, *DAILY_COUNTER_FIELDS)}
 _SLOT_SET = ("slot", "provider", TTL_ATTRIBUTE)
 _SLOT_NAMES = {f"#{name}": name for name in (*_SLOT_SET, *COUNTER_FIELDS)}
+_SCOPE_SET = ("slot", "provider", "model", "account", "campaign_id", "tenant", TTL_ATTRIBUTE)
+_SCOPE_UPDATE = (
+    "SET "
+    + ", ".join(f"#{name} = :{name}" for name in _SCOPE_SET)
+    + " ADD "
+    + ", ".join(f"#{name} :{name}" for name in DAILY_COUNTER_FIELDS)
+)
+_SCOPE_NAMES = {f"#{name}": name for name in (*_SCOPE_SET, *DAILY_COUNTER_FIELDS)}
 
 
 # --- attribute values and keys ----------------------------------------------------------
@@ -146,6 +168,7 @@ def daily_from_item(item: dict[str, Any]) -> DailyRollup:
         account=str_of(item, "account") or None,
         campaign_id=str_of(item, "campaign_id") or None,
         tenant=item["tenant"]["S"],
+        response_model=str_of(item, "response_model") or None,
         counters=_counters_of(item),
     )
 
@@ -159,14 +182,14 @@ def slot_from_item(item: dict[str, Any]) -> SlotRollup:
     )
 
 
-def alert_from_item(item: dict[str, Any]) -> AlertRecord:
-    return AlertRecord(
-        threshold=item["threshold"]["S"],
-        period=item["period"]["S"],
-        channel=item["channel"]["S"],
-        sent_at=datetime.fromisoformat(item["sent_at"]["S"]),
-        ok=item["ok"]["BOOL"],
-        error=str_of(item, "error"),
+def scope_key_of(item: dict[str, Any]) -> ScopeKey:
+    return (
+        int_of(item, "slot"),
+        item["provider"]["S"],
+        item["model"]["S"],
+        str_of(item, "account") or "",
+        str_of(item, "campaign_id") or "",
+        item["tenant"]["S"],
     )
 
 
@@ -206,7 +229,7 @@ def daily_update(
     table: str, key: DailyKey, counters: Counters, *, retention_days: int
 ) -> dict[str, Any]:
     """The transaction Update adding ``counters`` to one daily rollup item."""
-    day, provider, model, account, campaign_id, tenant = key
+    day, provider, model, account, campaign_id, tenant, response_model = key
     values = {
         ":day": attr_s(day),
         ":provider": attr_s(provider),
@@ -214,14 +237,20 @@ def daily_update(
         ":account": attr_s(account),
         ":campaign_id": attr_s(campaign_id),
         ":tenant": attr_s(tenant),
+        ":response_model": attr_s(response_model),
         f":{TTL_ATTRIBUTE}": attr_n(day_epoch(day) + (retention_days + 1) * DAY_SECONDS),
     }
-    for name in COUNTER_FIELDS:
+    for name in DAILY_COUNTER_FIELDS:
         values[f":{name}"] = attr_n(getattr(counters, name))
     return {
         "Update": {
             "TableName": table,
-            "Key": {"pk": attr_s(f"DAY#{day}"), "sk": attr_s(join_key(key[1:]))},
+            # Without a response model the sort key is what it was before the response
+            # model became a key, so older rollups keep adding up.
+            "Key": {
+                "pk": attr_s(f"DAY#{day}"),
+                "sk": attr_s(join_key(key[1:] if response_model else key[1:6])),
+            },
             "UpdateExpression": _DAILY_UPDATE,
             "ExpressionAttributeNames": _DAILY_NAMES,
             "ExpressionAttributeValues": values,
@@ -264,21 +293,36 @@ def slot_update(table: str, slot: SlotRollup, *, retention_days: int) -> dict[st
     }
 
 
-def alert_item(record: AlertRecord, *, retention_days: int) -> dict[str, Any]:
-    """The attributes of one alert attempt (keys apart), kept ``retention_days``."""
-    sent_at = record.sent_at.astimezone(UTC)
-    item = {
-        "threshold": attr_s(record.threshold),
-        "period": attr_s(record.period),
-        "channel": attr_s(record.channel),
-        "sent_at": attr_s(sent_at.isoformat()),
-        "sent_us": attr_n(micros(sent_at)),
-        "ok": {"BOOL": record.ok},
-        TTL_ATTRIBUTE: attr_n(epoch_seconds(sent_at) + retention_days * DAY_SECONDS),
+def scope_update(
+    table: str, key: ScopeKey, counters: Counters, *, retention_days: int
+) -> dict[str, Any]:
+    """The transaction Update adding ``counters`` to one quarter-hour scope rollup item."""
+    slot, provider, model, account, campaign_id, tenant = key
+    day = datetime.fromtimestamp(slot, UTC).date().isoformat()
+    keep_days = max(SCOPE_RETENTION_DAYS, retention_days)
+    values = {
+        ":slot": attr_n(slot),
+        ":provider": attr_s(provider),
+        ":model": attr_s(model),
+        ":account": attr_s(account),
+        ":campaign_id": attr_s(campaign_id),
+        ":tenant": attr_s(tenant),
+        f":{TTL_ATTRIBUTE}": attr_n(day_epoch(day) + (keep_days + 1) * DAY_SECONDS),
     }
-    if record.error is not None:
-        item["error"] = attr_s(record.error)
-    return item
+    for name in DAILY_COUNTER_FIELDS:
+        values[f":{name}"] = attr_n(getattr(counters, name))
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": {
+                "pk": attr_s(f"SCOPEDAY#{day}"),
+                "sk": attr_s(bounded(join_key(key[1:]), prefix=f"{slot:010d}#")),
+            },
+            "UpdateExpression": _SCOPE_UPDATE,
+            "ExpressionAttributeNames": _SCOPE_NAMES,
+            "ExpressionAttributeValues": values,
+        }
+    }
 
 
 # --- transactions and time --------------------------------------------------------------
@@ -316,37 +360,43 @@ def transaction_items(
         )
         for key, rollup in aggregate_usage(events).items()
     )
+    items.extend(
+        scope_update(table, key, counters, retention_days=retention_days)
+        for key, counters in aggregate_scopes(events).items()
+    )
     return items
 
 
 def transaction_chunks(events: list[CostEvent]) -> Iterator[list[CostEvent]]:
     """Split events so that each chunk's Puts plus rollup updates fit one transaction."""
     chunk: list[CostEvent] = []
-    daily: set[DailyKey] = set()
-    slots: set[tuple[int, str]] = set()
-    usage: set[tuple[str, ...]] = set()
+    keys: list[set[Any]] = [set(), set(), set(), set()]  # daily, slot, usage, scope
     size = 0
     for event in events:
-        dkey, skey, ukey = daily_key(event), (slot_of(event.ts), event.provider), usage_key(event)
-        added = 1 + (dkey not in daily) + (skey not in slots) + (ukey not in usage)
+        new: tuple[Any, ...] = (
+            daily_key(event),
+            (slot_of(event.ts), event.provider),
+            usage_key(event),
+            scope_key(event),
+        )
+        added = 1 + sum(key not in seen for key, seen in zip(new, keys, strict=True))
         event_size = _size_estimate(event)
         if chunk and (
-            len(chunk) + len(daily) + len(slots) + len(usage) + added > MAX_TRANSACT_ITEMS
+            len(chunk) + sum(map(len, keys)) + added > MAX_TRANSACT_ITEMS
             or size + event_size > MAX_TRANSACT_BYTES
         ):
             yield chunk
-            chunk, daily, slots, usage, size = [], set(), set(), set(), 0
+            chunk, keys, size = [], [set(), set(), set(), set()], 0
         chunk.append(event)
-        daily.add(dkey)
-        slots.add(skey)
-        usage.add(ukey)
+        for key, seen in zip(new, keys, strict=True):
+            seen.add(key)
         size += event_size
     if chunk:
         yield chunk
 
 
 def _size_estimate(event: CostEvent) -> int:
-    """An upper bound of the bytes an event adds to a transaction (Put + two updates)."""
+    """An upper bound of the bytes an event adds to a transaction (Put + four updates)."""
     text = sum(
         len(value)
         for value in (
@@ -355,6 +405,7 @@ def _size_estimate(event: CostEvent) -> int:
             event.provider,
             event.deployment,
             event.model,
+            event.response_model,
             event.error_kind,
             event.route_reason,
             event.campaign_id,
@@ -365,9 +416,9 @@ def _size_estimate(event: CostEvent) -> int:
         )
         if value
     )
-    # 4 bytes per character at most, in up to four items (the usage rollup's histograms
+    # 4 bytes per character at most, in up to five items (the usage rollup's histograms
     # and sums add about 1 KB).
-    return 3072 + 16 * text
+    return 3072 + 20 * text
 
 
 def utc(moment: datetime) -> datetime:

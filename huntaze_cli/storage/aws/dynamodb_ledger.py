@@ -11,10 +11,12 @@ daily rollup                ``DAY#<yyyy-mm-dd>``             provider, model, ac
                                                              joined by ``\\x1f``)
 quarter-hour rollup         ``SLOTDAY#<yyyy-mm-dd>``         ``<slot epoch>#<provider>``
 usage rollup                ``USAGEDAY#<yyyy-mm-dd>``        see dynamodb_usage.py
+quarter-hour scope rollup   ``SCOPEDAY#<yyyy-mm-dd>``        ``<slot epoch>#`` + provider,
+                                                             model, account, campaign,
+                                                             tenant (escaped, joined)
 days holding raw events     ``EVDAYS``                       ``<yyyy-mm-dd>``
 days holding rollups        ``ROLLDAYS``                     ``<yyyy-mm-dd>``
-alert attempt               ``ALERT#<threshold>#<period>``   ``<sent_at>#<channel>#<nonce>``
-latest successful alert     ``LASTALERT#<threshold>``        ``L``
+alert claims and history    see dynamodb_alerts.py
 health probe                ``HEALTH``                       ``CHECK``
 ==========================  ===============================  ===============================
 
@@ -69,10 +71,9 @@ IAM actions needed on ``arn:aws:dynamodb:<region>:<account>:table/<table>`` and
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -89,20 +90,17 @@ from huntaze_cli.storage.aws.client import (
 from huntaze_cli.storage.aws.dynamodb_items import (
     DAY_SECONDS,
     TTL_ATTRIBUTE,
-    alert_from_item,
-    alert_item,
     attr_n,
     attr_s,
-    bounded,
     ceil_seconds,
     ceil_to,
     daily_from_item,
     day_epoch,
     days_between,
     epoch_seconds,
-    escape,
     event_from_item,
     int_of,
+    scope_key_of,
     slot_from_item,
     transaction_chunks,
     transaction_items,
@@ -111,8 +109,8 @@ from huntaze_cli.storage.aws.dynamodb_items import (
 from huntaze_cli.storage.aws.dynamodb_table import DynamoDBTable
 from huntaze_cli.storage.aws.dynamodb_usage import usage_from_item, usage_partition
 from huntaze_cli.storage.ledger import (
+    COUNTER_FIELDS,
     SLOT_SECONDS,
-    AlertRecord,
     Counters,
     DailyRollup,
     RecordResult,
@@ -121,6 +119,7 @@ from huntaze_cli.storage.ledger import (
     UsageRollup,
     dedupe_batch,
     group_daily,
+    group_scopes,
     group_slots,
     group_usage,
     retention_cutoff,
@@ -332,6 +331,32 @@ class DynamoDBLedger:
         """Usage rollups summed by USAGE_GROUPS keys, here: DynamoDB cannot group."""
         return group_usage(self.usage(since, until, experiment=experiment), group_by)
 
+    def scope_groups(
+        self,
+        since: datetime,
+        until: datetime,
+        group_by: Sequence[str],
+        where: Mapping[str, str] | None = None,
+    ) -> list[tuple[tuple[str | None, ...], Counters]]:
+        """Scope rollups in ``[since, until)``: one Query per day, filtered and summed here."""
+        first = ceil_to(ceil_seconds(since), SLOT_SECONDS)
+        last_second = ceil_seconds(until) - 1
+        last = last_second - last_second % SLOT_SECONDS
+        if first > last:
+            return []
+        self._db.ensure_ready()
+        bounds = (f"{first:010d}", f"{last + 1:010d}")
+        pages = self._gather(
+            lambda day: self._db.query_all(f"SCOPEDAY#{day.isoformat()}", between=bounds),
+            days_between(first, last),
+        )
+        rows = [
+            (scope_key_of(item), Counters(**{n: int_of(item, n) for n in COUNTER_FIELDS}))
+            for page in pages
+            for item in page
+        ]
+        return group_scopes(rows, since, until, group_by, where)
+
     def events(
         self, since: datetime | None = None, until: datetime | None = None
     ) -> Iterator[CostEvent]:
@@ -422,65 +447,6 @@ class DynamoDBLedger:
             ExpressionAttributeNames={"#kind": "kind"},
             ExpressionAttributeValues={":kind": attr_s("health")},
         )
-
-    def alerts(self, threshold: str, period: str) -> list[AlertRecord]:
-        """Every alert attempt recorded for one threshold and period, oldest first."""
-        self._db.ensure_ready()
-        items = self._db.query_all(f"ALERT#{escape(threshold)}#{escape(period)}")
-        records = [alert_from_item(item) for item in items]
-        records.sort(key=lambda r: r.sent_at)
-        return records
-
-    def last_alert(self, threshold: str) -> AlertRecord | None:
-        """The most recent successful alert of a threshold, any period."""
-        self._db.ensure_ready()
-        found = self._db.call(
-            "get_item",
-            TableName=self.table,
-            Key={"pk": attr_s(f"LASTALERT#{escape(threshold)}"), "sk": attr_s("L")},
-            ConsistentRead=True,
-        )
-        item = found.get("Item")
-        return alert_from_item(item) if item else None
-
-    def record_alert(self, record: AlertRecord) -> None:
-        """Store one alert attempt; a successful one also becomes its threshold's latest."""
-        if record.sent_at.tzinfo is None:
-            raise ValueError("AlertRecord.sent_at needs a UTC offset")
-        self._db.ensure_ready()
-        sent_at = record.sent_at.astimezone(UTC)
-        item = alert_item(record, retention_days=self.rollup_retention_days)
-        # The nonce keeps two attempts with the same time and channel apart.
-        sort_key = f"{sent_at.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{record.channel}"
-        self._db.call(
-            "put_item",
-            TableName=self.table,
-            Item={
-                "pk": attr_s(f"ALERT#{escape(record.threshold)}#{escape(record.period)}"),
-                "sk": attr_s(bounded(f"{sort_key}#{uuid.uuid4().hex[:12]}")),
-                **item,
-            },
-        )
-        if not record.ok:
-            return
-        # Only move the latest forward: alerts from several hosts may land out of order.
-        try:
-            self._db.client.put_item(
-                TableName=self.table,
-                Item={
-                    "pk": attr_s(f"LASTALERT#{escape(record.threshold)}"),
-                    "sk": attr_s("L"),
-                    **item,
-                },
-                ConditionExpression="attribute_not_exists(pk) OR #sent_us < :sent_us",
-                ExpressionAttributeNames={"#sent_us": "sent_us"},
-                ExpressionAttributeValues={":sent_us": item["sent_us"]},
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise self._db.error(exc, "PutItem") from exc
-        except BotoCoreError as exc:
-            raise self._db.error(exc, "PutItem") from exc
 
     def close(self) -> None:
         """Release the read threads and the HTTP connection pool."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import fields
 from datetime import date, datetime
 from operator import attrgetter
@@ -22,13 +22,15 @@ from huntaze_cli.errors import BackendError
 from huntaze_cli.models import CostEvent
 from huntaze_cli.storage.ledger import (
     COUNTER_FIELDS,
+    DAILY_COUNTER_FIELDS,
     GROUP_FIELDS,
     LATENCY_BUCKETS,
     OUTPUT_BUCKETS,
+    SCOPE_FIELDS,
+    SCOPE_RETENTION_DAYS,
     USAGE_FLOAT_FIELDS,
     USAGE_GROUPS,
     USAGE_INT_FIELDS,
-    AlertRecord,
     Counters,
     DailyRollup,
     RecordResult,
@@ -36,6 +38,7 @@ from huntaze_cli.storage.ledger import (
     SlotRollup,
     UsageRollup,
     aggregate,
+    aggregate_scopes,
     aggregate_usage,
     dedupe_batch,
     retention_cutoff,
@@ -48,7 +51,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Rows are rebuilt positionally as Counters(*row[...]); that needs both in one order.
+# Rows are rebuilt positionally as Counters(*row[...]); that needs both in one order,
+# and the latest migration's columns.
 if tuple(f.name for f in fields(Counters)) != COUNTER_FIELDS:  # pragma: no cover
     raise RuntimeError("Counters fields and COUNTER_FIELDS disagree")
 
@@ -63,12 +67,28 @@ _PRUNE_EVERY_S = 3600.0
 
 # The events table's columns are CostEvent's fields, in order (money as cost_nano).
 _EVENT_COLUMNS = tuple(CostEvent.model_fields)
-_DAILY_KEYS = ("day", "provider", "model", "account", "campaign_id", "tenant")
+_DAILY_KEYS = ("day", "provider", "model", "account", "campaign_id", "tenant", "response_model")
 _SLOT_KEYS = ("slot", "provider")
+_SCOPE_KEYS = ("slot", "provider", "model", "account", "campaign_id", "tenant")
 _LATENCY_COLUMNS = tuple(f"lat_{i}" for i in range(LATENCY_BUCKETS))
 _USAGE_KEYS = ("day", "provider", "model", "campaign_id", "experiment", "arm")
 _OUTPUT_COLUMNS = tuple(f"out_{i}" for i in range(OUTPUT_BUCKETS))
 _USAGE_SUMS = (*USAGE_INT_FIELDS, *USAGE_FLOAT_FIELDS, *_LATENCY_COLUMNS, *_OUTPUT_COLUMNS)
+
+
+# Migrations are frozen: each spells out the counters that existed when it shipped.
+_COUNTERS_001 = (
+    "requests",
+    "errors",
+    "unpriced",
+    "input_tokens",
+    "cached_input_tokens",
+    "output_tokens",
+    "cost_nano",
+)
+_COUNTERS_002 = (*_COUNTERS_001, "mismatches")  # rollup_slot; rollup_daily keeps 001's
+if _COUNTERS_002 != COUNTER_FIELDS or _COUNTERS_001 != DAILY_COUNTER_FIELDS:  # pragma: no cover
+    raise RuntimeError("a new counter needs a migration adding its columns")
 
 
 def _columns_sql(names: Sequence[str], ctype: str) -> str:
@@ -108,13 +128,13 @@ LEDGER_MIGRATIONS: list[Migration] = [
             account TEXT NOT NULL,
             campaign_id TEXT NOT NULL,
             tenant TEXT NOT NULL,
-            {_columns_sql(COUNTER_FIELDS, "INTEGER")},
+            {_columns_sql(_COUNTERS_001, "INTEGER")},
             PRIMARY KEY (day, provider, model, account, campaign_id, tenant)
         ) WITHOUT ROWID;
         CREATE TABLE rollup_slot (
             slot INTEGER NOT NULL,
             provider TEXT NOT NULL,
-            {_columns_sql(COUNTER_FIELDS, "INTEGER")},
+            {_columns_sql(_COUNTERS_001, "INTEGER")},
             {_columns_sql(_LATENCY_COLUMNS, "INTEGER")},
             PRIMARY KEY (slot, provider)
         ) WITHOUT ROWID;
@@ -156,6 +176,57 @@ LEDGER_MIGRATIONS: list[Migration] = [
     # Usage rollups of the events stored before they existed (raw events are kept
     # retention_days, so this touches at most that window, once).
     ("ledger_003_usage_backfill", lambda conn: _backfill_usage(conn)),
+    (
+        # The model the provider said served each attempt, a daily rollup key of its own
+        # (a primary key cannot grow in place, so the table is rebuilt; rollups are few),
+        # and the count of attempts served by another model than the one mapped.
+        "ledger_004_response_model",
+        f"""
+        ALTER TABLE events ADD COLUMN response_model TEXT;
+        CREATE TABLE rollup_daily_new (
+            day TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            model TEXT NOT NULL,
+            account TEXT NOT NULL,
+            campaign_id TEXT NOT NULL,
+            tenant TEXT NOT NULL,
+            response_model TEXT NOT NULL,
+            {_columns_sql(_COUNTERS_001, "INTEGER")},
+            PRIMARY KEY (day, provider, model, account, campaign_id, tenant, response_model)
+        ) WITHOUT ROWID;
+        INSERT INTO rollup_daily_new
+            (day, provider, model, account, campaign_id, tenant, response_model,
+             {", ".join(_COUNTERS_001)})
+            SELECT day, provider, model, account, campaign_id, tenant, '',
+                   {", ".join(_COUNTERS_001)}
+            FROM rollup_daily;
+        DROP TABLE rollup_daily;
+        ALTER TABLE rollup_daily_new RENAME TO rollup_daily;
+        ALTER TABLE rollup_slot ADD COLUMN mismatches INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
+    (
+        "ledger_005_scope_rollup",
+        # Filled from the raw events still kept, so rules see the current month at once.
+        f"""
+        CREATE TABLE rollup_scope (
+            slot INTEGER NOT NULL,
+            provider TEXT NOT NULL,
+            model TEXT NOT NULL,
+            account TEXT NOT NULL,
+            campaign_id TEXT NOT NULL,
+            tenant TEXT NOT NULL,
+            {_columns_sql(_COUNTERS_001, "INTEGER")},
+            PRIMARY KEY (slot, provider, model, account, campaign_id, tenant)
+        ) WITHOUT ROWID;
+        INSERT INTO rollup_scope
+        SELECT ts / 1000000 - (ts / 1000000) % 900, provider, model, COALESCE(account, ''),
+               COALESCE(campaign_id, ''), tenant, COUNT(*), SUM(status = 'error'),
+               SUM(NOT priced), SUM(input_tokens), SUM(cached_input_tokens),
+               SUM(output_tokens), SUM(cost_nano)
+        FROM events GROUP BY 1, 2, 3, 4, 5, 6;
+        """,
+    ),
 ]
 
 
@@ -172,16 +243,18 @@ _INSERT_EVENT = (
     f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})"
 )
-_UPSERT_DAILY = _upsert_sql("rollup_daily", _DAILY_KEYS, COUNTER_FIELDS)
+_UPSERT_DAILY = _upsert_sql("rollup_daily", _DAILY_KEYS, DAILY_COUNTER_FIELDS)
 _UPSERT_SLOT = _upsert_sql("rollup_slot", _SLOT_KEYS, (*COUNTER_FIELDS, *_LATENCY_COLUMNS))
 _UPSERT_USAGE = _upsert_sql("rollup_usage", _USAGE_KEYS, _USAGE_SUMS)
 _SELECT_USAGE = (
     f"SELECT {', '.join((*_USAGE_KEYS, *_USAGE_SUMS))} FROM rollup_usage WHERE day >= ? AND day < ?"
 )
+_UPSERT_SCOPE = _upsert_sql("rollup_scope", _SCOPE_KEYS, DAILY_COUNTER_FIELDS)
 _SELECT_EVENTS = f"SELECT {', '.join(_EVENT_COLUMNS)} FROM events"
 _SELECT_DAILY = (
-    f"SELECT {', '.join((*_DAILY_KEYS, *COUNTER_FIELDS))} FROM rollup_daily "
-    "WHERE day >= ? AND day < ? ORDER BY day, provider, model, account, campaign_id, tenant"
+    f"SELECT {', '.join((*_DAILY_KEYS, *DAILY_COUNTER_FIELDS))} FROM rollup_daily "
+    "WHERE day >= ? AND day < ? "
+    "ORDER BY day, provider, model, account, campaign_id, tenant, response_model"
 )
 _SELECT_SLOTS = (
     f"SELECT {', '.join((*_SLOT_KEYS, *COUNTER_FIELDS, *_LATENCY_COLUMNS))} FROM rollup_slot "
@@ -197,8 +270,8 @@ _SUM_SLOTS = (
     + ", ".join(f"SUM({c})" for c in (*COUNTER_FIELDS, *_LATENCY_COLUMNS))
     + " FROM rollup_slot WHERE slot >= ? AND slot < ? GROUP BY provider"
 )
-_SELECT_ALERTS = "SELECT threshold, period, channel, sent_at, ok, error FROM alerts"
 _counter_values = attrgetter(*COUNTER_FIELDS)
+_daily_counter_values = attrgetter(*DAILY_COUNTER_FIELDS)
 # An events row is the CostEvent's fields in _EVENT_COLUMNS order, ts (third) in microseconds.
 _BEFORE_TS = attrgetter(*_EVENT_COLUMNS[:2])
 _AFTER_TS = attrgetter(*_EVENT_COLUMNS[3:])
@@ -289,7 +362,7 @@ class SQLiteLedger:
             )
             daily, slots = aggregate(new)
             conn.executemany(
-                _UPSERT_DAILY, [(*key, *_counter_values(c)) for key, c in daily.items()]
+                _UPSERT_DAILY, [(*key, *_daily_counter_values(c)) for key, c in daily.items()]
             )
             conn.executemany(
                 _UPSERT_SLOT,
@@ -299,6 +372,10 @@ class SQLiteLedger:
                 ],
             )
             _upsert_usage(conn, new)
+            conn.executemany(
+                _UPSERT_SCOPE,
+                [(*key, *_daily_counter_values(c)) for key, c in aggregate_scopes(new).items()],
+            )
         except OverflowError as exc:
             # sqlite3 refuses ints beyond 64 bits; surface it as a rolled-back ledger
             # write rather than a bare OverflowError.
@@ -337,23 +414,8 @@ class SQLiteLedger:
             conn.execute(
                 "DELETE FROM rollup_usage WHERE day < ?", (rollup_cutoff.date().isoformat(),)
             )
-
-    def record_alert(self, record: AlertRecord) -> None:
-        if record.sent_at.tzinfo is None:
-            raise ValueError("AlertRecord.sent_at needs a UTC offset")
-        with self._db.write("recording an alert") as conn:
-            conn.execute(
-                "INSERT INTO alerts (threshold, period, channel, sent_at, ok, error) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    record.threshold,
-                    record.period,
-                    record.channel,
-                    micros(record.sent_at),
-                    record.ok,
-                    record.error,
-                ),
-            )
+            scope_cutoff = retention_cutoff(now, max(SCOPE_RETENTION_DAYS, self.retention_days))
+            conn.execute("DELETE FROM rollup_scope WHERE slot < ?", (slot_of(scope_cutoff),))
 
     def check(self) -> None:
         """Raise BackendError unless the ledger is reachable and writable."""
@@ -382,7 +444,14 @@ class SQLiteLedger:
                 day = days[row[0]] = date.fromisoformat(row[0])
             result.append(
                 DailyRollup(
-                    day, row[1], row[2], row[3] or None, row[4] or None, row[5], Counters(*row[6:])
+                    day,
+                    row[1],
+                    row[2],
+                    row[3] or None,
+                    row[4] or None,
+                    row[5],
+                    Counters(*row[7:]),
+                    row[6] or None,
                 )
             )
         return result
@@ -396,16 +465,16 @@ class SQLiteLedger:
         groups cross into Python, not every rollup row of the range.
         """
         columns = [GROUP_FIELDS[key] for key in group_by]
-        sums = ", ".join(f"SUM({name})" for name in COUNTER_FIELDS)
+        sums = ", ".join(f"SUM({name})" for name in DAILY_COUNTER_FIELDS)
         sql = f"SELECT {', '.join([sums, *columns])} FROM rollup_daily"
         sql += " WHERE day >= ? AND day < ?"
         if columns:
             sql += f" GROUP BY {', '.join(columns)}"
         with self._db.read("reading daily cost rollups") as conn:
             rows = conn.execute(sql, (_day(since), _day(until))).fetchall()
-        n = len(COUNTER_FIELDS)
+        n = len(DAILY_COUNTER_FIELDS)
         # Absent account/campaign are stored as "" and reported as None, as in daily().
-        nullable = [name in ("account", "campaign_id") for name in columns]
+        nullable = [name in ("account", "campaign_id", "response_model") for name in columns]
         return [
             (
                 tuple(
@@ -415,6 +484,39 @@ class SQLiteLedger:
             )
             for row in rows
             # Without GROUP BY an empty range still yields one row, of NULL sums.
+            if row[0] is not None
+        ]
+
+    def scope_groups(
+        self,
+        since: datetime,
+        until: datetime,
+        group_by: Sequence[str],
+        where: Mapping[str, str] | None = None,
+    ) -> list[tuple[tuple[str | None, ...], Counters]]:
+        """Scope rollups in ``[since, until)`` filtered by ``where``, summed in SQL."""
+        columns = [SCOPE_FIELDS[key] for key in group_by]
+        sums = ", ".join(f"SUM({name})" for name in DAILY_COUNTER_FIELDS)
+        sql = f"SELECT {', '.join([sums, *columns])} FROM rollup_scope WHERE slot >= ? AND slot < ?"
+        lo, hi = _ceil_seconds(micros(since)), _ceil_seconds(micros(until))
+        params: list[Any] = [lo, hi]
+        for key, value in (where or {}).items():
+            sql += f" AND {SCOPE_FIELDS[key]} = ?"
+            params.append(value)
+        if columns:
+            sql += f" GROUP BY {', '.join(columns)}"
+        with self._db.read("reading scope cost rollups") as conn:
+            rows = conn.execute(sql, params).fetchall()
+        n = len(DAILY_COUNTER_FIELDS)
+        nullable = [name in ("account", "campaign_id") for name in columns]
+        return [
+            (
+                tuple(
+                    (v or None) if null else v for v, null in zip(row[n:], nullable, strict=True)
+                ),
+                Counters(*row[:n]),
+            )
+            for row in rows
             if row[0] is not None
         ]
 
@@ -523,25 +625,6 @@ class SQLiteLedger:
                 return
             after = (rows[-1][2], rows[-1][0])
 
-    def alerts(self, threshold: str, period: str) -> list[AlertRecord]:
-        """Every alert attempt recorded for one threshold and period, oldest first."""
-        with self._db.read("reading alerts") as conn:
-            rows = conn.execute(
-                f"{_SELECT_ALERTS} WHERE threshold = ? AND period = ? ORDER BY sent_at, id",
-                (threshold, period),
-            ).fetchall()
-        return [_alert_from_row(row) for row in rows]
-
-    def last_alert(self, threshold: str) -> AlertRecord | None:
-        """The most recent successful alert of a threshold, any period."""
-        with self._db.read("reading alerts") as conn:
-            row = conn.execute(
-                f"{_SELECT_ALERTS} WHERE threshold = ? AND ok = 1 "
-                "ORDER BY sent_at DESC, id DESC LIMIT 1",
-                (threshold,),
-            ).fetchone()
-        return _alert_from_row(row) if row else None
-
 
 def _event_from_row(row: tuple[Any, ...]) -> CostEvent:
     data = dict(zip(_EVENT_COLUMNS, row, strict=True))
@@ -599,7 +682,3 @@ def _backfill_usage(conn: sqlite3.Connection) -> None:
             _upsert_usage(conn, batch)
             batch = []
     _upsert_usage(conn, batch)
-
-
-def _alert_from_row(row: tuple[Any, ...]) -> AlertRecord:
-    return AlertRecord(row[0], row[1], row[2], from_micros(row[3]), bool(row[4]), row[5])

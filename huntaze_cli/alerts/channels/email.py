@@ -1,8 +1,8 @@
-"""Alert channels: send one threshold alert email through SMTP or Amazon SES.
+"""The email channels: one alert email through an SMTP relay or Amazon SES.
 
-Each channel is a function ``(AlertsConfig, subject, body) -> None`` that either delivers
-the message or raises ``AlertError`` with one line naming the channel and the host or
-region it tried. The library's own exceptions never escape, and a password never appears
+``send_email_smtp`` and ``send_email_ses`` take ``(AlertsConfig, subject, body)`` and
+either deliver the message or raise ``AlertError`` with one line naming the channel and
+the host or region it tried. The library's own exceptions never escape, and a password never appears
 in what is raised or logged. boto3 is imported only when the SES channel is used.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
@@ -22,7 +22,7 @@ from huntaze_cli.text import one_line, scrub
 
 log = logging.getLogger(__name__)
 
-Channel = Callable[[AlertsConfig, str, str], None]
+_MASK = "********"
 
 
 def send_email_smtp(config: AlertsConfig, subject: str, body: str) -> None:
@@ -93,9 +93,6 @@ def send_email_ses(config: AlertsConfig, subject: str, body: str) -> None:
         ) from None
     except BotoCoreError as exc:
         raise AlertError(f"email alert via SES in {region} failed: {one_line(exc)}") from None
-
-
-CHANNELS: Mapping[str, Channel] = {"email": send_email_smtp, "ses": send_email_ses}
 
 
 def _require_recipients(config: AlertsConfig, what: str) -> None:
