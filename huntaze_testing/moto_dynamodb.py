@@ -3,8 +3,8 @@
 1. **Atomic conditional writes.** moto checks a condition and then writes as two steps,
    and its server handles requests in threads: two writers could both pass a condition
    that only one may pass. One re-entrant lock around PutItem, UpdateItem, DeleteItem
-   and TransactWriteItems makes each of them atomic, as DynamoDB does (reads stay
-   parallel).
+   and TransactWriteItems makes each of them atomic, as DynamoDB does; GetItem and
+   Query take it too, so no reader sees an item UpdateItem has created but not yet set.
 2. **Transactions that cost what they touch.** moto backs a TransactWriteItems up by
    deep-copying every table it names, and rolls a cancelled one back by putting the
    copies back: O(table size) per transaction, and a rollback also undoes whatever other
@@ -49,6 +49,10 @@ def install() -> Callable[[], None]:
 
     for name in ("put_item", "update_item", "delete_item"):
         locked(Table if name == "put_item" else DynamoDBBackend, name)
+    # UpdateItem creates a new item with its key first and sets its attributes after:
+    # a reader between the two would see an item DynamoDB never shows half written.
+    for name in ("get_item", "query"):
+        locked(DynamoDBBackend, name)
 
     real_deepcopy = copy.deepcopy
 

@@ -5,12 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
-from functools import wraps
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -44,26 +41,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def atomic_dynamodb_writes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make moto's conditional writes atomic, as DynamoDB's are (see ``moto_server``)."""
-    from moto.dynamodb.models import DynamoDBBackend
-    from moto.dynamodb.models.table import Table
-
-    lock = threading.RLock()
-
-    def atomic(unlocked: Callable[..., Any]) -> Callable[..., Any]:
-        @wraps(unlocked)
-        def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
-            with lock:
-                return unlocked(self, *args, **kwargs)
-
-        return locked
-
-    monkeypatch.setattr(Table, "put_item", atomic(Table.put_item))
-    for name in ("update_item", "get_item", "query"):
-        monkeypatch.setattr(DynamoDBBackend, name, atomic(getattr(DynamoDBBackend, name)))
 
 
 @pytest.fixture

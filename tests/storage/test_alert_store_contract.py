@@ -29,15 +29,18 @@ def alerts(
     from moto import mock_aws
 
     from huntaze_cli.storage.aws.dynamodb_alerts import DynamoDBAlertStore
-    from tests.conftest import atomic_dynamodb_writes
+    from huntaze_testing import moto_dynamodb
 
-    atomic_dynamodb_writes(monkeypatch)
-    with mock_aws():
-        dynamo = DynamoDBAlertStore(
-            "test-alerts", region="us-east-1", endpoint_url=None, create_tables=True
-        )
-        yield dynamo
-        dynamo.close()
+    undo = moto_dynamodb.install()
+    try:
+        with mock_aws():
+            dynamo = DynamoDBAlertStore(
+                "test-alerts", region="us-east-1", endpoint_url=None, create_tables=True
+            )
+            yield dynamo
+            dynamo.close()
+    finally:
+        undo()
 
 
 def test_the_first_claim_wins_and_later_ones_lose(alerts: AlertStore) -> None:
