@@ -38,12 +38,9 @@ if TYPE_CHECKING:
     from huntaze_cli.storage.ledger import Ledger
 
 DEFAULT_DAYS = 7
-# History each point is judged on, and the least a judgement needs.
-HOUR_LOOKBACK = 14 * 24
-HOUR_MIN_HISTORY = 3 * 24
+# History read before the first hour and day judged (what costs.anomalies looks back on).
+HOUR_LOOKBACK = 28 * 24
 DAY_LOOKBACK = 28
-DAY_MIN_HISTORY = 7
-WEEKLY_FROM_DAYS = 21
 NANO = 1e9
 
 
@@ -154,9 +151,7 @@ def _hourly(
     start = int((judged - first) / HOUR)
     out = []
     for group, values in series.items():
-        for spike in _spikes(
-            values, start=start, period=24, lookback=HOUR_LOOKBACK, min_history=HOUR_MIN_HISTORY
-        ):
+        for spike in _spikes(values, start=start, hourly=True):
             begin = first + spike.index * HOUR
             out.append(
                 _anomaly(
@@ -190,15 +185,7 @@ def _daily(
     bounds = days.bounds()
     out = []
     for group, values in series.items():
-        lead = first_spend(values) or 0
-        weekly = len(values) - lead > WEEKLY_FROM_DAYS
-        for spike in _spikes(
-            values,
-            start=DAY_LOOKBACK,
-            period=7 if weekly else 1,
-            lookback=DAY_LOOKBACK if weekly else 14,
-            min_history=DAY_MIN_HISTORY,
-        ):
+        for spike in _spikes(values, start=DAY_LOOKBACK, hourly=False):
             out.append(
                 _anomaly(
                     spike,
@@ -213,22 +200,15 @@ def _daily(
     return out
 
 
-def _spikes(
-    values: Sequence[int], *, start: int, period: int, lookback: int, min_history: int
-) -> list[an.Spike]:
+def _spikes(values: Sequence[int], *, start: int, hourly: bool) -> list[an.Spike]:
     """Spikes in ``values[start:]``; history before the first spend is not history."""
     from huntaze_cli.costs import anomalies as an
 
     lead = first_spend(values)
     if lead is None:
         return []
-    found = an.spikes(
-        [v / NANO for v in values[lead:]],
-        period=period,
-        lookback=lookback,
-        start=max(0, start - lead),
-        min_history=min_history,
-    )
+    detect = an.hourly_spikes if hourly else an.daily_spikes
+    found = detect([v / NANO for v in values[lead:]], start=max(0, start - lead))
     return [an.Spike(s.index + lead, s.observed, s.expected, s.score, s.severity) for s in found]
 
 

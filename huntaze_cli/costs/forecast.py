@@ -22,7 +22,9 @@ How a forecast is made:
    crossing a limit the share of paths that cross it.
 
 The backtest replays step 1-3 from earlier origins of the same history (rolling origin)
-and scores the month-end it would have forecast against what was then spent.
+and scores the month-end it would have forecast against what was then spent. It also
+calibrates: the paths are spread around their median by the factor that would have made
+the backtest's intervals hold (``spread_factor``), since simulated paths are too sure.
 statsmodels (and its scipy and pandas) are imported only when a model is fitted.
 """
 
@@ -41,6 +43,7 @@ REPETITIONS = 400
 BURST_Z = 4.0
 LEVEL_CHANGE_DAYS = 3
 BACKTEST_WINDOWS = 5
+MAX_SPREAD = 5.0
 
 INSUFFICIENT = "insufficient_history"
 ROBUST = "robust_median"
@@ -138,12 +141,14 @@ def simulate(
     repetitions: int = REPETITIONS,
     seed: int = 0,
     allow_model: bool = True,
+    method: str | None = None,
 ) -> Paths:
     """Simulated daily spend for the ``horizon`` days after ``history``.
 
     ``history`` holds complete days, oldest first; fewer than MIN_HISTORY_DAYS gives
     method ``insufficient_history`` and no samples. ``allow_model=False`` keeps to the
-    robust model (cheap: no statsmodels).
+    robust model (cheap: no statsmodels); ``method`` fits only that ETS variant (the
+    backtest replays the variant chosen for the whole history instead of choosing again).
     """
     y = np.asarray(history, dtype=float)
     if len(y) < MIN_HISTORY_DAYS:
@@ -153,7 +158,8 @@ def simulate(
     clean = clean_bursts(y)
     rng = np.random.default_rng(seed)
     if allow_model and len(clean) >= ETS_MIN_DAYS and not _flat(clean):
-        paths = _ets_paths(clean, horizon, repetitions, rng)
+        variants = (False, True) if method not in (ETS, ETS_DAMPED) else (method == ETS_DAMPED,)
+        paths = _ets_paths(clean, horizon, repetitions, rng, variants)
         if paths is not None:
             return paths
     return Paths(ROBUST, _robust_paths(clean, horizon, repetitions, rng))
@@ -182,7 +188,13 @@ def _robust_paths(y: np.ndarray, horizon: int, reps: int, rng: np.random.Generat
     return np.clip(mean[None, :] + noise + shift, 0.0, None)
 
 
-def _ets_paths(y: np.ndarray, horizon: int, reps: int, rng: np.random.Generator) -> Paths | None:
+def _ets_paths(
+    y: np.ndarray,
+    horizon: int,
+    reps: int,
+    rng: np.random.Generator,
+    variants: Sequence[bool] = (False, True),
+) -> Paths | None:
     import warnings
 
     from statsmodels.tsa.exponential_smoothing.ets import ETSModel
@@ -191,7 +203,7 @@ def _ets_paths(y: np.ndarray, horizon: int, reps: int, rng: np.random.Generator)
     with warnings.catch_warnings():
         # Convergence chatter from the optimiser; a failed fit is simply not chosen.
         warnings.simplefilter("ignore")
-        for damped in (False, True):
+        for damped in variants:
             try:
                 model = ETSModel(
                     y,
@@ -236,12 +248,14 @@ def month_end(
     today_left: float = 0.0,
     level_pct: float,
     limit: float | None = None,
+    spread: float = 1.0,
 ) -> MonthEnd | None:
     """Month-end spend from simulated paths whose first day is today.
 
     ``spent`` is the month's spend before today, ``today_spent`` today's so far and
     ``today_left`` the share of today still to come (0 when the horizon starts tomorrow).
-    None when there are no paths (insufficient history).
+    ``spread`` widens the paths around their median (see ``spread_factor``). None when
+    there are no paths (insufficient history).
     """
     if paths.samples.shape[0] == 0:
         return None
@@ -249,6 +263,9 @@ def month_end(
     if daily.shape[1]:
         daily[:, 0] *= today_left
     cumulative = spent + today_spent + np.cumsum(daily, axis=1)
+    if spread != 1.0 and cumulative.shape[1]:
+        middle = np.median(cumulative, axis=0)
+        cumulative = np.maximum(middle + spread * (cumulative - middle), spent + today_spent)
     totals = cumulative[:, -1] if daily.shape[1] else np.full(len(daily), spent + today_spent)
     lower, upper = interval(totals, level_pct)
     probability = breach = None
@@ -277,6 +294,7 @@ def backtest_windows(
     windows: int = BACKTEST_WINDOWS,
     repetitions: int = REPETITIONS,
     allow_model: bool = True,
+    method: str | None = None,
 ) -> list[Window]:
     """Rolling-origin replays of a forecast made ``elapsed`` days into a month with
     ``horizon`` days left, over earlier spans of ``history``.
@@ -296,20 +314,51 @@ def backtest_windows(
         known = float(np.sum(y[max(0, origin - elapsed) : origin]))
         actual = known + float(np.sum(y[origin : origin + horizon]))
         paths = simulate(
-            y[:origin], horizon, repetitions=repetitions, seed=seed + 1, allow_model=allow_model
+            y[:origin],
+            horizon,
+            repetitions=repetitions,
+            seed=seed + 1,
+            allow_model=allow_model,
+            method=method,
         )
         out.append(Window(actual, known + paths.samples.sum(axis=1)))
     return out
 
 
+def spread_factor(windows: Sequence[Window], level_pct: float) -> float:
+    """How much wider than simulated the interval must be to have held the backtest's
+    actual totals at ``level_pct`` (split-conformal calibration; at least 1).
+
+    Bootstrapped in-sample residuals and fitted parameters make simulated paths too sure
+    of themselves; the backtest shows by how much, on this very series.
+    """
+    ratios = []
+    for w in windows:
+        if not len(w.totals):
+            continue
+        lo, hi = interval(w.totals, level_pct)
+        error = abs(w.actual - float(np.median(w.totals)))
+        half = (hi - lo) / 2
+        ratios.append(error / half if half > 0 else (MAX_SPREAD if error > 0 else 0.0))
+    if len(ratios) < 2:
+        return 1.0
+    return min(MAX_SPREAD, max(1.0, float(np.quantile(ratios, level_pct / 100.0))))
+
+
 def score(windows: Sequence[Window], level_pct: float) -> tuple[float | None, float | None]:
-    """(MAPE %, interval coverage %) of backtest windows; None when there are none."""
+    """(MAPE %, interval coverage %) of backtest windows; None when there are none.
+
+    Coverage is out of sample: each window's interval is widened by the spread factor of
+    the other windows, as a forecast's interval is by the factor of all of them.
+    """
     scored = [w for w in windows if w.actual > 0 and len(w.totals)]
     if not scored:
         return None, None
     errors = [abs(float(np.median(w.totals)) - w.actual) / w.actual for w in scored]
     inside = 0
-    for w in scored:
+    for n, w in enumerate(scored):
+        spread = spread_factor(scored[:n] + scored[n + 1 :], level_pct)
+        middle = float(np.median(w.totals))
         lo, hi = interval(w.totals, level_pct)
-        inside += lo <= w.actual <= hi
+        inside += middle + spread * (lo - middle) <= w.actual <= middle + spread * (hi - middle)
     return round(100.0 * float(np.mean(errors)), 2), round(100.0 * inside / len(scored), 2)

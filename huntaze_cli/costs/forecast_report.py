@@ -41,7 +41,7 @@ LOOKBACK_DAYS = 84
 # Groups beyond the biggest MODEL_GROUPS (by recent spend) get the robust model only, so a
 # `--by account` over hundreds of accounts stays quick.
 MODEL_GROUPS = 12
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
 CACHE_KEEP_S = 3 * 86_400
 NANO = 1e9
 
@@ -218,6 +218,7 @@ def _figures(
         today_left=month.today_left,
         level_pct=level_pct,
         limit=None if limit_nano is None else limit_nano / NANO,
+        spread=fc.spread_factor(windows, level_pct),
     )
     mape, coverage = fc.score(windows, level_pct)
     threshold = None
@@ -305,7 +306,9 @@ class _Cache:
             return cached
         y = [v / NANO for v in history]
         paths = fc.simulate(y, horizon, allow_model=model)
-        windows = fc.backtest_windows(y, elapsed=elapsed, horizon=horizon, allow_model=model)
+        windows = fc.backtest_windows(
+            y, elapsed=elapsed, horizon=horizon, allow_model=model, method=paths.method
+        )
         self._store(digest, paths, windows, np)
         return paths, windows
 

@@ -83,3 +83,30 @@ def test_severity_grows_with_the_ratio() -> None:
     assert an.severity(21, 10, 5) == "medium"
     assert an.severity(31, 10, 5) == "high"
     assert an.severity(1, 0, 5) == "high"
+
+
+def test_steady_growth_is_not_a_stream_of_spikes() -> None:
+    days = 42
+    growth = np.repeat(1 + 0.015 * np.arange(days), 24)  # +1.5 % a day, +85 % in all
+    y = hourly(days) * growth
+    assert an.hourly_spikes(y, start=28 * 24) == []
+    y[40 * 24 + 11] *= 3
+    assert [s.index for s in an.hourly_spikes(y, start=28 * 24)] == [40 * 24 + 11]
+
+
+def test_a_weekend_spike_is_judged_against_weekends() -> None:
+    week = np.repeat([1.0, 1.0, 1.0, 1.0, 1.0, 0.35, 0.35], 24)
+    y = hourly(35) * np.tile(week, 5)
+    at = 33 * 24 + 12  # a Saturday noon, in the fifth week
+    y[at] *= 3  # 3 x a weekend hour, about what a weekday hour costs
+    assert [s.index for s in an.hourly_spikes(y, start=28 * 24)] == [at]
+
+
+def test_daily_spikes_use_the_weekday_once_three_weeks_are_known() -> None:
+    week = np.array([10.0, 10, 10, 10, 10, 2, 2])
+    y = np.tile(week, 6) * np.random.default_rng(8).lognormal(0, 0.05, 42)
+    y[40] = 7.0  # a Saturday at 3.5 x its usual: below a weekday, still a spike
+    assert [s.index for s in an.daily_spikes(y, start=21)] == [40]
+    young = y[:14].copy()
+    young[12] = 40.0
+    assert [s.index for s in an.daily_spikes(young, start=7)] == [12]

@@ -124,3 +124,27 @@ def test_score_of_hand_made_windows() -> None:
     ]
     assert fc.score(windows, 80) == (25.0, 50.0)
     assert fc.score([], 80) == (None, None)
+
+
+def test_the_spread_factor_widens_an_interval_the_backtest_shows_too_narrow() -> None:
+    tight = np.array([99.0, 100.0, 101.0])  # 80 % interval about +-0.8
+    missed = [fc.Window(100.0 + d, tight) for d in (4.0, -4.0, 2.0, -3.0, 5.0)]
+    factor = fc.spread_factor(missed, 80)
+    assert factor > 2
+    held = [fc.Window(100.0, tight)] * 5
+    assert fc.spread_factor(held, 80) == 1.0
+    assert fc.spread_factor(missed[:1], 80) == 1.0  # one window proves nothing
+    paths = fc.Paths(fc.ROBUST, tight[:, None])
+    wide = fc.month_end(paths, spent=0, today_left=1, level_pct=80, spread=3)
+    narrow = fc.month_end(paths, spent=0, today_left=1, level_pct=80)
+    assert wide is not None and narrow is not None
+    assert wide.forecast == narrow.forecast == 100.0
+    assert wide.upper - wide.lower == pytest.approx(3 * (narrow.upper - narrow.lower))
+
+
+def test_backtest_coverage_is_out_of_sample() -> None:
+    tight = np.array([99.0, 100.0, 101.0])
+    # Each window's miss is bigger than the others': calibrating on the others never
+    # covers it, although calibrating on all of them would.
+    windows = [fc.Window(100.0 + d, tight) for d in (2.0, 4.0, 8.0, 16.0)]
+    assert fc.score(windows, 80)[1] < 100.0

@@ -44,7 +44,9 @@ def test_an_anomaly_rule_sees_only_its_scope() -> None:
     now = datetime.now(UTC)
     record(hourly_events(10, now=now))
     hour = now.replace(minute=0, second=0, microsecond=0)
-    record([make_event(50_000 + n, ts=hour, provider="openai", cost_nano=10**9) for n in range(3)])
+    record(
+        [make_event(50_000 + n, ts=hour, provider="openai", cost_nano=4 * 10**9) for n in range(3)]
+    )
     config = load_config()
     since = now - timedelta(hours=2)
     with SQLiteLedger(config.ledger_path) as ledger:
