@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -343,7 +344,8 @@ class _Cache:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._prune(path.parent)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+            # Per process and thread: the daemon may fit the same series in two requests.
+            tmp = path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp.npz")
             np.savez(
                 tmp,
                 method=np.array(paths.method),
