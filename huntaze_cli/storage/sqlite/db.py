@@ -245,7 +245,10 @@ def describe_error(exc: sqlite3.Error, path: Path, doing: str) -> str:
     elif isinstance(exc, sqlite3.ProgrammingError):
         advice = "the connection was closed or misused; reopen the store"
     else:
-        advice = "check the file, or move it aside and huntaze starts a new one"
+        advice = (
+            "check the file; if it is damaged, restore it from a backup "
+            "(sqlite3 FILE .recover saves what is readable)"
+        )
     return f"{path}: {doing} failed: {detail}; {advice}"
 
 
