@@ -382,7 +382,8 @@ class DynamoDBAlertStore:
             self._attach_channels(entry)
         return out
 
-    def get_alert(self, alert_id: str) -> AlertEntry | None:
+    def _history_key(self, alert_id: str) -> dict[str, Any] | None:
+        """The key of an alert's history item, from its ``ALERTID#`` index item."""
         self._setup.ensure(self._client, self.table, self._error)
         index = self._call(
             "get_item",
@@ -392,12 +393,15 @@ class DynamoDBAlertStore:
         ).get("Item")
         if index is None:
             return None
-        found = self._call(
-            "get_item",
-            TableName=self.table,
-            Key={"pk": _s(f"ALERTDAY#{index['day']['S']}"), "sk": index["day_sk"]},
-            ConsistentRead=True,
-        ).get("Item")
+        return {"pk": _s(f"ALERTDAY#{index['day']['S']}"), "sk": index["day_sk"]}
+
+    def get_alert(self, alert_id: str) -> AlertEntry | None:
+        key = self._history_key(alert_id)
+        if key is None:
+            return None
+        found = self._call("get_item", TableName=self.table, Key=key, ConsistentRead=True).get(
+            "Item"
+        )
         if found is None:
             return None
         entry = _entry_from_item(found)
@@ -405,19 +409,13 @@ class DynamoDBAlertStore:
         return entry
 
     def ack(self, alert_id: str, *, now: datetime) -> bool:
-        self._setup.ensure(self._client, self.table, self._error)
-        index = self._call(
-            "get_item",
-            TableName=self.table,
-            Key={"pk": _s(f"ALERTID#{alert_id}"), "sk": _s("A")},
-            ConsistentRead=True,
-        ).get("Item")
-        if index is None:
+        key = self._history_key(alert_id)
+        if key is None:
             return False
         self._call(
             "update_item",
             TableName=self.table,
-            Key={"pk": _s(f"ALERTDAY#{index['day']['S']}"), "sk": index["day_sk"]},
+            Key=key,
             UpdateExpression="SET acked_us = if_not_exists(acked_us, :now)",
             ExpressionAttributeValues={":now": _n(micros(now))},
         )
