@@ -34,19 +34,12 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from huntaze_cli.clock import from_micros, micros
-from huntaze_cli.errors import BackendError
 from huntaze_cli.storage.alerts import CLAIM_LEASE_S, AlertClaim, AlertEntry, AlertKey
-from huntaze_cli.storage.aws.client import (
-    THROTTLE_CODES,
-    TableSetup,
-    call_with_backoff,
-    endpoint_of,
-    make_client,
-)
 from huntaze_cli.storage.aws.dynamodb_ledger import TABLE
+from huntaze_cli.storage.aws.dynamodb_table import DynamoDBTable
 
 if TYPE_CHECKING:
     from huntaze_cli.config import Config
@@ -82,18 +75,20 @@ class DynamoDBAlertStore:
     ) -> None:
         self.table = table
         self.history_days = history_days
-        self._endpoint_hint = endpoint_url
-        self._setup = TableSetup(TABLE, create=create_tables)
-        try:
-            self._client: Any = make_client(
-                "dynamodb",
-                region=region,
-                endpoint_url=endpoint_url,
-                connect_timeout=3,
-                read_timeout=10,
-            )
-        except (BotoCoreError, ValueError) as exc:
-            raise self._error(exc, "connect") from exc
+        # A failed condition reaches the caller as ClientError: a claim that lost.
+        self._db = DynamoDBTable(
+            TABLE,
+            table,
+            region=region,
+            endpoint_url=endpoint_url,
+            create=create_tables,
+            connect_timeout=3,
+            read_timeout=10,
+            max_retries=8,
+            base_s=0.02,
+            max_s=1.0,
+            raw_codes=_CONFLICT,
+        )
 
     @classmethod
     def from_config(cls, config: Config) -> DynamoDBAlertStore:
@@ -109,10 +104,10 @@ class DynamoDBAlertStore:
     def claim(
         self, key: AlertKey, *, owner: str, now: datetime, lease_s: float = CLAIM_LEASE_S
     ) -> bool:
-        self._setup.ensure(self._client, self.table, self._error)
+        self._db.ensure_ready()
         now_us = micros(now)
         try:
-            self._call(
+            self._db.call(
                 "update_item",
                 TableName=self.table,
                 Key=_key(key),
@@ -156,7 +151,7 @@ class DynamoDBAlertStore:
         return True
 
     def finish(self, key: AlertKey, *, owner: str, now: datetime, error: str | None) -> None:
-        self._setup.ensure(self._client, self.table, self._error)
+        self._db.ensure_ready()
         now_us = micros(now)
         values: dict[str, Any] = {
             ":status": _s("sent" if error is None else "failed"),
@@ -169,7 +164,7 @@ class DynamoDBAlertStore:
             update += ", #error = :error"
             values[":error"] = _s(error)
         try:
-            self._call(
+            self._db.call(
                 "update_item",
                 TableName=self.table,
                 Key=_key(key),
@@ -189,7 +184,7 @@ class DynamoDBAlertStore:
         # Only move the latest forward: sends from several hosts may land out of order.
         for sk in ("L", f"C#{key.channel}"):
             try:
-                self._call(
+                self._db.call(
                     "put_item",
                     TableName=self.table,
                     Item={
@@ -205,29 +200,16 @@ class DynamoDBAlertStore:
                 continue
 
     def claims(self, rule: str, scope: str, period: str) -> list[AlertClaim]:
-        self._setup.ensure(self._client, self.table, self._error)
+        self._db.ensure_ready()
         pk = f"CLAIM#{_escape(rule)}#{_escape(scope)}#{_escape(period)}"
-        items: list[dict[str, Any]] = []
-        params: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": _s(pk)},
-            "ConsistentRead": True,
-        }
-        while True:
-            page = self._call("query", **params)
-            items.extend(page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                break
-            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        claims = [_claim_from_item(item) for item in items]
+        claims = [_claim_from_item(item) for item in self._db.query_all(pk)]
         claims.sort(key=lambda c: (c.key.level, c.key.channel))
         return claims
 
     def last_sent(self, rule: str, scope: str, channel: str | None = None) -> datetime | None:
-        self._setup.ensure(self._client, self.table, self._error)
+        self._db.ensure_ready()
         sk = "L" if channel is None else f"C#{channel}"
-        found = self._call(
+        found = self._db.call(
             "get_item",
             TableName=self.table,
             Key={"pk": _s(f"LASTSENT#{_escape(rule)}#{_escape(scope)}"), "sk": _s(sk)},
@@ -237,11 +219,11 @@ class DynamoDBAlertStore:
         return from_micros(int(item["sent_us"]["N"])) if item else None
 
     def suppress(self, key: AlertKey, *, now: datetime) -> None:
-        self._setup.ensure(self._client, self.table, self._error)
+        self._db.ensure_ready()
         now_us = micros(now)
         expires = _n(now_us // 1_000_000 + self.history_days * _DAY_S)
         try:
-            self._call(
+            self._db.call(
                 "update_item",
                 TableName=self.table,
                 Key=_key(key),
@@ -277,7 +259,7 @@ class DynamoDBAlertStore:
             )
         except ClientError:  # sent or claimed already: nothing is held back
             return
-        self._call(
+        self._db.call(
             "put_item",
             TableName=self.table,
             Item={
@@ -290,10 +272,10 @@ class DynamoDBAlertStore:
         )
 
     def suppressed(self, channel: str) -> list[AlertClaim]:
-        self._setup.ensure(self._client, self.table, self._error)
+        self._db.ensure_ready()
         held: list[AlertClaim] = []
-        for item in self._query(f"HELD#{_escape(channel)}"):
-            found = self._call(
+        for item in self._db.query_all(f"HELD#{_escape(channel)}"):
+            found = self._db.call(
                 "get_item",
                 TableName=self.table,
                 Key={"pk": item["claim_pk"], "sk": item["claim_sk"]},
@@ -302,19 +284,19 @@ class DynamoDBAlertStore:
             if found is not None and found["status"]["S"] == "suppressed":
                 held.append(_claim_from_item(found))
             else:  # claimed or sent since: the marker is spent
-                self._call(
+                self._db.call(
                     "delete_item", TableName=self.table, Key={"pk": item["pk"], "sk": item["sk"]}
                 )
         return held
 
     def record_alert(self, entry: AlertEntry) -> None:
-        self._setup.ensure(self._client, self.table, self._error)
+        self._db.ensure_ready()
         created_us = micros(entry.created_at)
         day = entry.created_at.astimezone(UTC).date().isoformat()
         sk = f"{created_us:016d}#{entry.alert_id}"
         expires = _n(created_us // 1_000_000 + self.history_days * _DAY_S)
         try:
-            self._call(
+            self._db.call(
                 "put_item",
                 TableName=self.table,
                 Item={
@@ -351,7 +333,7 @@ class DynamoDBAlertStore:
         }
         if "tenant" in entry.scope_values:
             item["tenant"] = _s(entry.scope_values["tenant"])
-        self._call("put_item", TableName=self.table, Item=item)
+        self._db.call("put_item", TableName=self.table, Item=item)
 
     def history(
         self,
@@ -361,12 +343,12 @@ class DynamoDBAlertStore:
         tenant: str | None = None,
         limit: int = 1000,
     ) -> list[AlertEntry]:
-        self._setup.ensure(self._client, self.table, self._error)
+        self._db.ensure_ready()
         out: list[AlertEntry] = []
         day = datetime.now(UTC).date()
         first = since.astimezone(UTC).date()
         while day >= first and len(out) < limit:
-            for item in self._query(f"ALERTDAY#{day.isoformat()}", newest_first=True):
+            for item in reversed(self._db.query_all(f"ALERTDAY#{day.isoformat()}")):
                 entry = _entry_from_item(item)
                 if entry.created_at < since:
                     continue
@@ -384,8 +366,8 @@ class DynamoDBAlertStore:
 
     def _history_key(self, alert_id: str) -> dict[str, Any] | None:
         """The key of an alert's history item, from its ``ALERTID#`` index item."""
-        self._setup.ensure(self._client, self.table, self._error)
-        index = self._call(
+        self._db.ensure_ready()
+        index = self._db.call(
             "get_item",
             TableName=self.table,
             Key={"pk": _s(f"ALERTID#{alert_id}"), "sk": _s("A")},
@@ -399,7 +381,7 @@ class DynamoDBAlertStore:
         key = self._history_key(alert_id)
         if key is None:
             return None
-        found = self._call("get_item", TableName=self.table, Key=key, ConsistentRead=True).get(
+        found = self._db.call("get_item", TableName=self.table, Key=key, ConsistentRead=True).get(
             "Item"
         )
         if found is None:
@@ -412,7 +394,7 @@ class DynamoDBAlertStore:
         key = self._history_key(alert_id)
         if key is None:
             return False
-        self._call(
+        self._db.call(
             "update_item",
             TableName=self.table,
             Key=key,
@@ -422,8 +404,8 @@ class DynamoDBAlertStore:
         return True
 
     def put_rule(self, name: str, body: dict[str, Any], *, now: datetime) -> None:
-        self._setup.ensure(self._client, self.table, self._error)
-        self._call(
+        self._db.ensure_ready()
+        self._db.call(
             "put_item",
             TableName=self.table,
             Item={
@@ -435,8 +417,8 @@ class DynamoDBAlertStore:
         )
 
     def delete_rule(self, name: str) -> bool:
-        self._setup.ensure(self._client, self.table, self._error)
-        answer = self._call(
+        self._db.ensure_ready()
+        answer = self._db.call(
             "delete_item",
             TableName=self.table,
             Key={"pk": _s("ALERTRULES"), "sk": _s(name)},
@@ -445,8 +427,8 @@ class DynamoDBAlertStore:
         return "Attributes" in answer
 
     def rules(self) -> list[dict[str, Any]]:
-        self._setup.ensure(self._client, self.table, self._error)
-        return [json.loads(item["body"]["S"]) for item in self._query("ALERTRULES")]
+        self._db.ensure_ready()
+        return [json.loads(item["body"]["S"]) for item in self._db.query_all("ALERTRULES")]
 
     def prune(self, *, now: datetime, history_days: int) -> None:
         """Nothing to do: history and claims expire by TTL (``history_days``)."""
@@ -456,41 +438,8 @@ class DynamoDBAlertStore:
             if claim.key.level == entry.level_pct:
                 entry.channels[claim.key.channel] = claim
 
-    def _query(self, pk: str, *, newest_first: bool = False) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        params: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": _s(pk)},
-            "ConsistentRead": True,
-            "ScanIndexForward": not newest_first,
-        }
-        while True:
-            page = self._call("query", **params)
-            items.extend(page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return items
-            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
     def close(self) -> None:
-        self._client.close()
-
-    def _call(self, operation: str, **params: Any) -> Any:
-        return call_with_backoff(
-            self._client,
-            operation,
-            params,
-            error=self._error,
-            retry_codes=THROTTLE_CODES,
-            max_retries=8,
-            base_s=0.02,
-            max_s=1.0,
-            raw_codes=_CONFLICT,
-        )
-
-    def _error(self, exc: Exception, action: str) -> BackendError:
-        where = endpoint_of(getattr(self, "_client", None), self._endpoint_hint)
-        return TABLE.resource(self.table, where).error(exc, action)
+        self._db.close()
 
 
 def _key(key: AlertKey) -> dict[str, dict[str, str]]:
