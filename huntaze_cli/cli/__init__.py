@@ -102,6 +102,7 @@ def _register() -> None:
         costs,
         health,
         optimization,
+        reports,
         serve,
         thresholds,
     )
@@ -110,6 +111,7 @@ def _register() -> None:
     health.register(app)
     serve.register(app)
     optimization.register(app, costs.app)
+    reports.register(costs.app)
     app.add_typer(costs.app, name="costs")
     thresholds.register(app)
     alerts.register(app)

@@ -1,5 +1,5 @@
-"""The cost-report use cases: `costs breakdown|stats|forecast|anomalies|export|import`
-and their HTTP routes.
+"""The cost-report use cases: `costs breakdown|stats|forecast|anomalies|compare|report|
+export|import` and their HTTP routes.
 
 Parameters arrive as the user typed them (strings, repeated keys); bad ones raise
 ``UsageError`` naming the parameter as a field, which each interface spells its way.
@@ -16,6 +16,8 @@ from huntaze_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from huntaze_cli.costs.anomaly_report import AnomalyReport
+    from huntaze_cli.costs.compare import CompareReport
+    from huntaze_cli.costs.finance import FinanceReport
     from huntaze_cli.costs.forecast_report import ForecastReport
     from huntaze_cli.costs.transfer import Format
     from huntaze_cli.models import BreakdownReport, ImportReport, StatsReport
@@ -37,6 +39,66 @@ def breakdown(
     keys = validate_group_by(by or [])
     start, end = time_range(since=since, until=until, days=days, now=datetime.now(UTC))
     return report(services.ledger(), start=start, end=end, group_by=keys)
+
+
+def compare(
+    services: Services,
+    *,
+    by: Sequence[str] | None,
+    a_since: str | None,
+    a_until: str | None,
+    b_since: str | None,
+    b_until: str | None,
+) -> CompareReport:
+    """Cost by ``by`` in range a against range b (default: this month against last)."""
+    from huntaze_cli.costs.compare import compare as report
+    from huntaze_cli.costs.compare import resolve_ranges
+    from huntaze_cli.costs.reports import validate_group_by
+
+    keys = validate_group_by(by or [])
+    a, b = resolve_ranges(
+        a_since=a_since, a_until=a_until, b_since=b_since, b_until=b_until, now=datetime.now(UTC)
+    )
+    return report(services.ledger(), a=a, b=b, group_by=keys)
+
+
+REPORT_FORMATS = ("json", "csv", "pdf")
+
+
+def report_format(value: str) -> str:
+    """``json``, ``csv`` or ``pdf``; anything else is a usage error on ``format``."""
+    if value not in REPORT_FORMATS:
+        raise UsageError(
+            f"<format>: unknown format {value!r}; choose json, csv or pdf",
+            field="format",
+            value=value,
+        )
+    return value
+
+
+def finance_report(services: Services, *, since: str | None, until: str | None) -> FinanceReport:
+    """The finance report over since/until (default: the last 30 UTC days)."""
+    from huntaze_cli.costs.finance import finance_report as report
+    from huntaze_cli.costs.reports import time_range
+
+    now = datetime.now(UTC)
+    start, end = time_range(since=since, until=until, days=None, now=now)
+    return report(services.ledger(), start=start, end=end, now=now)
+
+
+def render_report(report: FinanceReport, fmt: str) -> bytes:
+    """The report's bytes in ``fmt``: the JSON document, the CSV table or the PDF."""
+    if fmt == "csv":
+        from huntaze_cli.costs.finance import finance_csv
+
+        return finance_csv(report).encode()
+    if fmt == "pdf":
+        from huntaze_cli.costs.finance_pdf import finance_pdf
+
+        return finance_pdf(report)
+    from huntaze_cli.jsondoc import dump_json
+
+    return dump_json(report)
 
 
 def stats(services: Services) -> StatsReport:

@@ -10,6 +10,8 @@
 | GET /api/v2/costs/stats | costs.stats (cached 1 s) | costs stats |
 | GET /api/v2/costs/forecast | costs.forecast | costs forecast |
 | GET /api/v2/costs/anomalies | costs.anomalies | costs anomalies |
+| GET /api/v2/costs/compare | costs.compare | costs compare |
+| GET /api/v2/costs/report | costs.finance_report, render_report | costs report |
 | GET /api/v2/costs/optimize | optimization.optimize_report | costs optimize |
 | GET /api/v2/costs/roi | optimization.roi | costs roi |
 | GET /api/v2/experiments/{name} | optimization.experiment_report | experiments report NAME |
@@ -64,12 +66,14 @@ def routers() -> list[APIRouter]:
         health,
         metrics,
         optimization,
+        reports,
     )
 
     return [
         campaigns.router,
         health.router,
         costs.router,
+        reports.router,
         alerts.router,
         optimization.router,
         metrics.router,

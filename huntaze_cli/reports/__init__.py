@@ -1,0 +1,1 @@
+"""Writers for documents people read outside huntaze (PDF); they print, never compute."""
