@@ -7,7 +7,8 @@ daemon to statuses in ``huntaze_cli.server.errors``.
 
     HuntazeError                      exit 1   HTTP 500   operational failure
     ├── UsageError                    exit 2   HTTP 422   bad flag, argument or query value
-    │   └── ConflictError             exit 2   HTTP 409   clashes with what exists (a config rule)
+    │   ├── ConflictError             exit 2   HTTP 409   clashes with what exists (a config rule)
+    │   └── ForbiddenError            exit 2   HTTP 403   a tenant token asked for more than its own
     ├── InputError                    exit 2   HTTP 422   invalid campaign/import file or body
     ├── ConfigError                   exit 2   HTTP 500   invalid or unreadable config
     ├── NotFoundError                 exit 1   HTTP 404   a named thing (campaign, ...) is missing
@@ -71,6 +72,10 @@ class UsageError(HuntazeError):
 
 class ConflictError(UsageError):
     """The request clashes with what exists: e.g. changing a rule that lives in the config."""
+
+
+class ForbiddenError(UsageError):
+    """A tenant's token asked for what only the admin may do (a global rule, metrics)."""
 
 
 class InputError(HuntazeError):

@@ -171,13 +171,21 @@ def test_example_config_is_current_valid_and_complete() -> None:
             section = re.sub(r"^providers\.\w+$", "providers", section)
             section = re.sub(r"^pricing\.overrides\..*$", "pricing.overrides", section)
             section = re.sub(r"^experiments\.[\w-]+", "experiments", section)
+            section = re.sub(r"^tenants\.[\w-]+$", "tenants", section)
             continue
         key = re.match(r"^#? ?([a-z0-9_]+) = ", line)
         if key:
             documented.add(f"{section}.{key.group(1)}")
-    expected = _model_keys(Config) - {"providers", "pricing.overrides", "experiments"}
-    from huntaze_cli.config import AlertRule, ExperimentConfig, PriceOverride, ProviderConfig
+    expected = _model_keys(Config) - {"providers", "pricing.overrides", "experiments", "tenants"}
+    from huntaze_cli.config import (
+        AlertRule,
+        ExperimentConfig,
+        PriceOverride,
+        ProviderConfig,
+        TenantConfig,
+    )
 
+    expected |= {f"tenants.{k}" for k in TenantConfig.model_fields}
     expected |= {f"experiments.{k}" for k in _model_keys(ExperimentConfig)}
     expected.discard("thresholds.rules")
     expected |= {f"thresholds.rules.{k}" for k in AlertRule.model_fields}

@@ -47,6 +47,7 @@ FLUSH_EVERY = 256
 # third of it while generating; a campaign whose lease ran out (its process was
 # interrupted or killed) is orphaned and the next `worker` or `serve` finishes it.
 GENERATION_LEASE_S = 60.0
+TENANT_SCAN = 1000  # a tenant's `status` looks for its campaigns among this many recent ones
 OWNER = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
@@ -562,14 +563,25 @@ def status_overview(
     queue: DeliveryQueue,
     *,
     limit: int = 20,
+    tenant: str | None = None,
 ) -> StatusOverview:
-    """Recent campaigns, queue depth per account and worker heartbeats (`status`)."""
+    """Recent campaigns, queue depth per account and worker heartbeats (`status`).
+
+    With ``tenant``: that tenant's recent campaigns (among the last ``TENANT_SCAN``), the
+    queues of their accounts only, and no workers (they serve every tenant).
+    """
     now = datetime.now(UTC)
+    if tenant is None:
+        recent = store.recent(limit)
+    else:
+        recent = [c for c in store.recent(max(limit, TENANT_SCAN)) if c.tenant == tenant][:limit]
+    accounts = {c.account for c in recent}
     return StatusOverview(
-        campaigns=[campaign_report(config, store, ledger, c.id) for c in store.recent(limit)],
+        campaigns=[campaign_report(config, store, ledger, c.id) for c in recent],
         queue={
             account: QueueDepth(queued=d.queued, in_flight=d.in_flight, dead=d.dead)
             for account, d in sorted(queue.depth().items())
+            if tenant is None or account in accounts
         },
         workers=[
             WorkerBeat(
@@ -581,6 +593,6 @@ def status_overview(
                 delivered=b.delivered,
                 stopped=b.stopped,
             )
-            for b in store.heartbeats()[:10]
+            for b in (store.heartbeats()[:10] if tenant is None else [])
         ],
     )

@@ -59,6 +59,7 @@ from huntaze_cli.config.sections import (
     RoutingConfig,
     ServerConfig,
 )
+from huntaze_cli.config.tenants import TenantConfig, check_tenant_names
 from huntaze_cli.errors import ConfigError
 
 __all__ = [
@@ -92,6 +93,7 @@ __all__ = [
     "RoutingConfig",
     "RuleScope",
     "ServerConfig",
+    "TenantConfig",
     "ThresholdsConfig",
     "config_dir",
     "data_dir",
@@ -123,6 +125,14 @@ class Config(_Section):
     experiments: dict[str, ExperimentConfig] = Field(
         default_factory=dict, description="experiment name = arms, split, scope"
     )
+    tenants: dict[str, TenantConfig] = Field(
+        default_factory=dict, description="tenant name = token_env, quotas, markup_pct"
+    )
+
+    @field_validator("tenants")
+    @classmethod
+    def _tenant_names(cls, value: dict[str, TenantConfig]) -> dict[str, TenantConfig]:
+        return check_tenant_names(value)
 
     @field_validator("experiments")
     @classmethod

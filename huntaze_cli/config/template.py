@@ -20,6 +20,7 @@ from huntaze_cli.config import (
     ExperimentScope,
     PriceOverride,
     ProviderConfig,
+    TenantConfig,
 )
 
 HEADER = """\
@@ -161,6 +162,27 @@ def _experiments(lines: list[str]) -> None:
     lines.extend(("# " + line if line and not line.startswith("#") else line) for line in block)
 
 
+TENANT_EXAMPLE: dict[str, Any] = {
+    "token_env": "HUNTAZE_TOKEN_AGENCY_A",
+    "quota_messages_day": 5000,
+    "quota_usd_month": 300,
+    "markup_pct": 20,
+}
+
+
+def _tenants(lines: list[str]) -> None:
+    lines.append(
+        "# Tenants, one table each: the agency's clients. A tenant's token (for serve) sees"
+        "\n# and changes only its own campaigns, costs, rules and alerts; its invoices add"
+        "\n# markup_pct to the provider cost.\n"
+    )
+    tenant = TenantConfig.model_validate(TENANT_EXAMPLE)
+    block: list[str] = []
+    values = tenant.model_dump(exclude_unset=True)
+    _section(block, "tenants.agency_a", TenantConfig, values, only_set=True)
+    lines.extend(("# " + line if line and not line.startswith("#") else line) for line in block)
+
+
 def render_example() -> str:
     """The full, valid starter config with every key documented."""
     defaults = Config()
@@ -192,6 +214,9 @@ def render_example() -> str:
             continue
         if section == "experiments":
             _experiments(lines)
+            continue
+        if section == "tenants":
+            _tenants(lines)
             continue
         model = info.annotation
         assert isinstance(model, type) and issubclass(model, BaseModel)

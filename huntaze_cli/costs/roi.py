@@ -8,7 +8,7 @@ of the experiment and the recipient), so it needs the experiment still configure
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -94,9 +94,13 @@ def roi_report(
     outcomes: OutcomeStore,
     *,
     campaign: str | None = None,
+    only: Callable[[str], bool] | None = None,
     now: datetime | None = None,
 ) -> RoiReport:
-    """Per campaign (and arm) cost, revenue, conversions, cost per conversion and ROI."""
+    """Per campaign (and arm) cost, revenue, conversions, cost per conversion and ROI.
+
+    ``only`` keeps the campaigns it accepts (a tenant's own); another is "not found".
+    """
     now = (now or datetime.now(UTC)).astimezone(UTC)
     until = now.date() + timedelta(days=1)
     usage = ledger.usage_groups(
@@ -104,6 +108,10 @@ def roi_report(
     )
     totals = outcomes.totals(None if campaign is None else [campaign])
     wanted = [campaign] if campaign is not None else sorted(totals)
+    if only is not None:
+        wanted = [c for c in wanted if only(c)]
+        if campaign is not None and not wanted:
+            raise NotFoundError(f"campaign {campaign!r} not found")
     by_campaign: dict[str, list[UsageRollup]] = {}
     for row in usage:
         if row.campaign_id in wanted:

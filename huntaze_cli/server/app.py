@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from huntaze_cli import __version__
@@ -23,6 +23,7 @@ from huntaze_cli.config import Config
 from huntaze_cli.observability.metrics import Metrics
 from huntaze_cli.server import errors
 from huntaze_cli.server.asgi import PROTECTED, Guard
+from huntaze_cli.server.auth import current_principal
 from huntaze_cli.server.routes import routers
 from huntaze_cli.server.runtime import Runtime
 
@@ -50,12 +51,14 @@ def create_app(
         version=__version__,
         summary="AI-written creator message campaigns: hybrid routing, delivery, exact costs.",
         lifespan=lifespan,
+        # Every route resolves who is asking; none can opt out (server.auth).
+        dependencies=[Depends(current_principal)],
     )
     app.state.runtime = runtime
     errors.install(app)
     app.add_middleware(
         Guard,
-        token=lambda: runtime.token,
+        tokens=lambda: runtime.tokens,
         max_body=lambda: runtime.config.server.max_body_bytes,
     )
     for router in routers():

@@ -8,8 +8,10 @@ each HTTP request, in this order:
    (method, path without the query, status, duration_ms, client) — never a header, so a
    token cannot reach the log;
 2. when a token is configured, answers 401 to any ``/api`` or ``/metrics`` request whose
-   ``Authorization: Bearer`` does not match (``hmac.compare_digest``), before reading the
-   body; ``/openapi.json`` and ``/docs`` stay open (they describe the API, hold no data);
+   ``Authorization: Bearer`` matches no token (``server.auth.Tokens.authenticate``),
+   before reading the body, and hands the principal it found to the app's dependency
+   (``server.auth.current_principal``); ``/openapi.json`` and ``/docs`` stay open (they
+   describe the API, hold no data);
 3. answers 413 to a body over ``[server] max_body_bytes``, by its Content-Length or by
    counting a streamed (chunked) body, which is read here and replayed to the app;
 4. turns any exception that escaped the app into ``500 {"detail": "internal error"}``
@@ -18,14 +20,16 @@ each HTTP request, in this order:
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from huntaze_cli.server.auth import Tokens
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -99,12 +103,12 @@ class Guard:
         self,
         app: ASGIApp,
         *,
-        token: Callable[[], str | None],
+        tokens: Callable[[], Tokens],
         max_body: Callable[[], int],
     ) -> None:
         self.app = app
         # Callables, so a SIGHUP reload of the config applies to the next request.
-        self.token = token
+        self.tokens = tokens
         self.max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -144,8 +148,13 @@ class Guard:
                 )
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
-        token = self.token()
-        if token and scope["path"].startswith(PROTECTED) and not _authorized(scope, token):
+        if scope["path"].startswith(PROTECTED):
+            principal = self.tokens().authenticate(_header(scope, b"authorization"))
+            # The key the app's dependency (server.auth.current_principal) reads.
+            scope["huntaze.principal"] = principal
+        else:
+            principal = None
+        if scope["path"].startswith(PROTECTED) and principal is None:
             await _send_json(
                 send,
                 401,
@@ -177,14 +186,6 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return str(value.decode("latin-1")).strip()
     return None
-
-
-def _authorized(scope: Scope, token: str) -> bool:
-    given = _header(scope, b"authorization") or ""
-    scheme, _, credentials = given.partition(" ")
-    if scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(credentials.strip().encode(), token.encode())
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:

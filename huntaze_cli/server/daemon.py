@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from huntaze_cli.config import Config
 from huntaze_cli.errors import HuntazeError, UsageError
-from huntaze_cli.server.auth import api_token, check_bind
+from huntaze_cli.server.auth import Tokens, check_bind
 
 if TYPE_CHECKING:
     import uvicorn
@@ -96,7 +96,7 @@ class Daemon:
         """Check the bind, open the core, bind the socket; returns the bound port."""
         import uvicorn
 
-        check_bind(self.host, api_token(self.runtime.config))
+        check_bind(self.host, Tokens.from_config(self.runtime.config))
         self.runtime.open()
         self.socket = bind_socket(self.host, self.port)
         self.port = int(self.socket.getsockname()[1])
@@ -120,7 +120,7 @@ class Daemon:
                 "port": self.port,
                 "url": f"http://{_url_host(self.host)}:{self.port}",
                 "worker": self.runtime.with_worker,
-                "auth": self.runtime.token is not None,
+                "auth": self.runtime.tokens.configured,
             },
         )
         return self.port

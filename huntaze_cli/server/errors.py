@@ -18,6 +18,7 @@ from huntaze_cli.errors import (
     BackendError,
     ConflictError,
     DeliveryError,
+    ForbiddenError,
     HuntazeError,
     InputError,
     NotFoundError,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 # Most specific first; anything else in the tree (ConfigError included) is a 500.
 _STATUS: tuple[tuple[type[HuntazeError], int], ...] = (
     (ConflictError, 409),
+    (ForbiddenError, 403),
     (UsageError, 422),
     (InputError, 422),
     (NotFoundError, 404),

@@ -33,7 +33,7 @@ from huntaze_cli.config import Config, load_config
 from huntaze_cli.errors import HuntazeError
 from huntaze_cli.jsondoc import dump_json
 from huntaze_cli.observability.metrics import Metrics
-from huntaze_cli.server.auth import api_token
+from huntaze_cli.server.auth import Tokens
 from huntaze_cli.services import Services
 
 if TYPE_CHECKING:
@@ -69,7 +69,8 @@ class Runtime:
         self.config_path = config_path
         self.metrics = metrics or Metrics()
         self.with_worker = worker
-        self.token: str | None = None
+        # Read once at start, like [server]: a reload never changes who may call.
+        self.tokens = Tokens()
         self.bound_host: str | None = None  # set by the daemon: a reload re-checks the bind
         self.http = Services.with_config(config, config_path=config_path)
         self.loop = Services.with_config(config, config_path=config_path)
@@ -97,7 +98,7 @@ class Runtime:
         """
         if self._opened:
             return
-        self.token = api_token(self.config)
+        self.tokens = Tokens.from_config(self.config)
         self.http.store()
         self.http.queue()
         self.http.ledger()
@@ -137,7 +138,7 @@ class Runtime:
         _on_signal("SIGHUP", self.reload)
         log.info(
             "daemon started",
-            extra={"worker": self.worker is not None, "auth": self.token is not None},
+            extra={"worker": self.worker is not None, "auth": self.tokens.configured},
         )
 
     async def stop(self) -> None:

@@ -67,6 +67,15 @@ class Services:
             self._ledger = open_ledger(self.config())
         return self._ledger
 
+    def ledger_for(self, tenant: str | None) -> Ledger:
+        """The ledger as ``tenant`` may read it: only its events (``costs.tenant_view``);
+        all of it for None (the admin, the CLI)."""
+        if tenant is None:
+            return self.ledger()
+        from huntaze_cli.costs.tenant_view import TenantLedger
+
+        return TenantLedger(self.ledger(), tenant)
+
     def _get(self, name: str, factory: Any) -> Any:
         if name not in self._open:
             self._open[name] = factory(self.config())

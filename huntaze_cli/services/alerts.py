@@ -4,6 +4,10 @@
 evaluation itself (check-thresholds, serve's background loop) is ``services.thresholds``.
 Stored rules are validated with the same model as ``[[thresholds.rules]]``; a rule that
 lives in the config (or a global one) can be neither replaced nor deleted here.
+
+Every function takes ``tenant`` (a tenant's API token): it then sees only rules scoped
+to that tenant and their alerts, and writes only stored rules on its own scope; a rule
+or alert of another scope is "not found", as a missing one.
 """
 
 from __future__ import annotations
@@ -13,7 +17,13 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from huntaze_cli.clock import SYSTEM_CLOCK
-from huntaze_cli.errors import ConflictError, InputError, NotFoundError, UsageError
+from huntaze_cli.errors import (
+    ConflictError,
+    ForbiddenError,
+    InputError,
+    NotFoundError,
+    UsageError,
+)
 from huntaze_cli.models import (
     AckReport,
     AlertChannelState,
@@ -31,24 +41,66 @@ if TYPE_CHECKING:
     from huntaze_cli.storage.alerts import AlertEntry
 
 
-def list_rules(services: Services, *, now: datetime | None = None) -> ThresholdReport:
+def list_rules(
+    services: Services, *, now: datetime | None = None, tenant: str | None = None
+) -> ThresholdReport:
     """Every rule (global, config, stored) with its spend in its current period."""
     from huntaze_cli.alerts.thresholds import evaluate_thresholds
 
-    return evaluate_thresholds(
+    report = evaluate_thresholds(
         services.config(),
         services.ledger(),
         services.alert_store(),
         now=now,
         send_alerts=False,
     )
+    if tenant is None:
+        return report
+    mine = [r for r in report.thresholds if r.scope.get("tenant") == tenant]
+    return report.model_copy(
+        update={
+            "thresholds": mine,
+            "breached": any(r.breached for r in mine),
+            "unpriced_requests": max((r.unpriced_requests for r in mine), default=0),
+            "cloudwatch_published": None,
+        }
+    )
 
 
-def set_rule(services: Services, name: str, fields: dict[str, Any]) -> RuleChange:
-    """Create or replace the stored rule ``name``; InputError naming a bad field."""
+def _stored_rule_tenant(services: Services, name: str) -> tuple[bool, str | None]:
+    """Whether a stored rule ``name`` exists, and the tenant its scope names."""
+    for body in services.alert_store().rules():
+        if body.get("name") == name:
+            scope = body.get("scope") or {}
+            return True, scope.get("tenant") if isinstance(scope, dict) else None
+    return False, None
+
+
+def set_rule(
+    services: Services, name: str, fields: dict[str, Any], *, tenant: str | None = None
+) -> RuleChange:
+    """Create or replace the stored rule ``name``; InputError naming a bad field.
+
+    With ``tenant`` the rule's scope is that tenant (another tenant in ``scope`` is
+    ForbiddenError) and a name taken by a rule of another scope is a conflict.
+    """
     from pydantic import ValidationError
 
     from huntaze_cli.alerts.rules import config_rule_names
+
+    if tenant is not None:
+        scope = dict(fields.get("scope") or {})
+        if scope.get("tenant", tenant) != tenant:
+            raise ForbiddenError(
+                "scope.tenant: a tenant token may only set rules on its own tenant",
+                field="scope",
+            )
+        fields = {**fields, "scope": {**scope, "tenant": tenant}}
+        exists, owner = _stored_rule_tenant(services, name)
+        if (exists and owner != tenant) or name in config_rule_names(services.config()):
+            raise ConflictError(
+                f"rule name {name} is in use; choose another", field="name", value=name
+            )
     from huntaze_cli.config import AlertRule
 
     if name in config_rule_names(services.config()):
@@ -72,10 +124,13 @@ def set_rule(services: Services, name: str, fields: dict[str, Any]) -> RuleChang
     return RuleChange(name=name, action="replaced" if existed else "created", rule=listed[name])
 
 
-def delete_rule(services: Services, name: str) -> RuleChange:
-    """Remove a stored rule; ConflictError for a config rule, NotFoundError if unknown."""
+def delete_rule(services: Services, name: str, *, tenant: str | None = None) -> RuleChange:
+    """Remove a stored rule; ConflictError for a config rule, NotFoundError if unknown
+    (or, with ``tenant``, not scoped to that tenant)."""
     from huntaze_cli.alerts.rules import config_rule_names
 
+    if tenant is not None and _stored_rule_tenant(services, name) != (True, tenant):
+        raise NotFoundError(f"no stored rule named {name}", field="name", value=name)
     if name in config_rule_names(services.config()):
         raise ConflictError(
             f"rule {name} is defined in the config: remove it there", field="name", value=name
@@ -93,7 +148,8 @@ def history(
     tenant: str | None = None,
     limit: int = 100,
 ) -> AlertList:
-    """The alert history, newest first (default: the last 7 days)."""
+    """The alert history, newest first (default: the last 7 days); ``tenant`` keeps the
+    alerts of rules scoped to that tenant (a tenant token's own, whatever it asked)."""
     if not 1 <= limit <= 10_000:
         raise UsageError("<limit> must be between 1 and 10000", field="limit", value=str(limit))
     start = _since(since, default_days=7)
@@ -101,8 +157,13 @@ def history(
     return AlertList(since=start, alerts=[alert_view(entry) for entry in entries])
 
 
-def ack(services: Services, alert_id: str) -> AckReport:
+def ack(services: Services, alert_id: str, *, tenant: str | None = None) -> AckReport:
+    """Mark an alert read; with ``tenant``, only an alert of a rule scoped to it."""
     store = services.alert_store()
+    if tenant is not None:
+        found = store.get_alert(alert_id)
+        if found is None or found.scope_values.get("tenant") != tenant:
+            raise NotFoundError(f"no alert {alert_id}", field="alert_id", value=alert_id)
     if not store.ack(alert_id, now=SYSTEM_CLOCK.now()):
         raise NotFoundError(f"no alert {alert_id}", field="alert_id", value=alert_id)
     entry = store.get_alert(alert_id)

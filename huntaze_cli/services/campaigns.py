@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from huntaze_cli.errors import NotFoundError
+from huntaze_cli.errors import ConflictError, NotFoundError
 
 if TYPE_CHECKING:
     from huntaze_cli.campaigns.file import LoadedCampaign
@@ -42,21 +42,42 @@ def plan(services: Services, loaded: LoadedCampaign) -> DryRunReport:
     return dry_run(services.config(), loaded)
 
 
-def start(services: Services, loaded: LoadedCampaign, *, idempotency_key: str | None) -> Started:
+def start(
+    services: Services,
+    loaded: LoadedCampaign,
+    *,
+    idempotency_key: str | None,
+    tenant: str | None = None,
+) -> Started:
     """Store ``loaded`` with its estimate, or resume the campaign with this key.
 
     The config is checked first (providers named by routing exist, the sink has its URL
     and secret, some provider has its key): nothing is stored or spent on a config
-    that would fail after the LLM calls were paid for.
+    that would fail after the LLM calls were paid for. With ``tenant`` the campaign is
+    that tenant's whatever the body says, and a key already used by another tenant's
+    campaign is a conflict (its campaign is neither shown nor resumed).
     """
     from huntaze_cli.campaigns.generation import needs_generation, start_campaign
     from huntaze_cli.services.preflight import check_before_sending
 
     check_before_sending(services.config())
     store = services.store()
+    taken = ConflictError(
+        "<idempotency_key> is already used by another campaign; choose another",
+        field="idempotency_key",
+    )
+    if tenant is not None:
+        spec = loaded.spec.model_copy(update={"tenant": tenant})
+        loaded = type(loaded)(spec, loaded.base_dir, loaded.source)
+        existing = store.find_by_key(idempotency_key) if idempotency_key else None
+        found = store.get(existing) if existing is not None else None
+        if found is not None and found.tenant != tenant:
+            raise taken
     campaign, resumed = start_campaign(
         services.config(), store, loaded, idempotency_key=idempotency_key
     )
+    if tenant is not None and campaign.tenant != tenant:  # another tenant won a race
+        raise taken
     return Started(campaign, resumed, needs_generation(store, campaign))
 
 
@@ -192,22 +213,41 @@ async def deliver(
     return worker.stopping
 
 
-def report(services: Services, campaign_id: str, *, resumed: bool | None = None) -> CampaignReport:
-    """One campaign as `status ID --json` shows it (``resumed`` set by a start)."""
+def report(
+    services: Services,
+    campaign_id: str,
+    *,
+    resumed: bool | None = None,
+    tenant: str | None = None,
+) -> CampaignReport:
+    """One campaign as `status ID --json` shows it (``resumed`` set by a start).
+
+    With ``tenant``, another tenant's campaign is not found, exactly as a missing one.
+    """
     from huntaze_cli.campaigns.generation import campaign_report
 
+    if tenant is not None:
+        found = services.store().get(campaign_id)
+        if found is None or found.tenant != tenant:
+            raise NotFoundError(f"campaign {campaign_id!r} not found")
     result = campaign_report(services.config(), services.store(), services.ledger(), campaign_id)
     if resumed is not None:
         result.resumed = resumed
     return result
 
 
-def overview(services: Services, *, limit: int) -> StatusOverview:
-    """Recent campaigns, queue depth per account and worker heartbeats."""
+def overview(services: Services, *, limit: int, tenant: str | None = None) -> StatusOverview:
+    """Recent campaigns, queue depth per account and worker heartbeats; with ``tenant``,
+    its recent campaigns and the queues of their accounts, no workers."""
     from huntaze_cli.campaigns.generation import status_overview
 
     return status_overview(
-        services.config(), services.store(), services.ledger(), services.queue(), limit=limit
+        services.config(),
+        services.store(),
+        services.ledger(),
+        services.queue(),
+        limit=limit,
+        tenant=tenant,
     )
 
 

@@ -31,14 +31,16 @@ def breakdown(
     since: str | None,
     until: str | None,
     days: int | None,
+    tenant: str | None = None,
 ) -> BreakdownReport:
-    """Cost grouped by ``by`` (default provider) over since/until or the last ``days``."""
+    """Cost grouped by ``by`` (default provider) over since/until or the last ``days``;
+    only ``tenant``'s costs when one is named (every report here takes ``tenant``)."""
     from huntaze_cli.costs.reports import breakdown as report
     from huntaze_cli.costs.reports import time_range, validate_group_by
 
     keys = validate_group_by(by or [])
     start, end = time_range(since=since, until=until, days=days, now=datetime.now(UTC))
-    return report(services.ledger(), start=start, end=end, group_by=keys)
+    return report(services.ledger_for(tenant), start=start, end=end, group_by=keys)
 
 
 def compare(
@@ -49,6 +51,7 @@ def compare(
     a_until: str | None,
     b_since: str | None,
     b_until: str | None,
+    tenant: str | None = None,
 ) -> CompareReport:
     """Cost by ``by`` in range a against range b (default: this month against last)."""
     from huntaze_cli.costs.compare import compare as report
@@ -59,7 +62,7 @@ def compare(
     a, b = resolve_ranges(
         a_since=a_since, a_until=a_until, b_since=b_since, b_until=b_until, now=datetime.now(UTC)
     )
-    return report(services.ledger(), a=a, b=b, group_by=keys)
+    return report(services.ledger_for(tenant), a=a, b=b, group_by=keys)
 
 
 REPORT_FORMATS = ("json", "csv", "pdf")
@@ -76,14 +79,16 @@ def report_format(value: str) -> str:
     return value
 
 
-def finance_report(services: Services, *, since: str | None, until: str | None) -> FinanceReport:
+def finance_report(
+    services: Services, *, since: str | None, until: str | None, tenant: str | None = None
+) -> FinanceReport:
     """The finance report over since/until (default: the last 30 UTC days)."""
     from huntaze_cli.costs.finance import finance_report as report
     from huntaze_cli.costs.reports import time_range
 
     now = datetime.now(UTC)
     start, end = time_range(since=since, until=until, days=None, now=now)
-    return report(services.ledger(), start=start, end=end, now=now)
+    return report(services.ledger_for(tenant), start=start, end=end, now=now)
 
 
 def render_report(report: FinanceReport, fmt: str) -> bytes:
@@ -101,31 +106,40 @@ def render_report(report: FinanceReport, fmt: str) -> bytes:
     return dump_json(report)
 
 
-def stats(services: Services) -> StatsReport:
+def stats(services: Services, *, tenant: str | None = None) -> StatsReport:
     """Last hour, today, yesterday, month to date, per provider, threshold use."""
     from huntaze_cli.costs.reports import stats as report
 
-    return report(services.config(), services.ledger())
+    return report(services.config(), services.ledger_for(tenant))
 
 
-def forecast(services: Services, *, by: str | None, level: float) -> ForecastReport:
+def forecast(
+    services: Services, *, by: str | None, level: float, tenant: str | None = None
+) -> ForecastReport:
     """Month-end spend with an interval, the chance of crossing the monthly limit."""
     from huntaze_cli.costs.forecast_report import forecast_report, validate_level
     from huntaze_cli.costs.series import validate_key
 
     validate_key(by)
     validate_level(level)
-    return forecast_report(services.config(), services.ledger(), by=by, level_pct=level)
+    ledger = services.ledger_for(tenant)
+    return forecast_report(services.config(), ledger, by=by, level_pct=level)
 
 
-def anomalies(services: Services, *, since: str | None, by: Sequence[str] | None) -> AnomalyReport:
+def anomalies(
+    services: Services,
+    *,
+    since: str | None,
+    by: Sequence[str] | None,
+    tenant: str | None = None,
+) -> AnomalyReport:
     """Hourly and daily spend spikes since ``since`` (default: the last 7 days)."""
     from huntaze_cli.costs.anomaly_report import anomaly_report, parse_since, validate_keys
 
     keys = validate_keys(by or [])
     config = services.config()
     start = parse_since(since, config.thresholds.tz)
-    return anomaly_report(config, services.ledger(), since=start, by=keys)
+    return anomaly_report(config, services.ledger_for(tenant), since=start, by=keys)
 
 
 def transfer_format(value: str) -> Format:

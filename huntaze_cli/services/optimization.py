@@ -41,16 +41,21 @@ def _campaign_lookup(
 
 
 def optimize_report(
-    services: Services, *, days: int = 30, lock: AbstractContextManager[object] | None = None
+    services: Services,
+    *,
+    days: int = 30,
+    lock: AbstractContextManager[object] | None = None,
+    tenant: str | None = None,
 ) -> OptimizeReport:
-    """`costs optimize`: recommendations over the last ``days`` UTC days."""
+    """`costs optimize`: recommendations over the last ``days`` UTC days (only
+    ``tenant``'s traffic when one is named, as in every report here)."""
     from huntaze_cli.costs.optimize import optimize
 
     if not 1 <= days <= MAX_DAYS:
         raise UsageError(f"--days: must be between 1 and {MAX_DAYS}")
     return optimize(
         services.config(),
-        services.ledger(),
+        services.ledger_for(tenant),
         days=days,
         campaign=_campaign_lookup(services, lock),
         provider_kinds=_provider_kinds(services),
@@ -70,6 +75,7 @@ def experiment_report(
     *,
     days: int = 30,
     lock: AbstractContextManager[object] | None = None,
+    tenant: str | None = None,
 ) -> ExperimentReport:
     """`experiments report NAME`: per arm figures and comparisons with the baseline."""
     from datetime import UTC, datetime, timedelta
@@ -80,7 +86,7 @@ def experiment_report(
 
     if not 1 <= days <= MAX_DAYS:
         raise UsageError(f"--days: must be between 1 and {MAX_DAYS}")
-    config, ledger = services.config(), services.ledger()
+    config, ledger = services.config(), services.ledger_for(tenant)
     experiment = config.experiments.get(name)
     revenue: dict[str, ArmRevenue] | None = None
     if experiment is not None and config.outcomes_path.exists():
@@ -121,14 +127,26 @@ def roi(
     *,
     campaign: str | None = None,
     lock: AbstractContextManager[object] | None = None,
+    tenant: str | None = None,
 ) -> RoiReport:
     """`costs roi`: per campaign and arm cost, revenue, conversions and ROI."""
     from huntaze_cli.costs.roi import roi_report
 
     with lock or nullcontext():
         outcomes = services.outcomes()
-        report = roi_report(services.config(), services.ledger(), outcomes, campaign=campaign)
         store = services.store()
+
+        def owned(campaign_id: str) -> bool:
+            found = store.get(campaign_id)
+            return found is not None and found.tenant == tenant
+
+        report = roi_report(
+            services.config(),
+            services.ledger_for(tenant),
+            outcomes,
+            campaign=campaign,
+            only=None if tenant is None else owned,
+        )
         for row in report.campaigns:
             found = store.get(row.campaign_id)
             row.name = found.name if found else None

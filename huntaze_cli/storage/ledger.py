@@ -390,6 +390,9 @@ SCOPE_FIELDS: dict[str, str] = {
     "campaign": "campaign_id",
     "tenant": "tenant",
 }
+# What a scope rollup can also be grouped by: its slot, reported as the slot's epoch
+# seconds in decimal text (a tenant's own quarter-hour series: costs.tenant_view).
+SCOPE_GROUPS: dict[str, str] = {**SCOPE_FIELDS, "slot": "slot"}
 
 
 def group_scopes(
@@ -404,18 +407,19 @@ def group_scopes(
     The reference answer of ``Ledger.scope_groups``; absent account/campaign are None.
     """
     lo, hi = math.ceil(since.timestamp()), math.ceil(until.timestamp())
-    names = tuple(SCOPE_FIELDS)  # the order of a ScopeKey after its slot
+    names = ("slot", *SCOPE_FIELDS)  # the order of a ScopeKey
     wanted = [(names.index(key), value) for key, value in (where or {}).items()]
     positions = [names.index(key) for key in group_by]
     groups: dict[tuple[str | None, ...], Counters] = {}
     for key, counters in rows:
-        dims: tuple[str, ...] = key[1:]
-        if not lo <= key[0] < hi or any(dims[i] != value for i, value in wanted):
+        if not lo <= key[0] < hi or any(key[i] != value for i, value in wanted):
             continue
         # Absent account/campaign are stored as "" and reported as None.
-        group = tuple(
-            dims[i] or None if names[i] in ("account", "campaign") else dims[i] for i in positions
-        )
+        group: tuple[str | None, ...] = tuple(
+            str(key[i]) if i == 0 else str(key[i]) or None if names[i] in ("account", "campaign")
+            else str(key[i])
+            for i in positions
+        )  # fmt: skip
         total = groups.get(group)
         if total is None:
             total = groups[group] = Counters()
@@ -566,7 +570,8 @@ class Ledger(Protocol):
         where: Mapping[str, str] | None = None,
     ) -> list[tuple[tuple[str | None, ...], Counters]]:
         """Scope rollups whose slot starts in ``[since, until)``, filtered by ``where``
-        (SCOPE_FIELDS keys to exact values) and summed by ``group_by`` (SCOPE_FIELDS keys).
+        (SCOPE_FIELDS keys to exact values) and summed by ``group_by`` (SCOPE_GROUPS keys:
+        SCOPE_FIELDS and ``slot``, the slot's epoch seconds as text).
 
         Same answer as ``group_scopes`` over every scope rollup; alert rules use it.
         """

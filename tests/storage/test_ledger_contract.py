@@ -376,6 +376,15 @@ def test_scope_groups_filter_and_sum_exactly_in_quarter_hours(ledger: Ledger) ->
         got = dict(ledger.scope_groups(day_start, day_end, group_by, where=where))
         assert got == expect(where, group_by), (where, group_by)
     assert ledger.scope_groups(day_end + timedelta(days=5), day_end + timedelta(days=6), []) == []
+    # By slot too (a tenant's own quarter-hour series): the slot's epoch seconds as text.
+    by_slot: dict[Any, list[CostEvent]] = {}
+    for e in inside:
+        if e.tenant == "agency_a":
+            by_slot.setdefault((str(slot_of(e.ts)), e.provider), []).append(e)
+    got = dict(
+        ledger.scope_groups(day_start, day_end, ["slot", "provider"], {"tenant": "agency_a"})
+    )
+    assert got == {key: expected_counters(group) for key, group in by_slot.items()}
 
 
 def test_slot_groups_match_grouping_the_slot_rollups(ledger: Ledger) -> None:

@@ -21,6 +21,10 @@
 
 A new area (thresholds, alerts, forecast, budgets, dashboard, the /v1 gateway) is a new
 module here with a ``router``, listed in ``ROUTERS``.
+
+Every route says whose data it answers (``server.auth``): it takes ``tenant: Tenant``
+(None for the admin) and passes it to its service as ``tenant=``, or it declares
+``dependencies=[AdminOnly]`` when it has no tenant view (403 for a tenant token).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, Request
 from pydantic import BaseModel
 
+from huntaze_cli.server.auth import require_admin, tenant_scope
 from huntaze_cli.server.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -46,6 +51,7 @@ class ErrorDetail(BaseModel):
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorDetail, "description": "missing or wrong bearer token"},
+    403: {"model": ErrorDetail, "description": "a tenant token asked for more than its own"},
     503: {"model": ErrorDetail, "description": "a backend (ledger, queue, store) failed"},
 }
 
@@ -56,6 +62,10 @@ def _runtime(request: Request) -> Runtime:
 
 
 CurrentRuntime = Annotated[Runtime, Depends(_runtime)]
+# The tenant whose data a request may see; None for the admin (or no token configured).
+Tenant = Annotated[str | None, Depends(tenant_scope)]
+# For routes with no per-tenant view: a tenant token gets 403.
+AdminOnly = Depends(require_admin)
 
 
 def routers() -> list[APIRouter]:

@@ -22,7 +22,7 @@ from huntaze_cli.errors import InputError
 from huntaze_cli.jsondoc import dump_json
 from huntaze_cli.models import AckReport, AlertList, RuleChange, ThresholdReport
 from huntaze_cli.server.errors import body_error
-from huntaze_cli.server.routes import ERRORS, JSON, CurrentRuntime, ErrorDetail
+from huntaze_cli.server.routes import ERRORS, JSON, CurrentRuntime, ErrorDetail, Tenant
 from huntaze_cli.services import alerts
 
 router = APIRouter(tags=["alerts"])
@@ -44,9 +44,10 @@ class RuleBody(BaseModel):
 
 
 @router.get("/api/v2/costs/thresholds", response_model=ThresholdReport, responses=ERRORS)
-def thresholds_list(runtime: CurrentRuntime) -> Response:
-    """Every rule with its spend in its current period; same JSON as `thresholds list`."""
-    return Response(dump_json(alerts.list_rules(runtime.http)), media_type=JSON)
+def thresholds_list(runtime: CurrentRuntime, tenant: Tenant) -> Response:
+    """Every rule with its spend in its current period; same JSON as `thresholds list`.
+    A tenant token sees the rules scoped to its tenant."""
+    return Response(dump_json(alerts.list_rules(runtime.http, tenant=tenant)), media_type=JSON)
 
 
 @router.put(
@@ -57,11 +58,14 @@ def thresholds_list(runtime: CurrentRuntime) -> Response:
         409: {"model": ErrorDetail, "description": "a config rule of that name exists"},
     },
 )
-def thresholds_set(runtime: CurrentRuntime, name: RuleName, body: RuleBody) -> Response:
-    """Create or replace a stored rule; a config or global rule is 409."""
+def thresholds_set(
+    runtime: CurrentRuntime, tenant: Tenant, name: RuleName, body: RuleBody
+) -> Response:
+    """Create or replace a stored rule; a config or global rule is 409. A tenant token's
+    rule is scoped to its tenant (another tenant in `scope` is 403)."""
     fields: dict[str, Any] = body.model_dump(exclude_none=True)
     try:
-        change = alerts.set_rule(runtime.http, name, fields)
+        change = alerts.set_rule(runtime.http, name, fields, tenant=tenant)
     except InputError as exc:
         raise body_error(exc, RuleBody) from None
     return Response(dump_json(change), media_type=JSON)
@@ -76,9 +80,11 @@ def thresholds_set(runtime: CurrentRuntime, name: RuleName, body: RuleBody) -> R
         409: {"model": ErrorDetail, "description": "a config rule cannot be deleted"},
     },
 )
-def thresholds_delete(runtime: CurrentRuntime, name: RuleName) -> Response:
-    """Delete a stored rule; a config rule is 409, an unknown one 404."""
-    return Response(dump_json(alerts.delete_rule(runtime.http, name)), media_type=JSON)
+def thresholds_delete(runtime: CurrentRuntime, tenant: Tenant, name: RuleName) -> Response:
+    """Delete a stored rule; a config rule is 409, an unknown one (or, for a tenant
+    token, one not scoped to its tenant) 404."""
+    change = alerts.delete_rule(runtime.http, name, tenant=tenant)
+    return Response(dump_json(change), media_type=JSON)
 
 
 @router.get(
@@ -88,6 +94,7 @@ def thresholds_delete(runtime: CurrentRuntime, name: RuleName) -> Response:
 )
 def alerts_list(
     runtime: CurrentRuntime,
+    scope: Tenant,
     since: Annotated[
         str | None, Query(description="YYYY-MM-DD or ISO-8601; default 7 days")
     ] = None,
@@ -95,7 +102,10 @@ def alerts_list(
     tenant: Annotated[str | None, Query(description="only rules scoped to this tenant")] = None,
     limit: Annotated[int, Query(description="at most this many, newest first")] = 100,
 ) -> Response:
-    """The alert history, newest first; same JSON as `alerts list --json`."""
+    """The alert history, newest first; same JSON as `alerts list --json`. A tenant
+    token gets the alerts of rules scoped to its tenant, whatever `tenant` says."""
+    if scope is not None:
+        tenant = scope
     report = alerts.history(runtime.http, since=since, rule=rule, tenant=tenant, limit=limit)
     return Response(dump_json(report), media_type=JSON)
 
@@ -105,6 +115,8 @@ def alerts_list(
     response_model=AckReport,
     responses={**ERRORS, 404: {"model": ErrorDetail, "description": "no such alert"}},
 )
-def alerts_ack(runtime: CurrentRuntime, alert_id: Annotated[str, Path(max_length=100)]) -> Response:
+def alerts_ack(
+    runtime: CurrentRuntime, tenant: Tenant, alert_id: Annotated[str, Path(max_length=100)]
+) -> Response:
     """Mark an alert read (in-app); same JSON as `alerts ack --json`."""
-    return Response(dump_json(alerts.ack(runtime.http, alert_id)), media_type=JSON)
+    return Response(dump_json(alerts.ack(runtime.http, alert_id, tenant=tenant)), media_type=JSON)

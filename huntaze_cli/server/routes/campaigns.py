@@ -14,7 +14,7 @@ from huntaze_cli.errors import InputError
 from huntaze_cli.jsondoc import dump_json
 from huntaze_cli.models import CampaignReport, StatusOverview
 from huntaze_cli.server.errors import body_error
-from huntaze_cli.server.routes import ERRORS, JSON, CurrentRuntime, ErrorDetail
+from huntaze_cli.server.routes import ERRORS, JSON, CurrentRuntime, ErrorDetail, Tenant
 from huntaze_cli.services import Services, campaigns
 
 router = APIRouter(tags=["campaigns"])
@@ -85,10 +85,15 @@ def _check_utf8(node: Any) -> None:
     "/api/v2/campaigns/hybrid",
     status_code=202,
     response_model=CampaignReport,
-    responses={**ERRORS, 413: {"model": ErrorDetail, "description": "body too large"}},
+    responses={
+        **ERRORS,
+        409: {"model": ErrorDetail, "description": "Idempotency-Key used by another tenant"},
+        413: {"model": ErrorDetail, "description": "body too large"},
+    },
 )
 async def create_campaign(
     runtime: CurrentRuntime,
+    tenant: Tenant,
     body: CampaignBody,
     idempotency_key: Annotated[
         str | None,
@@ -105,12 +110,15 @@ async def create_campaign(
 
     Answers 202 at once with the campaign as `huntaze status ID --json` shows it;
     poll the status route to follow it. Same as `huntaze send-campaign --no-wait`.
+    A tenant token's campaign is its tenant's, whatever `tenant` the body names.
     """
     loaded = LoadedCampaign(body, Path.cwd(), "body")  # recipients are inline
 
     def start(services: Services) -> tuple[CampaignReport, bool]:
-        started = campaigns.start(services, loaded, idempotency_key=idempotency_key)
-        report = campaigns.report(services, started.campaign.id, resumed=started.resumed)
+        started = campaigns.start(services, loaded, idempotency_key=idempotency_key, tenant=tenant)
+        report = campaigns.report(
+            services, started.campaign.id, resumed=started.resumed, tenant=tenant
+        )
         return report, started.generate
 
     try:
@@ -129,16 +137,18 @@ async def create_campaign(
 )
 async def campaign_status(
     runtime: CurrentRuntime,
+    tenant: Tenant,
     campaign_id: Annotated[
         str | None, Query(min_length=1, max_length=512, description="omit for recent ones")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="how many recent ones")] = 20,
 ) -> Response:
-    """One campaign in detail, or recent campaigns with queue depth per account."""
+    """One campaign in detail, or recent campaigns with queue depth per account; a
+    tenant token sees its own campaigns (another tenant's is 404)."""
 
     def status(services: Services) -> BaseModel:
         if campaign_id is None:
-            return campaigns.overview(services, limit=limit)
-        return campaigns.report(services, campaign_id)
+            return campaigns.overview(services, limit=limit, tenant=tenant)
+        return campaigns.report(services, campaign_id, tenant=tenant)
 
     return Response(dump_json(await runtime.on_store(status)), media_type=JSON)

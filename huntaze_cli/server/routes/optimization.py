@@ -11,7 +11,7 @@ from huntaze_cli.costs.experiments import ExperimentReport
 from huntaze_cli.costs.recommendations import OptimizeReport
 from huntaze_cli.costs.roi import RoiReport
 from huntaze_cli.jsondoc import dump_json
-from huntaze_cli.server.routes import ERRORS, JSON, CurrentRuntime, ErrorDetail
+from huntaze_cli.server.routes import ERRORS, JSON, CurrentRuntime, ErrorDetail, Tenant
 from huntaze_cli.services import optimization
 
 router = APIRouter()
@@ -28,10 +28,13 @@ _INVALID: dict[int | str, dict[str, Any]] = {
 )
 def costs_optimize(
     runtime: CurrentRuntime,
+    tenant: Tenant,
     days: Annotated[int, Query(ge=1, le=400, description="last N UTC days")] = 30,
 ) -> Response:
     """Recommendations with their monthly saving, evidence and action."""
-    report = optimization.optimize_report(runtime.http, days=days, lock=runtime.store_lock)
+    report = optimization.optimize_report(
+        runtime.http, days=days, lock=runtime.store_lock, tenant=tenant
+    )
     return Response(dump_json(report), media_type=JSON)
 
 
@@ -43,12 +46,15 @@ def costs_optimize(
 )
 def costs_roi(
     runtime: CurrentRuntime,
+    tenant: Tenant,
     campaign: Annotated[
         str | None, Query(min_length=1, max_length=256, description="one campaign id")
     ] = None,
 ) -> Response:
     """Per campaign and arm: cost, revenue, conversions, cost per conversion, ROI %."""
-    report = optimization.roi(runtime.http, campaign=campaign, lock=runtime.store_lock)
+    report = optimization.roi(
+        runtime.http, campaign=campaign, lock=runtime.store_lock, tenant=tenant
+    )
     return Response(dump_json(report), media_type=JSON)
 
 
@@ -60,9 +66,12 @@ def costs_roi(
 )
 def experiment(
     runtime: CurrentRuntime,
+    tenant: Tenant,
     name: Annotated[str, Path(min_length=1, max_length=64, description="experiment name")],
     days: Annotated[int, Query(ge=1, le=400, description="last N UTC days")] = 30,
 ) -> Response:
     """Per arm figures and each difference to the baseline with its 95 % interval."""
-    report = optimization.experiment_report(runtime.http, name, days=days, lock=runtime.store_lock)
+    report = optimization.experiment_report(
+        runtime.http, name, days=days, lock=runtime.store_lock, tenant=tenant
+    )
     return Response(dump_json(report), media_type=JSON)

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from huntaze_cli.costs.compare import CompareReport
 from huntaze_cli.costs.finance import FinanceReport
 from huntaze_cli.jsondoc import dump_json
-from huntaze_cli.server.routes import ERRORS, JSON, CurrentRuntime, ErrorDetail
+from huntaze_cli.server.routes import ERRORS, JSON, CurrentRuntime, ErrorDetail, Tenant
 from huntaze_cli.services import costs
 
 router = APIRouter(tags=["costs"])
@@ -25,6 +25,7 @@ MEDIA = {"json": JSON, "csv": "text/csv; charset=utf-8", "pdf": "application/pdf
 @router.get("/api/v2/costs/compare", response_model=CompareReport, responses={**ERRORS, **_422})
 def costs_compare(
     runtime: CurrentRuntime,
+    tenant: Tenant,
     by: Annotated[
         list[str] | None,
         Query(description="provider|model|account|campaign|tenant|day; repeat to nest"),
@@ -42,7 +43,13 @@ def costs_compare(
     """Cost per group in period a against period b: ``delta = a - b``, ``delta_pct`` in
     percent of b (null when b cost nothing). Same JSON as `huntaze costs compare --json`."""
     report = costs.compare(
-        runtime.http, by=by, a_since=a_since, a_until=a_until, b_since=b_since, b_until=b_until
+        runtime.http,
+        by=by,
+        a_since=a_since,
+        a_until=a_until,
+        b_since=b_since,
+        b_until=b_until,
+        tenant=tenant,
     )
     return Response(dump_json(report), media_type=JSON)
 
@@ -68,11 +75,12 @@ def report_response(report: FinanceReport, fmt: str) -> Response:
 )
 def costs_report(
     runtime: CurrentRuntime,
+    tenant: Tenant,
     since: Annotated[str | None, Query(description="YYYY-MM-DD or ISO-8601 time")] = None,
     until: Annotated[str | None, Query(description="a date is inclusive")] = None,
     format: Annotated[Literal["json", "csv", "pdf"], Query()] = "json",
 ) -> Response:
     """The finance report: total, spend per day, breakdowns by provider, model, tenant and
     campaign, and the previous period of equal length; same as `huntaze costs report`."""
-    report = costs.finance_report(runtime.http, since=since, until=until)
+    report = costs.finance_report(runtime.http, since=since, until=until, tenant=tenant)
     return report_response(report, format)

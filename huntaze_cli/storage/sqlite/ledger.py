@@ -27,6 +27,7 @@ from huntaze_cli.storage.ledger import (
     LATENCY_BUCKETS,
     OUTPUT_BUCKETS,
     SCOPE_FIELDS,
+    SCOPE_GROUPS,
     SCOPE_RETENTION_DAYS,
     USAGE_FLOAT_FIELDS,
     USAGE_GROUPS,
@@ -495,7 +496,7 @@ class SQLiteLedger:
         where: Mapping[str, str] | None = None,
     ) -> list[tuple[tuple[str | None, ...], Counters]]:
         """Scope rollups in ``[since, until)`` filtered by ``where``, summed in SQL."""
-        columns = [SCOPE_FIELDS[key] for key in group_by]
+        columns = [SCOPE_GROUPS[key] for key in group_by]
         sums = ", ".join(f"SUM({name})" for name in DAILY_COUNTER_FIELDS)
         sql = f"SELECT {', '.join([sums, *columns])} FROM rollup_scope WHERE slot >= ? AND slot < ?"
         lo, hi = _ceil_seconds(micros(since)), _ceil_seconds(micros(until))
@@ -512,7 +513,8 @@ class SQLiteLedger:
         return [
             (
                 tuple(
-                    (v or None) if null else v for v, null in zip(row[n:], nullable, strict=True)
+                    (v or None) if null else str(v)
+                    for v, null in zip(row[n:], nullable, strict=True)
                 ),
                 Counters(*row[:n]),
             )
