@@ -17,17 +17,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from huntaze_cli.clock import from_micros, micros
-from huntaze_cli.errors import BackendError
 from huntaze_cli.storage.alerts import CLAIM_LEASE_S, AlertClaim, AlertEntry, AlertKey
-from huntaze_cli.storage.sqlite.db import Migration, open_migrated, sqlite_errors
+from huntaze_cli.storage.sqlite.db import Database, Migration
 
 if TYPE_CHECKING:
     from huntaze_cli.config import Config
@@ -140,46 +136,28 @@ class SQLiteAlertStore:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = open_migrated(
-            self.path, ALERT_MIGRATIONS, what="alert store", cache_mb=2
-        )
+        self._db = Database(self.path, ALERT_MIGRATIONS, what="alert store", cache_mb=2)
 
     @classmethod
     def from_config(cls, config: Config) -> SQLiteAlertStore:
         return cls(config.ledger_path)
-
-    @contextmanager
-    def _transaction(self, doing: str) -> Iterator[sqlite3.Connection]:
-        with self._lock, sqlite_errors(self.path, doing):
-            if self._conn is None:
-                raise BackendError(f"{self.path}: the alert store is closed; open it again")
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
 
     def claim(
         self, key: AlertKey, *, owner: str, now: datetime, lease_s: float = CLAIM_LEASE_S
     ) -> bool:
         now_us = micros(now)
         stale_us = now_us - round(lease_s * 1_000_000)
-        with self._transaction("claiming an alert") as conn:
+        with self._db.write("claiming an alert") as conn:
             cursor = conn.execute(_CLAIM, (*_key_values(key), owner, now_us, now_us, stale_us))
             return cursor.rowcount == 1
 
     def finish(self, key: AlertKey, *, owner: str, now: datetime, error: str | None) -> None:
         status = "sent" if error is None else "failed"
-        with self._transaction("recording an alert") as conn:
+        with self._db.write("recording an alert") as conn:
             conn.execute(_FINISH, (status, micros(now), error, *_key_values(key), owner))
 
     def claims(self, rule: str, scope: str, period: str) -> list[AlertClaim]:
-        with self._transaction("reading alerts") as conn:
+        with self._db.read("reading alerts") as conn:
             rows = conn.execute(
                 f"{_SELECT} WHERE rule = ? AND scope = ? AND period = ? ORDER BY level, channel",
                 (rule, scope, period),
@@ -195,17 +173,17 @@ class SQLiteAlertStore:
         if channel is not None:
             sql += " AND channel = ?"
             params.append(channel)
-        with self._transaction("reading alerts") as conn:
+        with self._db.read("reading alerts") as conn:
             row = conn.execute(sql, params).fetchone()
         return from_micros(row[0]) if row and row[0] is not None else None
 
     def suppress(self, key: AlertKey, *, now: datetime) -> None:
         now_us = micros(now)
-        with self._transaction("recording a held-back alert") as conn:
+        with self._db.write("recording a held-back alert") as conn:
             conn.execute(_SUPPRESS, (*_key_values(key), now_us, now_us))
 
     def suppressed(self, channel: str) -> list[AlertClaim]:
-        with self._transaction("reading held-back alerts") as conn:
+        with self._db.read("reading held-back alerts") as conn:
             rows = conn.execute(
                 f"{_SELECT} WHERE channel = ? AND status = 'suppressed' ORDER BY updated_at",
                 (channel,),
@@ -213,7 +191,7 @@ class SQLiteAlertStore:
         return [_claim_from_row(row) for row in rows]
 
     def record_alert(self, entry: AlertEntry) -> None:
-        with self._transaction("recording an alert") as conn:
+        with self._db.write("recording an alert") as conn:
             conn.execute(
                 f"INSERT OR IGNORE INTO alert_history ({_HISTORY_COLUMNS}) "
                 f"VALUES ({', '.join('?' * 14)})",
@@ -253,7 +231,8 @@ class SQLiteAlertStore:
             params.append(tenant)
         sql += " ORDER BY created_at DESC, alert_id LIMIT ?"
         params.append(limit)
-        with self._transaction("reading the alert history") as conn:
+        # One transaction: the entries and their channels' claims from one snapshot.
+        with self._db.write("reading the alert history") as conn:
             entries = [_entry_from_row(row) for row in conn.execute(sql, params).fetchall()]
             for entry in entries:
                 for row in conn.execute(
@@ -265,7 +244,7 @@ class SQLiteAlertStore:
         return entries
 
     def get_alert(self, alert_id: str) -> AlertEntry | None:
-        with self._transaction("reading the alert history") as conn:
+        with self._db.write("reading the alert history") as conn:
             row = conn.execute(
                 f"SELECT {_HISTORY_COLUMNS} FROM alert_history WHERE alert_id = ?", (alert_id,)
             ).fetchone()
@@ -281,7 +260,7 @@ class SQLiteAlertStore:
         return entry
 
     def ack(self, alert_id: str, *, now: datetime) -> bool:
-        with self._transaction("acknowledging an alert") as conn:
+        with self._db.write("acknowledging an alert") as conn:
             cursor = conn.execute(
                 "UPDATE alert_history SET acked_at = COALESCE(acked_at, ?) WHERE alert_id = ?",
                 (micros(now), alert_id),
@@ -289,7 +268,7 @@ class SQLiteAlertStore:
             return cursor.rowcount == 1
 
     def put_rule(self, name: str, body: dict[str, Any], *, now: datetime) -> None:
-        with self._transaction("storing an alert rule") as conn:
+        with self._db.write("storing an alert rule") as conn:
             conn.execute(
                 "INSERT INTO alert_rules (name, body, updated_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET body = excluded.body, "
@@ -298,17 +277,17 @@ class SQLiteAlertStore:
             )
 
     def delete_rule(self, name: str) -> bool:
-        with self._transaction("deleting an alert rule") as conn:
+        with self._db.write("deleting an alert rule") as conn:
             return conn.execute("DELETE FROM alert_rules WHERE name = ?", (name,)).rowcount == 1
 
     def rules(self) -> list[dict[str, Any]]:
-        with self._transaction("reading alert rules") as conn:
+        with self._db.read("reading alert rules") as conn:
             rows = conn.execute("SELECT body FROM alert_rules ORDER BY name").fetchall()
         return [json.loads(row[0]) for row in rows]
 
     def prune(self, *, now: datetime, history_days: int) -> None:
         cutoff = micros(now) - history_days * 86_400 * 1_000_000
-        with self._transaction("pruning the alert history") as conn:
+        with self._db.write("pruning the alert history") as conn:
             conn.execute("DELETE FROM alert_history WHERE created_at < ?", (cutoff,))
             conn.execute(
                 "DELETE FROM alert_claims WHERE updated_at < ? AND status != 'claimed'",
@@ -316,10 +295,7 @@ class SQLiteAlertStore:
             )
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self._db.close()
 
 
 def _key_values(key: AlertKey) -> tuple[Any, ...]:

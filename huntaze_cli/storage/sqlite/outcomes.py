@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from huntaze_cli.storage.sqlite.db import open_migrated, sqlite_errors
+from huntaze_cli.storage.sqlite.db import Database
 
 _MIGRATIONS = [
     (
@@ -58,37 +58,29 @@ class OutcomeStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._conn = open_migrated(path, _MIGRATIONS, what="outcome store")
+        self._db = Database(path, _MIGRATIONS, what="outcome store")
 
     def put(self, outcomes: Sequence[Outcome]) -> PutResult:
         """Store every outcome in one transaction; counts what changed."""
         result = PutResult()
-        with sqlite_errors(self.path, "storing outcomes"):
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for o in outcomes:
-                    row = conn.execute(
-                        "SELECT revenue_nano, converted FROM outcomes "
-                        "WHERE campaign_id = ? AND recipient_id = ?",
-                        (o.campaign_id, o.recipient_id),
-                    ).fetchone()
-                    if row is None:
-                        result.inserted += 1
-                    elif tuple(row) == (o.revenue_nano, int(o.converted)):
-                        result.unchanged += 1
-                        continue
-                    else:
-                        result.updated += 1
-                    conn.execute(
-                        "INSERT OR REPLACE INTO outcomes VALUES (?, ?, ?, ?)",
-                        (o.campaign_id, o.recipient_id, o.revenue_nano, int(o.converted)),
-                    )
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+        with self._db.write("storing outcomes") as conn:
+            for o in outcomes:
+                row = conn.execute(
+                    "SELECT revenue_nano, converted FROM outcomes "
+                    "WHERE campaign_id = ? AND recipient_id = ?",
+                    (o.campaign_id, o.recipient_id),
+                ).fetchone()
+                if row is None:
+                    result.inserted += 1
+                elif tuple(row) == (o.revenue_nano, int(o.converted)):
+                    result.unchanged += 1
+                    continue
+                else:
+                    result.updated += 1
+                conn.execute(
+                    "INSERT OR REPLACE INTO outcomes VALUES (?, ?, ?, ?)",
+                    (o.campaign_id, o.recipient_id, o.revenue_nano, int(o.converted)),
+                )
         return result
 
     def totals(self, campaign_ids: Iterable[str] | None = None) -> dict[str, OutcomeTotals]:
@@ -97,10 +89,8 @@ class OutcomeStore:
         out: dict[str, OutcomeTotals] = {}
         for chunk in self._chunks(campaign_ids):
             where = "" if chunk is None else f" WHERE campaign_id IN ({','.join('?' * len(chunk))})"
-            with sqlite_errors(self.path, "reading outcomes"):
-                rows = self._conn.execute(
-                    sql + where + " GROUP BY campaign_id", chunk or []
-                ).fetchall()
+            with self._db.read("reading outcomes") as conn:
+                rows = conn.execute(sql + where + " GROUP BY campaign_id", chunk or []).fetchall()
             for campaign_id, count, revenue, conversions in rows:
                 out[campaign_id] = OutcomeTotals(count, revenue, conversions)
         return out
@@ -110,8 +100,8 @@ class OutcomeStore:
         for chunk in self._chunks(campaign_ids):
             assert chunk is not None
             marks = ",".join("?" * len(chunk))
-            with sqlite_errors(self.path, "reading outcomes"):
-                rows = self._conn.execute(
+            with self._db.read("reading outcomes") as conn:
+                rows = conn.execute(
                     "SELECT campaign_id, recipient_id, revenue_nano, converted FROM outcomes "
                     f"WHERE campaign_id IN ({marks})",
                     chunk,
@@ -129,4 +119,4 @@ class OutcomeStore:
             yield ids[start : start + _CHUNK]
 
     def close(self) -> None:
-        self._conn.close()
+        self._db.close()

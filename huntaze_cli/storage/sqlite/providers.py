@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from huntaze_cli.storage.providers import ProviderState
-from huntaze_cli.storage.sqlite.db import open_migrated, sqlite_errors
+from huntaze_cli.storage.sqlite.db import Database
 
 if TYPE_CHECKING:
     from huntaze_cli.config import Config
@@ -39,15 +39,16 @@ class SQLiteProviderStateStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._conn = open_migrated(path, _MIGRATIONS, what="provider state")
+        self._db = Database(path, _MIGRATIONS, what="provider state")
 
     @classmethod
     def from_config(cls, config: Config) -> SQLiteProviderStateStore:
         return cls(config.providers_path)
 
     def save(self, state: ProviderState) -> None:
-        with sqlite_errors(self.path, "saving provider state"):
-            self._conn.execute(
+        # One statement: its own transaction, no BEGIN needed.
+        with self._db.read("saving provider state") as conn:
+            conn.execute(
                 "INSERT OR REPLACE INTO provider_state VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     state.provider,
@@ -65,8 +66,8 @@ class SQLiteProviderStateStore:
             )
 
     def load(self) -> dict[str, ProviderState]:
-        with sqlite_errors(self.path, "reading provider state"):
-            rows = self._conn.execute("SELECT * FROM provider_state").fetchall()
+        with self._db.read("reading provider state") as conn:
+            rows = conn.execute("SELECT * FROM provider_state").fetchall()
         return {
             row[0]: ProviderState(
                 provider=row[0],
@@ -85,7 +86,7 @@ class SQLiteProviderStateStore:
         }
 
     def close(self) -> None:
-        self._conn.close()
+        self._db.close()
 
 
 def _iso(value: datetime | None) -> str | None:
