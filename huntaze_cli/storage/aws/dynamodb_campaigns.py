@@ -3,17 +3,7 @@
 One table (``[campaigns] table``) with string keys ``pk``/``sk``, on-demand billing, TTL
 on ``expires_at`` and one sparse global secondary index, ``lists`` (``lk``/``ls``):
 
-=====================  =========================  ======  =================================
-item                   pk                         sk      lk / ls (index, when listed)
-=====================  =========================  ======  =================================
-campaign               ``C#<campaign>``           ``C``   ``R#<yyyy-mm>`` / created#id
-idempotency key        ``K#<key>``                ``K``   -
-message                ``M#<campaign>#<rcpt>``    ``M``   ``L#<campaign>#<list>#<seq//1000>``
-                                                          / seq (10 digits)
-counter shard          ``N#<campaign>``           ``0-7``  -
-worker heartbeat       ``W``                      worker  -
-provider state         ``P``                      name    (see dynamodb_providers.py)
-=====================  =========================  ======  =================================
+The items and their keys are listed in dynamodb_campaign_items.py.
 
 **No hot partition.** Every message is its own partition key, so a 100k-recipient
 campaign spreads its writes over the whole table. Lists the generator and `requeue`
@@ -52,22 +42,36 @@ is authorised as its Puts and Updates); with ``create_tables = true`` also
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import threading
-import time
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from huntaze_cli.clock import SYSTEM_CLOCK, Clock
 from huntaze_cli.errors import BackendError
 from huntaze_cli.storage.aws.campaign_table import MAX_RETRIES, TTL_ATTRIBUTE, CampaignTable
 from huntaze_cli.storage.aws.campaign_table import item_key as _key
 from huntaze_cli.storage.aws.campaign_table import number as _n
 from huntaze_cli.storage.aws.campaign_table import string as _s
+from huntaze_cli.storage.aws.dynamodb_campaign_items import (
+    BUCKET,
+    GENDEAD,
+    campaign_from_item,
+    campaign_item,
+    campaign_key,
+    heartbeat_from_item,
+    lease_until_of,
+    list_key,
+    message_item,
+    message_move,
+    message_pk,
+    pending_from_item,
+    recipient_of,
+)
 from huntaze_cli.storage.campaigns import (
     MESSAGE_STATES,
     CampaignRow,
@@ -80,11 +84,8 @@ from huntaze_cli.storage.campaigns import (
 if TYPE_CHECKING:
     from huntaze_cli.config import Config
 
-BUCKET = 1000  # messages per list partition of the index
 HEARTBEAT_TTL_S = 7 * 86_400
 _PER_TRANSACTION = 99  # + the counter shard = DynamoDB's 100 items
-_CAMPAIGN_FIELDS = ("name", "account", "tenant", "model", "provider", "system", "prompt")
-_GENDEAD = "gendead"  # the list of dead messages without text (generation gave up)
 
 
 class DynamoDBCampaignStore:
@@ -97,9 +98,9 @@ class DynamoDBCampaignStore:
         self._recipients: dict[str, int] = {}  # campaign -> recipients, fixed once generating
 
     @classmethod
-    def from_config(cls, config: Config) -> DynamoDBCampaignStore:
+    def from_config(cls, config: Config, *, clock: Clock = SYSTEM_CLOCK) -> DynamoDBCampaignStore:
         """The store ``[campaigns]`` describes (``backend = "dynamodb"``)."""
-        return cls(CampaignTable.from_config(config))
+        return cls(CampaignTable.from_config(config, clock=clock))
 
     def close(self) -> None:
         self._t.close()
@@ -120,8 +121,8 @@ class DynamoDBCampaignStore:
         """Claim the key, store the campaign (``estimating``) and its recipients 99 per
         transaction, then make it ``generating``. A failure removes the campaign and
         frees the key (messages already written expire with the TTL)."""
-        self._t.ready()
-        now = _now()
+        self._t.ensure_ready()
+        now = self._t.clock.now()
         if idempotency_key:
             try:
                 self._t.call(
@@ -138,29 +139,16 @@ class DynamoDBCampaignStore:
                 raise BackendError(
                     f"idempotency key {idempotency_key!r} already names a campaign"
                 ) from exc
-        item: dict[str, Any] = {
-            **_key("C#" + campaign_id, "C"),
-            "state": _s("estimating"),
-            "recipients": _n(0),
-            "estimated_cost_nano": _n(estimated_cost_nano),
-            "created_at": _s(now.isoformat()),
-            "updated_at": _s(now.isoformat()),
-            "gen_lease_until": _n(time.time() + lease_s if generation_owner else 0),
-            "lk": _s("R#" + now.strftime("%Y-%m")),
-            "ls": _s(f"{now.isoformat()}#{campaign_id}"),
-            TTL_ATTRIBUTE: self._t.expires(),
-        }
-        for name in _CAMPAIGN_FIELDS:
-            if spec.get(name) is not None:
-                item[name] = _s(str(spec[name]))
-        if spec.get("max_tokens") is not None:
-            item["max_tokens"] = _n(spec["max_tokens"])
-        if spec.get("temperature") is not None:
-            item["temperature"] = {"N": repr(float(spec["temperature"]))}
-        if idempotency_key:
-            item["idempotency_key"] = _s(idempotency_key)
-        if generation_owner:
-            item["gen_owner"] = _s(generation_owner)
+        item = campaign_item(
+            campaign_id,
+            spec,
+            now=now,
+            estimated_cost_nano=estimated_cost_nano,
+            lease_until=self._t.clock.time() + lease_s if generation_owner else 0,
+            idempotency_key=idempotency_key,
+            generation_owner=generation_owner,
+            expires=self._t.expires(),
+        )
         try:
             self._t.call("put_item", TableName=self._t.name, Item=item)
             count = 0
@@ -176,7 +164,9 @@ class DynamoDBCampaignStore:
                 count += len(chunk)
             self._update_campaign(campaign_id, {"recipients": _n(count), "state": _s("generating")})
         except BaseException:
-            self._t.call("delete_item", TableName=self._t.name, Key=_key("C#" + campaign_id, "C"))
+            self._t.call(
+                "delete_item", TableName=self._t.name, Key=_key(*campaign_key(campaign_id))
+            )
             if idempotency_key:
                 self._t.call(
                     "delete_item", TableName=self._t.name, Key=_key("K#" + idempotency_key, "K")
@@ -189,48 +179,40 @@ class DynamoDBCampaignStore:
     ) -> None:
         if len({rid for rid, _ in chunk}) != len(chunk):
             raise BackendError(f"campaign {campaign_id}: a recipient id appears twice")
-        now = _now().isoformat()
-        puts = []
-        for offset, (rid, fields) in enumerate(chunk):
-            seq = first_seq + offset
-            puts.append(
-                {
-                    "Put": {
-                        "TableName": self._t.name,
-                        "Item": {
-                            **_message_key(campaign_id, rid),
-                            "seq": _n(seq),
-                            "fields": _s(json.dumps(fields)),
-                            "state": _s("pending"),
-                            "updated_at": _s(now),
-                            "lk": _s(_list_key(campaign_id, "pending", seq)),
-                            "ls": _s(f"{seq:010d}"),
-                            TTL_ATTRIBUTE: self._t.expires(),
-                        },
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
+        now = self._t.clock.now().isoformat()
+        expires = self._t.expires()
+        puts = [
+            {
+                "Put": {
+                    "TableName": self._t.name,
+                    "Item": message_item(
+                        campaign_id, rid, first_seq + offset, fields, now=now, expires=expires
+                    ),
+                    "ConditionExpression": "attribute_not_exists(pk)",
                 }
-            )
-        moved = self._t.transact(campaign_id, puts, {"pending": 1})
+            }
+            for offset, (rid, fields) in enumerate(chunk)
+        ]
+        moved = self._t.transact_counted(campaign_id, puts, {"pending": 1})
         if moved != len(puts):
             raise BackendError(f"campaign {campaign_id}: a recipient id appears twice")
 
     def find_by_key(self, idempotency_key: str) -> str | None:
-        item = self._t.get("K#" + idempotency_key, "K")
+        item = self._t.item("K#" + idempotency_key, "K")
         return item["campaign_id"]["S"] if item else None
 
     def get(self, campaign_id: str) -> CampaignRow | None:
-        item = self._t.get("C#" + campaign_id, "C")
-        return _campaign(item) if item else None
+        item = self._t.item(*campaign_key(campaign_id))
+        return campaign_from_item(item) if item else None
 
     def recent(self, limit: int = 20) -> list[CampaignRow]:
         rows: list[CampaignRow] = []
-        month = _now().replace(day=1)
+        month = self._t.clock.now().replace(day=1)
         for _ in range(13):  # at most a year back: campaigns expire before that
             for item in self._t.query(
                 "R#" + month.strftime("%Y-%m"), index=True, forward=False, limit=limit - len(rows)
             ):
-                rows.append(_campaign(item))
+                rows.append(campaign_from_item(item))
             if len(rows) >= limit:
                 break
             month = (month - timedelta(days=1)).replace(day=1)
@@ -264,12 +246,12 @@ class DynamoDBCampaignStore:
     # --- generation ------------------------------------------------------------------
 
     def claim_generation(self, campaign_id: str, owner: str, *, lease_s: float) -> bool:
-        now = time.time()
+        now = self._t.clock.time()
         try:
             self._t.call(
                 "update_item",
                 TableName=self._t.name,
-                Key=_key("C#" + campaign_id, "C"),
+                Key=_key(*campaign_key(campaign_id)),
                 UpdateExpression="SET gen_owner = :o, gen_lease_until = :u",
                 ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(gen_owner)"
                 " OR gen_owner = :o OR gen_lease_until < :now)",
@@ -288,30 +270,30 @@ class DynamoDBCampaignStore:
             self._t.call(
                 "update_item",
                 TableName=self._t.name,
-                Key=_key("C#" + campaign_id, "C"),
+                Key=_key(*campaign_key(campaign_id)),
                 UpdateExpression="REMOVE gen_owner SET gen_lease_until = :zero",
                 ConditionExpression="gen_owner = :o",
                 ExpressionAttributeValues={":o": _s(owner), ":zero": _n(0)},
             )
 
     def generation_owner(self, campaign_id: str) -> str | None:
-        item = self._t.get("C#" + campaign_id, "C")
+        item = self._t.item(*campaign_key(campaign_id))
         if not item or "gen_owner" not in item:
             return None
-        live = float(item.get("gen_lease_until", {"N": "0"})["N"]) >= time.time()
+        live = lease_until_of(item) >= self._t.clock.time()
         return item["gen_owner"]["S"] if live else None
 
     def orphaned(self, *, limit: int = 10) -> list[str]:
         """Among the 100 newest campaigns (the ``lists`` index), those generating with no
         live lease, oldest first. An ``estimating`` campaign is one whose creator died
         while storing its recipients: it is not generated from half its list."""
-        now = time.time()
+        now = self._t.clock.time()
         found = []
         for campaign in reversed(self.recent(100)):
             if campaign.state != "generating":
                 continue
-            item = self._t.get("C#" + campaign.id, "C")  # the index may lag the lease
-            lease_until = float(item.get("gen_lease_until", {"N": "0"})["N"]) if item else now
+            item = self._t.item(*campaign_key(campaign.id))  # the index may lag the lease
+            lease_until = lease_until_of(item) if item else now
             if item and item["state"]["S"] == "generating" and lease_until < now:
                 found.append(campaign.id)
                 if len(found) == limit:
@@ -321,14 +303,10 @@ class DynamoDBCampaignStore:
     # --- messages --------------------------------------------------------------------
 
     def pending(self, campaign_id: str, *, after_seq: int, limit: int) -> list[PendingMessage]:
-        found = []
-        for item in self._listed(campaign_id, "pending", after_seq=after_seq, limit=limit):
-            message = PendingMessage(
-                item["pk"]["S"].split("#", 2)[2],
-                int(item["seq"]["N"]),
-                json.loads(item["fields"]["S"]),
-            )
-            found.append(message)
+        found = [
+            pending_from_item(item)
+            for item in self._listed(campaign_id, "pending", after_seq=after_seq, limit=limit)
+        ]
         with self._lock:
             for message in found:
                 self._seqs[(campaign_id, message.recipient_id)] = message.seq
@@ -336,7 +314,7 @@ class DynamoDBCampaignStore:
 
     def generated(self, campaign_id: str) -> Iterator[tuple[str, str]]:
         for item in self._listed(campaign_id, "generated"):
-            yield item["pk"]["S"].split("#", 2)[2], item["text"]["S"]
+            yield recipient_of(item), item["text"]["S"]
 
     def save_generated(self, campaign_id: str, rows: Sequence[tuple[str, str, str]]) -> None:
         moves: list[tuple[str, str, dict[str, Any]]] = []
@@ -352,7 +330,7 @@ class DynamoDBCampaignStore:
                     {
                         ":text": _s(text),
                         ":p": _s(provider),
-                        ":lk": _s(_list_key(campaign_id, "generated", seq)),
+                        ":lk": _s(list_key(campaign_id, "generated", seq)),
                     },
                 )
             )
@@ -366,12 +344,12 @@ class DynamoDBCampaignStore:
             seq = self._seq(campaign_id, rid)
             if seq is None:
                 continue
-            label = _GENDEAD if final else "pending"
+            label = GENDEAD if final else "pending"
             moves.append(
                 (
                     rid,
                     "SET #s = :new, #e = :error, lk = :lk, updated_at = :now, expires_at = :exp",
-                    {":error": _s(error), ":lk": _s(_list_key(campaign_id, label, seq))},
+                    {":error": _s(error), ":lk": _s(list_key(campaign_id, label, seq))},
                 )
             )
         self._move(campaign_id, "pending", "dead" if final else "pending", moves, gendead=final)
@@ -388,7 +366,7 @@ class DynamoDBCampaignStore:
     ) -> None:
         campaign_id, rid = split_key(key)
         for _ in range(MAX_RETRIES):
-            item = self._t.get(*_message_pk(campaign_id, rid))
+            item = self._t.item(*message_pk(campaign_id, rid))
             if item is None:
                 return
             old = item["state"]["S"]
@@ -403,9 +381,9 @@ class DynamoDBCampaignStore:
                 update += ", sent_at = :sent"
                 values[":sent"] = _s(sent_at)
             if state == "dead":
-                label = "dead" if "text" in item else _GENDEAD
+                label = "dead" if "text" in item else GENDEAD
                 update += ", lk = :lk"
-                values[":lk"] = _s(_list_key(campaign_id, label, int(item["seq"]["N"])))
+                values[":lk"] = _s(list_key(campaign_id, label, int(item["seq"]["N"])))
                 gendead = "text" not in item
             else:
                 gendead = False
@@ -419,7 +397,7 @@ class DynamoDBCampaignStore:
         raise BackendError(f"campaign store: message {key} kept changing; retry later")
 
     def requeued(self, campaign_id: str) -> int:
-        rids = [item["pk"]["S"].split("#", 2)[2] for item in self._listed(campaign_id, "dead")]
+        rids = [recipient_of(item) for item in self._listed(campaign_id, "dead")]
         moves: list[tuple[str, str, dict[str, Any]]] = [
             (rid, "SET #s = :new, updated_at = :now, expires_at = :exp REMOVE lk, #e", {})
             for rid in rids
@@ -435,27 +413,27 @@ class DynamoDBCampaignStore:
 
     def retry_failed_generation(self, campaign_id: str) -> int:
         moves: list[tuple[str, str, dict[str, Any]]] = []
-        for item in self._listed(campaign_id, _GENDEAD):
+        for item in self._listed(campaign_id, GENDEAD):
             seq = int(item["seq"]["N"])
             moves.append(
                 (
-                    item["pk"]["S"].split("#", 2)[2],
+                    recipient_of(item),
                     "SET #s = :new, lk = :lk, updated_at = :now, expires_at = :exp",
-                    {":lk": _s(_list_key(campaign_id, "pending", seq))},
+                    {":lk": _s(list_key(campaign_id, "pending", seq))},
                 )
             )
         return self._move(campaign_id, "dead", "pending", moves, gendead=True)
 
     def needs_generation(self, campaign_id: str) -> bool:
         totals = self._counters(campaign_id)
-        return totals.get("pending", 0) > 0 or totals.get(_GENDEAD, 0) > 0
+        return totals.get("pending", 0) > 0 or totals.get(GENDEAD, 0) > 0
 
     # --- workers ---------------------------------------------------------------------
 
     def heartbeat(
         self, worker_id: str, *, started_at: datetime, delivered: int, stopped: bool = False
     ) -> None:
-        self._t.ready()
+        self._t.ensure_ready()
         self._t.call(
             "put_item",
             TableName=self._t.name,
@@ -464,26 +442,15 @@ class DynamoDBCampaignStore:
                 "host": _s(socket.gethostname()),
                 "pid": _n(os.getpid()),
                 "started_at": _s(started_at.isoformat()),
-                "beat_at": _s(_now().isoformat()),
+                "beat_at": _s(self._t.clock.now().isoformat()),
                 "delivered": _n(delivered),
                 "stopped": {"BOOL": stopped},
-                TTL_ATTRIBUTE: _n(int(time.time()) + HEARTBEAT_TTL_S),
+                TTL_ATTRIBUTE: self._t.expires(HEARTBEAT_TTL_S),
             },
         )
 
     def heartbeats(self) -> list[Heartbeat]:
-        beats = [
-            Heartbeat(
-                item["sk"]["S"],
-                item["host"]["S"],
-                int(item["pid"]["N"]),
-                datetime.fromisoformat(item["started_at"]["S"]),
-                datetime.fromisoformat(item["beat_at"]["S"]),
-                int(item["delivered"]["N"]),
-                item["stopped"]["BOOL"],
-            )
-            for item in self._t.query("W")
-        ]
+        beats = [heartbeat_from_item(item) for item in self._t.query("W")]
         beats.sort(key=lambda beat: beat.beat_at, reverse=True)
         return beats[:50]
 
@@ -500,40 +467,22 @@ class DynamoDBCampaignStore:
     ) -> int:
         """Apply ``(recipient, update, values)`` to messages still in ``old``; returns how
         many moved. Counter shards follow in the same transactions."""
-        self._t.ready()
-        now, expires = _s(_now().isoformat()), self._t.expires()
+        self._t.ensure_ready()
+        common = {":now": _s(self._t.clock.now().isoformat()), ":exp": self._t.expires()}
         moved = 0
         for start in range(0, len(moves), _PER_TRANSACTION):
-            updates = []
-            for rid, update, values in moves[start : start + _PER_TRANSACTION]:
-                names = {"#s": "state"}
-                for name, attr in (("#e", "error"), ("#t", "text")):
-                    if name in update:
-                        names[name] = attr
-                updates.append(
-                    {
-                        "Update": {
-                            "TableName": self._t.name,
-                            "Key": _message_key(campaign_id, rid),
-                            "UpdateExpression": update,
-                            "ConditionExpression": "#s = :old",
-                            "ExpressionAttributeNames": names,
-                            "ExpressionAttributeValues": {
-                                ":old": _s(old),
-                                ":new": _s(new),
-                                ":now": now,
-                                ":exp": expires,
-                                **values,
-                            },
-                        }
-                    }
+            updates = [
+                message_move(
+                    self._t.name, campaign_id, rid, update, {**common, **values}, old=old, new=new
                 )
+                for rid, update, values in moves[start : start + _PER_TRANSACTION]
+            ]
             deltas: dict[str, int] = {}
             if old != new:
                 deltas = {old: -1, new: 1}
                 if gendead:
-                    deltas[_GENDEAD] = 1 if new == "dead" else -1
-            moved += self._t.transact(campaign_id, updates, deltas)
+                    deltas[GENDEAD] = 1 if new == "dead" else -1
+            moved += self._t.transact_counted(campaign_id, updates, deltas)
         with self._lock:
             for rid, _, _ in moves:
                 self._seqs.pop((campaign_id, rid), None)
@@ -546,7 +495,7 @@ class DynamoDBCampaignStore:
             seq = self._seqs.get((campaign_id, rid))
         if seq is not None:
             return seq
-        item = self._t.get(*_message_pk(campaign_id, rid))
+        item = self._t.item(*message_pk(campaign_id, rid))
         return int(item["seq"]["N"]) if item else None
 
     def _listed(
@@ -573,7 +522,7 @@ class DynamoDBCampaignStore:
             known = self._recipients.get(campaign_id)
         if known is not None:
             return known
-        item = self._t.get("C#" + campaign_id, "C")
+        item = self._t.item(*campaign_key(campaign_id))
         if item is None:
             return 0
         count = int(item["recipients"]["N"])
@@ -599,58 +548,13 @@ class DynamoDBCampaignStore:
             self._t.call(
                 "update_item",
                 TableName=self._t.name,
-                Key=_key("C#" + campaign_id, "C"),
+                Key=_key(*campaign_key(campaign_id)),
                 UpdateExpression="SET updated_at = :now, expires_at = :exp, " + ", ".join(sets),
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues={
                     **attrs,
-                    ":now": _s(_now().isoformat()),
+                    ":now": _s(self._t.clock.now().isoformat()),
                     ":exp": self._t.expires(),
                 },
             )
-
-    # --- calls and errors ------------------------------------------------------------
-
-
-# --- items -----------------------------------------------------------------------------
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _message_pk(campaign_id: str, rid: str) -> tuple[str, str]:
-    return f"M#{campaign_id}#{rid}", "M"
-
-
-def _message_key(campaign_id: str, rid: str) -> dict[str, Any]:
-    return _key(*_message_pk(campaign_id, rid))
-
-
-def _list_key(campaign_id: str, label: str, seq: int) -> str:
-    return f"L#{campaign_id}#{label}#{seq // BUCKET}"
-
-
-def _campaign(item: dict[str, Any]) -> CampaignRow:
-    def text(name: str) -> str | None:
-        return item[name]["S"] if name in item else None
-
-    return CampaignRow(
-        id=item["pk"]["S"][2:],
-        idempotency_key=text("idempotency_key"),
-        name=text("name") or "",
-        account=text("account") or "",
-        tenant=text("tenant") or "",
-        model=text("model") or "",
-        provider=text("provider") or "",
-        system=text("system"),
-        prompt=text("prompt") or "",
-        max_tokens=int(item["max_tokens"]["N"]) if "max_tokens" in item else None,
-        temperature=float(item["temperature"]["N"]) if "temperature" in item else None,
-        state=item["state"]["S"],
-        recipients=int(item["recipients"]["N"]),
-        estimated_cost_nano=int(item["estimated_cost_nano"]["N"]),
-        created_at=datetime.fromisoformat(item["created_at"]["S"]),
-        updated_at=datetime.fromisoformat(item["updated_at"]["S"]),
-    )

@@ -76,13 +76,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from huntaze_cli.clock import SYSTEM_CLOCK, from_micros, micros
 from huntaze_cli.errors import BackendError
 from huntaze_cli.models import CostEvent
 from huntaze_cli.storage.aws.client import (
-    THROTTLE_CODES,
     TableSpec,
     error_code,
     error_message,
@@ -106,7 +105,11 @@ from huntaze_cli.storage.aws.dynamodb_items import (
     transaction_items,
     utc,
 )
-from huntaze_cli.storage.aws.dynamodb_table import DynamoDBTable
+from huntaze_cli.storage.aws.dynamodb_table import (
+    TRANSACTION_RETRY_CODES,
+    DynamoDBTable,
+    kept_failing,
+)
 from huntaze_cli.storage.aws.dynamodb_usage import usage_from_item, usage_partition
 from huntaze_cli.storage.ledger import (
     COUNTER_FIELDS,
@@ -134,19 +137,6 @@ TABLE = TableSpec(
     "ledger", role="ledger", index=(GSI_NAME, "gpk", "gsk"), ttl_attribute=TTL_ATTRIBUTE
 )
 
-# Errors worth another try after a pause, as a whole call or as a transaction reason.
-_RETRYABLE_CODES = THROTTLE_CODES | {
-    "TransactionInProgressException",
-    "TransactionConflictException",
-}
-_RETRYABLE_REASONS = frozenset(
-    {
-        "TransactionConflict",
-        "ThrottlingError",
-        "ProvisionedThroughputExceeded",
-        "RequestLimitExceeded",
-    }
-)
 _MAX_RETRIES = 8
 _BACKOFF_BASE_S = 0.05
 _BACKOFF_MAX_S = 2.0
@@ -187,7 +177,7 @@ class DynamoDBLedger:
             max_retries=_MAX_RETRIES,
             base_s=_BACKOFF_BASE_S,
             max_s=_BACKOFF_MAX_S,
-            retry_codes=_RETRYABLE_CODES,
+            retry_codes=TRANSACTION_RETRY_CODES,
             explain=_explain,
             max_pool_connections=_READ_THREADS * 2,
             # Client-side validation walks every attribute of every item: about 0.5 ms
@@ -479,51 +469,17 @@ class DynamoDBLedger:
 
     def _write_chunk(self, chunk: list[CostEvent]) -> RecordResult:
         """Commit one transaction's worth of events, dropping ids already stored."""
-        result = RecordResult()
-        pending = chunk
-        retries = 0
-        while pending:
-            items = transaction_items(
+        stored = self._db.transact(
+            chunk,
+            lambda pending: transaction_items(
                 self.table,
                 pending,
                 retention_days=self.retention_days,
                 rollup_retention_days=self.rollup_retention_days,
-            )
-            try:
-                self._db.client.transact_write_items(TransactItems=items)
-            except ClientError as exc:
-                code = error_code(exc)
-                if code == "TransactionCanceledException":
-                    reasons = [
-                        reason.get("Code") or "None"
-                        for reason in exc.response.get("CancellationReasons") or []
-                    ]
-                    # The Puts come first, in the order of ``pending``.
-                    duplicates = {
-                        i
-                        for i, reason in enumerate(reasons[: len(pending)])
-                        if reason == "ConditionalCheckFailed"
-                    }
-                    retryable = any(reason in _RETRYABLE_REASONS for reason in reasons)
-                    if duplicates:
-                        result.duplicates += len(duplicates)
-                        pending = [e for i, e in enumerate(pending) if i not in duplicates]
-                    if retryable and retries < _MAX_RETRIES:
-                        self._db.backoff(retries)
-                        retries += 1
-                        continue
-                    if duplicates and not retryable:
-                        continue
-                elif code in _RETRYABLE_CODES and retries < _MAX_RETRIES:
-                    self._db.backoff(retries)
-                    retries += 1
-                    continue
-                raise self._db.error(exc, "TransactWriteItems") from exc
-            except BotoCoreError as exc:
-                raise self._db.error(exc, "TransactWriteItems") from exc
-            result.stored += len(pending)
-            break
-        return result
+            ),
+        )
+        # A Put's condition fails only for an attempt id already stored.
+        return RecordResult(stored=len(stored), duplicates=len(chunk) - len(stored))
 
     # --- reads -----------------------------------------------------------------------
 
@@ -549,13 +505,4 @@ def _explain(exc: ClientError, action: str, table: DynamoDBTable) -> BackendErro
             f"{GSI_NAME!r} ({message}): it was not created by huntaze; point [ledger] "
             "table at a new name and set [ledger] create_tables = true"
         )
-    if code == "TransactionCanceledException":
-        reasons = [
-            f"{r.get('Code')}: {r.get('Message', '')}".strip(": ")
-            for r in exc.response.get("CancellationReasons") or []
-            if r.get("Code") not in (None, "None")
-        ]
-        message = "; ".join(dict.fromkeys(reasons)) or message
-    if code in _RETRYABLE_CODES or code == "TransactionCanceledException":
-        return table.resource().kept_failing(action, code, message, "; the write is idempotent")
-    return None
+    return kept_failing(exc, action, table, note="; the write is idempotent")

@@ -11,8 +11,7 @@ IAM actions: ``dynamodb:PutItem`` and ``dynamodb:Query`` on the campaign table.
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from huntaze_cli.storage.aws.campaign_table import CampaignTable, item_key, number, string
@@ -43,7 +42,7 @@ class DynamoDBProviderStateStore:
             "consecutive_failures": number(state.consecutive_failures),
             "misconfigured": {"BOOL": state.misconfigured},
             "pid": number(state.pid),
-            "expires_at": number(int(time.time()) + self._table.retention_s),
+            "expires_at": self._table.expires(),
         }
         for name in _TEXTS:
             value = getattr(state, name)
@@ -53,7 +52,7 @@ class DynamoDBProviderStateStore:
             value = getattr(state, name)
             if value is not None:
                 item[name] = string(value.isoformat())
-        self._table.ready()
+        self._table.ensure_ready()
         self._table.call("put_item", TableName=self._table.name, Item=item)
 
     def load(self) -> dict[str, ProviderState]:
@@ -73,7 +72,7 @@ class DynamoDBProviderStateStore:
                 last_error_at=times["last_error_at"],
                 last_ok_at=times["last_ok_at"],
                 opened_at=times["opened_at"],
-                updated_at=times["updated_at"] or datetime.now(UTC),
+                updated_at=times["updated_at"] or self._table.clock.now(),
                 pid=int(item["pid"]["N"]),
             )
         return states

@@ -1,17 +1,19 @@
-"""One of huntaze's DynamoDB tables as a store uses it: the plumbing the ledger and the
-rate limiter share.
+"""One of huntaze's DynamoDB tables as a store uses it: the plumbing the ledger, the alert
+store and the campaign table share.
 
 ``DynamoDBTable`` holds the low-level client (short timeouts, see ``make_client``), makes
 the table ready on first use (``TableSetup``), makes every call with jittered backoff on
 throttling, turns botocore errors into one-line ``BackendError``s naming the table and
-endpoint, and reads partitions page by page. The stores keep only what is theirs: item
-layout, conditional writes, and the few error messages only they can word.
+endpoint, reads partitions page by page, and commits transactions of conditional writes
+(``transact``: the writes whose condition failed are dropped, the rest committed). The
+stores keep only what is theirs: item layout, conditions, and the few error messages only
+they can word.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -24,14 +26,33 @@ from huntaze_cli.storage.aws.client import (
     backoff,
     call_with_backoff,
     endpoint_of,
+    error_code,
+    error_message,
     make_client,
 )
+
+T = TypeVar("T")
 
 # A store's own wording for some ClientErrors: (exc, action, table) -> error, or None
 # for the generic message.
 Explain = Callable[[ClientError, str, "DynamoDBTable"], BackendError | None]
 
 BATCH_WRITE_ITEMS = 25  # DynamoDB's limit per BatchWriteItem
+
+# Errors worth another try after a pause for a store that writes in transactions: as the
+# code of a whole call, or as a reason a transaction was cancelled.
+TRANSACTION_RETRY_CODES = THROTTLE_CODES | {
+    "TransactionInProgressException",
+    "TransactionConflictException",
+}
+TRANSACTION_RETRY_REASONS = frozenset(
+    {
+        "TransactionConflict",
+        "ThrottlingError",
+        "ProvisionedThroughputExceeded",
+        "RequestLimitExceeded",
+    }
+)
 
 
 class DynamoDBTable:
@@ -132,26 +153,41 @@ class DynamoDBTable:
 
     # --- reads -----------------------------------------------------------------------
 
+    def get(self, key: dict[str, Any]) -> dict[str, Any] | None:
+        """One item, read strongly consistent; None when there is none."""
+        found = self.call("get_item", TableName=self.name, Key=key, ConsistentRead=True)
+        item: dict[str, Any] | None = found.get("Item")
+        return item
+
     def query_iter(
         self,
         partition: str,
         *,
         between: tuple[str, str] | None = None,
+        after: str | None = None,
         index: str | None = None,
         key: tuple[str, str] = ("pk", "sk"),
         projection: tuple[str, ...] | None = None,
+        forward: bool = True,
+        limit: int | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Every item of one partition (optionally a sort-key range), page by page.
 
-        Table reads are strongly consistent (a report right after a write must see it);
-        index reads cannot be.
+        ``between`` keeps sort keys in ``[lo, hi]``, ``after`` those above it; ``forward``
+        false reads from the highest sort key down; ``limit`` stops after that many items
+        (and asks for no larger pages). Table reads are strongly consistent (a report
+        right after a write must see it); index reads cannot be.
         """
+        if limit is not None and limit <= 0:
+            return
         params: dict[str, Any] = {
             "TableName": self.name,
             "KeyConditionExpression": "#p = :p",
             "ExpressionAttributeNames": {"#p": key[0]},
             "ExpressionAttributeValues": {":p": {"S": partition}},
         }
+        if not forward:
+            params["ScanIndexForward"] = False
         if projection is not None:
             names = {f"#a{n}": name for n, name in enumerate(projection)}
             params["ProjectionExpression"] = ", ".join(names)
@@ -162,13 +198,25 @@ class DynamoDBTable:
             params["ExpressionAttributeValues"].update(
                 {":lo": {"S": between[0]}, ":hi": {"S": between[1]}}
             )
+        elif after is not None:
+            params["KeyConditionExpression"] += " AND #s > :after"
+            params["ExpressionAttributeNames"]["#s"] = key[1]
+            params["ExpressionAttributeValues"][":after"] = {"S": after}
         if index is not None:
             params["IndexName"] = index
         else:
             params["ConsistentRead"] = True
+        left = limit
         while True:
+            if left is not None:
+                params["Limit"] = left
             page = self.call("query", **params)
-            yield from page.get("Items", [])
+            for item in page.get("Items", []):
+                yield item
+                if left is not None:
+                    left -= 1
+                    if left == 0:
+                        return
             last = page.get("LastEvaluatedKey")
             if not last:
                 return
@@ -183,6 +231,60 @@ class DynamoDBTable:
         key: tuple[str, str] = ("pk", "sk"),
     ) -> list[dict[str, Any]]:
         return list(self.query_iter(partition, between=between, index=index, key=key))
+
+    # --- transactions ----------------------------------------------------------------
+
+    def transact(
+        self,
+        writes: Sequence[T],
+        items: Callable[[list[T]], list[dict[str, Any]]],
+        *,
+        retry_reasons: frozenset[str] = TRANSACTION_RETRY_REASONS,
+    ) -> list[T]:
+        """Commit ``items(pending)`` in one TransactWriteItems; returns the writes committed.
+
+        ``items`` turns the writes still pending into the transaction: its first
+        ``len(pending)`` items are theirs, in order (conditional Puts or Updates), and it
+        may add more (rollups, a counter shard) sized to them. A write whose condition
+        failed is dropped and the rest tried again; a transaction cancelled for a conflict
+        or throttling, or a call throttled, is retried after a jittered pause, up to
+        ``max_retries`` times; anything else is raised as a BackendError.
+        """
+        pending = list(writes)
+        retries = 0
+        while pending:
+            try:
+                self.client.transact_write_items(TransactItems=items(pending))
+            except ClientError as exc:
+                code = error_code(exc)
+                if code == "TransactionCanceledException":
+                    reasons = [
+                        reason.get("Code") or "None"
+                        for reason in exc.response.get("CancellationReasons") or []
+                    ]
+                    failed = {
+                        i
+                        for i, reason in enumerate(reasons[: len(pending)])
+                        if reason == "ConditionalCheckFailed"
+                    }
+                    retryable = any(reason in retry_reasons for reason in reasons)
+                    if failed:
+                        pending = [w for i, w in enumerate(pending) if i not in failed]
+                    if retryable and retries < self.max_retries:
+                        self.backoff(retries)
+                        retries += 1
+                        continue
+                    if failed and not retryable:
+                        continue
+                elif code in self._retry_codes and retries < self.max_retries:
+                    self.backoff(retries)
+                    retries += 1
+                    continue
+                raise self.error(exc, "TransactWriteItems") from exc
+            except BotoCoreError as exc:
+                raise self.error(exc, "TransactWriteItems") from exc
+            return pending
+        return []
 
     # --- batch writes ----------------------------------------------------------------
 
@@ -214,3 +316,22 @@ class DynamoDBTable:
                     )
                 self.backoff(retries)
                 retries += 1
+
+
+def kept_failing(
+    exc: ClientError, action: str, table: DynamoDBTable, *, note: str
+) -> BackendError | None:
+    """The error for a write still throttled, conflicting or cancelled after every retry
+    (naming the cancellation reasons), or None for any other error. ``note`` says what
+    the caller may rely on (``"; the write is idempotent"``)."""
+    code, message = error_code(exc), error_message(exc)
+    if code == "TransactionCanceledException":
+        reasons = [
+            f"{r.get('Code')}: {r.get('Message', '')}".strip(": ")
+            for r in exc.response.get("CancellationReasons") or []
+            if r.get("Code") not in (None, "None")
+        ]
+        message = "; ".join(dict.fromkeys(reasons)) or message
+    if code in TRANSACTION_RETRY_CODES or code == "TransactionCanceledException":
+        return table.resource().kept_failing(action, code, message, note)
+    return None
