@@ -9,7 +9,9 @@ acking the queue, so a crash at any point leaves the message leasable again and 
 idempotency key makes the replay harmless.
 
 Every store, queue, limiter and sink call runs off the event loop (``offload``), so the
-loop stays free for whatever shares it (the HTTP API of `huntaze serve`).
+loop stays free for whatever shares it (the HTTP API of `huntaze serve`). What the worker
+decides by the time (a lease's time left, an account's pause, the heartbeat) it reads
+from its ``Clock``, the one the queue and limiter read in tests.
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ import asyncio
 import contextlib
 import random
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from huntaze_cli.campaigns.offload import off_loop
+from huntaze_cli.clock import SYSTEM_CLOCK, Clock
 from huntaze_cli.config import Config
 from huntaze_cli.errors import ConfigError, DeliveryError
 from huntaze_cli.retry import backoff_s
@@ -62,6 +64,7 @@ class DeliveryWorker:
         batch: int = 50,
         poll_s: float = 0.25,
         on_event: Callable[[str, Lease], None] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.config = config
         self.queue = queue
@@ -74,7 +77,8 @@ class DeliveryWorker:
         self.on_event = on_event
         self.stats = WorkerStats()
         self.worker_id = f"w_{secrets.token_hex(4)}"
-        self.started_at = datetime.now(UTC)
+        self.clock = clock
+        self.started_at = clock.now()
         self._blocked: dict[str, float] = {}  # account -> monotonic time it may go again
         self._stop = asyncio.Event()
         self._rng = random.Random()
@@ -94,7 +98,7 @@ class DeliveryWorker:
         last_beat = 0.0
         try:
             while not self._stop.is_set():
-                now = time.monotonic()
+                now = self.clock.monotonic()
                 if now - last_beat >= HEARTBEAT_S:
                     await self._beat()
                     last_beat = now
@@ -144,13 +148,13 @@ class DeliveryWorker:
                 grant = await asyncio.to_thread(self.limiter.acquire, account)
                 if grant.granted:
                     break
-                left = (lease.leased_until - datetime.now(UTC)).total_seconds()
+                left = (lease.leased_until - self.clock.now()).total_seconds()
                 if grant.retry_after_s > left - LEASE_MARGIN_S:
                     # The wait outlives the lease: give the rest back, due when the slot is.
                     for rest in leases[index:]:
                         await off_loop(self.queue.release, rest, delay_s=grant.retry_after_s)
                         self.stats.released += 1
-                    self._blocked[account] = time.monotonic() + grant.retry_after_s
+                    self._blocked[account] = self.clock.monotonic() + grant.retry_after_s
                     return
                 await self._sleep(grant.retry_after_s)
             if self._stop.is_set() or grant is None or not grant.granted:
@@ -158,7 +162,7 @@ class DeliveryWorker:
                     await off_loop(self.queue.release, rest, delay_s=0)
                     self.stats.released += 1
                 return
-            await self._deliver(lease, grant.at or datetime.now(UTC))
+            await self._deliver(lease, grant.at or self.clock.now())
 
     async def _deliver(self, lease: Lease, sent_at: datetime) -> None:
         item = lease.item

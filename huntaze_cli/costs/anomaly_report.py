@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
 
+from huntaze_cli.clock import SYSTEM_CLOCK, Clock
 from huntaze_cli.costs.periods import day_period
 from huntaze_cli.costs.reports import parse_when
 from huntaze_cli.costs.series import (
@@ -91,10 +92,11 @@ def anomaly_report(
     since: datetime | None = None,
     by: Sequence[str] = (),
     now: datetime | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> AnomalyReport:
     """Spikes that started at or after ``since`` (default: the last 7 days), newest first."""
     keys = validate_keys(by)
-    now = (now or datetime.now(UTC)).astimezone(UTC)
+    now = (now or clock.now()).astimezone(UTC)
     since = (since or now - timedelta(days=DEFAULT_DAYS)).astimezone(UTC)
     if since >= now:
         raise UsageError("<since> must be in the past", field="since", value=since)
@@ -124,12 +126,13 @@ def anomaly_scope(
     scope: Mapping[str, str],
     since: datetime,
     now: datetime | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> list[Anomaly]:
     """Spikes of one rule's scope since ``since``: what an ``anomaly`` rule evaluates.
 
     Hourly and daily when the scope is empty or a provider; daily otherwise.
     """
-    now = (now or datetime.now(UTC)).astimezone(UTC)
+    now = (now or clock.now()).astimezone(UTC)
     tz = config.thresholds.tz
     found = []
     if set(scope) <= {"provider"}:

@@ -16,7 +16,6 @@ import hashlib
 import logging
 import os
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from huntaze_cli.clock import SYSTEM_CLOCK, Clock
 from huntaze_cli.costs.periods import day_period, month_period
 from huntaze_cli.costs.series import Days, daily_series, first_spend, validate_key
 from huntaze_cli.errors import UsageError
@@ -140,15 +140,16 @@ def forecast_report(
     by: str | None = None,
     level_pct: float = 80.0,
     now: datetime | None = None,
+    clock: Clock = SYSTEM_CLOCK,
     cache: bool = True,
 ) -> ForecastReport:
     """Month-end forecast overall and, with ``by``, per provider/tenant/account/model."""
     by = validate_key(by)
     level_pct = validate_level(level_pct)
-    now = (now or datetime.now(UTC)).astimezone(UTC)
+    now = (now or clock.now()).astimezone(UTC)
     tz = config.thresholds.tz
     month = _month(now, tz)
-    store = _Cache(config.forecast_cache_dir if cache else None)
+    store = _Cache(config.forecast_cache_dir if cache else None, clock=clock)
     limit_nano = usd_to_nano(config.thresholds.monthly_usd, field="thresholds.monthly_usd")
     total = daily_series(ledger, month.days)[None]
     overall = _figures(total, month, level_pct, limit_nano or None, store)
@@ -179,18 +180,19 @@ def forecast_scope(
     limit_usd: Any,
     level_pct: float = 80.0,
     now: datetime | None = None,
+    clock: Clock = SYSTEM_CLOCK,
     cache: bool = True,
 ) -> ForecastFigures:
     """The forecast of one rule's scope against its limit: what a ``forecast`` rule
     (month-end upper bound >= limit) evaluates."""
-    now = (now or datetime.now(UTC)).astimezone(UTC)
+    now = (now or clock.now()).astimezone(UTC)
     month = _month(now, config.thresholds.tz)
     for key in scope:
         if key != "campaign":
             validate_key(key, field="scope")
     series = daily_series(ledger, month.days, scope=scope)[None]
     limit_nano = usd_to_nano(limit_usd, field="limit_usd")
-    store = _Cache(config.forecast_cache_dir if cache else None)
+    store = _Cache(config.forecast_cache_dir if cache else None, clock=clock)
     return _figures(series, month, validate_level(level_pct), limit_nano or None, store)
 
 
@@ -286,8 +288,9 @@ class _Cache:
     Best effort: an unreadable or unwritable cache only costs a refit.
     """
 
-    def __init__(self, directory: Path | None) -> None:
+    def __init__(self, directory: Path | None, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.directory = directory
+        self._clock = clock
         self._pruned = False
 
     def get_or_compute(
@@ -361,7 +364,7 @@ class _Cache:
         if self._pruned:
             return
         self._pruned = True
-        cutoff = time.time() - CACHE_KEEP_S
+        cutoff = self._clock.time() - CACHE_KEEP_S
         for old in directory.glob("*.npz"):
             try:
                 if old.stat().st_mtime < cutoff:

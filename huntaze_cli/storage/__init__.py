@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from huntaze_cli.clock import Clock
     from huntaze_cli.config import Config
     from huntaze_cli.storage.alerts import AlertStore
     from huntaze_cli.storage.campaigns import CampaignStore
@@ -50,15 +51,18 @@ def open_queue(config: Config) -> DeliveryQueue:
     return SQLiteQueue.from_config(config)
 
 
-def open_campaign_store(config: Config) -> CampaignStore:
-    """The campaign store ``[campaigns] backend`` selects, ready to use."""
+def open_campaign_store(config: Config, *, clock: Clock | None = None) -> CampaignStore:
+    """The campaign store ``[campaigns] backend`` selects, ready to use; its leases and
+    timestamps read ``clock`` (the system's unless given)."""
+    from huntaze_cli.clock import SYSTEM_CLOCK
+
     if config.campaigns.backend == "dynamodb":
         from huntaze_cli.storage.aws.dynamodb_campaigns import DynamoDBCampaignStore
 
-        return DynamoDBCampaignStore.from_config(config)
+        return DynamoDBCampaignStore.from_config(config, clock=clock or SYSTEM_CLOCK)
     from huntaze_cli.storage.sqlite.campaigns import SQLiteCampaignStore
 
-    return SQLiteCampaignStore.from_config(config)
+    return SQLiteCampaignStore.from_config(config, clock=clock or SYSTEM_CLOCK)
 
 
 def open_provider_state(config: Config) -> ProviderStateStore:

@@ -15,6 +15,7 @@ import pytest
 
 from huntaze_cli.campaigns.file import load_campaign
 from huntaze_cli.campaigns.generation import OWNER, start_campaign
+from huntaze_cli.clock import ManualClock
 from huntaze_cli.config import load_config
 from huntaze_cli.storage import open_campaign_store
 from huntaze_cli.storage.campaigns import CampaignStore
@@ -66,8 +67,10 @@ def test_worker_resumes_a_campaign_whose_generating_process_died(
     store: CampaignStore, tmp_path: Path
 ) -> None:
     campaign_id = stored_campaign(store, tmp_path, 4)
-    assert store.claim_generation(campaign_id, "gone-host:1:dead", lease_s=0.01)
-    time.sleep(0.05)
+    # The dead process took its lease an hour ago (its clock): it lapsed 59 minutes ago.
+    dead = open_campaign_store(load_config(), clock=ManualClock(time.time() - 3600))
+    assert dead.claim_generation(campaign_id, "gone-host:1:dead", lease_s=60)
+    dead.close()
     assert store.orphaned() == [campaign_id]
 
     first = run("worker", "--once", "--json")

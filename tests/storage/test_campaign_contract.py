@@ -1,11 +1,11 @@
 """The contract every CampaignStore keeps; each test runs on SQLite and on DynamoDB (moto).
 
-Only the ``CampaignStore`` protocol is used, so the two cannot drift apart.
+Only the ``CampaignStore`` protocol is used, so the two cannot drift apart. Each store
+reads a ``ManualClock``: leases lapse and timestamps differ because a test moves it.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from huntaze_cli.clock import ManualClock
 from huntaze_cli.errors import BackendError
 from huntaze_cli.storage.campaigns import MESSAGE_STATES, CampaignStore
 
@@ -29,23 +30,31 @@ SPEC: dict[str, Any] = {
 }
 
 
-def open_store(kind: str, tmp_path: Path) -> CampaignStore:
+def open_store(kind: str, tmp_path: Path, clock: ManualClock) -> CampaignStore:
     if kind == "sqlite":
         from huntaze_cli.storage.sqlite.campaigns import SQLiteCampaignStore
 
-        return SQLiteCampaignStore(tmp_path / "campaigns.db")
+        return SQLiteCampaignStore(tmp_path / "campaigns.db", clock=clock)
     from huntaze_cli.storage.aws.campaign_table import CampaignTable
     from huntaze_cli.storage.aws.dynamodb_campaigns import DynamoDBCampaignStore
 
     return DynamoDBCampaignStore(
-        CampaignTable("test-campaigns", region="us-east-1", create_tables=True)
+        CampaignTable("test-campaigns", region="us-east-1", create_tables=True, clock=clock)
     )
 
 
+@pytest.fixture
+def clock() -> ManualClock:
+    # Today, not a fixed day: the DynamoDB store lists campaigns by month back from now.
+    return ManualClock(datetime.now(UTC))
+
+
 @pytest.fixture(params=["sqlite", "dynamodb"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CampaignStore]:
+def store(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock
+) -> Iterator[CampaignStore]:
     if request.param == "sqlite":
-        opened = open_store("sqlite", tmp_path)
+        opened = open_store("sqlite", tmp_path, clock)
         yield opened
         opened.close()
         return
@@ -56,7 +65,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CampaignSt
     undo = moto_dynamodb.install()
     try:
         with mock_aws():
-            opened = open_store("dynamodb", tmp_path)
+            opened = open_store("dynamodb", tmp_path, clock)
             yield opened
             opened.close()
     finally:
@@ -197,9 +206,11 @@ def test_sent_is_final_and_counts_stay_exact(store: CampaignStore) -> None:
     assert store.requeued("cmp_1") == 0
 
 
-def test_two_stores_racing_move_each_message_once(store: CampaignStore, tmp_path: Path) -> None:
+def test_two_stores_racing_move_each_message_once(
+    store: CampaignStore, tmp_path: Path, clock: ManualClock
+) -> None:
     other = open_store(
-        "sqlite" if type(store).__name__.startswith("SQLite") else "dynamodb", tmp_path
+        "sqlite" if type(store).__name__.startswith("SQLite") else "dynamodb", tmp_path, clock
     )
     create(store, n=200)
     rows = [(f"fan_{i:05d}", f"t{i}", "azure") for i in range(200)]
@@ -210,14 +221,16 @@ def test_two_stores_racing_move_each_message_once(store: CampaignStore, tmp_path
     other.close()
 
 
-def test_recent_lists_newest_first(store: CampaignStore) -> None:
+def test_recent_lists_newest_first(store: CampaignStore, clock: ManualClock) -> None:
     for i in range(3):
         create(store, f"cmp_{i}", n=1)
-        time.sleep(0.002)
+        clock.advance(0.002)
     assert [c.id for c in store.recent(2)] == ["cmp_2", "cmp_1"]
 
 
-def test_generation_lease_is_held_by_one_owner_until_it_lapses(store: CampaignStore) -> None:
+def test_generation_lease_is_held_by_one_owner_until_it_lapses(
+    store: CampaignStore, clock: ManualClock
+) -> None:
     store.create(
         campaign_id="cmp_1",
         idempotency_key=None,
@@ -230,8 +243,12 @@ def test_generation_lease_is_held_by_one_owner_until_it_lapses(store: CampaignSt
     assert store.orphaned() == []  # its creator holds the lease from the start
     assert store.generation_owner("cmp_1") == "host-a"
     assert not store.claim_generation("cmp_1", "host-b", lease_s=60)
-    assert store.claim_generation("cmp_1", "host-a", lease_s=0.05)  # renewal, shorter
-    time.sleep(0.1)
+    assert store.claim_generation("cmp_1", "host-a", lease_s=10)  # renewal, shorter
+    clock.advance(9.5)
+    assert store.generation_owner("cmp_1") == "host-a"
+    assert store.orphaned() == []
+    assert not store.claim_generation("cmp_1", "host-b", lease_s=60)
+    clock.advance(1)  # 10.5 s after the renewal: lapsed
     assert store.generation_owner("cmp_1") is None
     assert store.orphaned() == ["cmp_1"]
     assert store.claim_generation("cmp_1", "host-b", lease_s=60)
@@ -244,19 +261,19 @@ def test_generation_lease_is_held_by_one_owner_until_it_lapses(store: CampaignSt
     assert store.orphaned() == []
 
 
-def test_orphans_come_oldest_first(store: CampaignStore) -> None:
+def test_orphans_come_oldest_first(store: CampaignStore, clock: ManualClock) -> None:
     for i in range(3):
         create(store, f"cmp_{i}", n=1)  # no owner: nobody is generating them
-        time.sleep(0.002)
+        clock.advance(0.002)
     assert store.orphaned(limit=2) == ["cmp_0", "cmp_1"]
 
 
-def test_heartbeats_newest_first(store: CampaignStore) -> None:
-    started = datetime.now(UTC)
+def test_heartbeats_newest_first(store: CampaignStore, clock: ManualClock) -> None:
+    started = clock.now()
     store.heartbeat("w_1", started_at=started, delivered=3)
-    time.sleep(0.002)
+    clock.advance(0.002)
     store.heartbeat("w_2", started_at=started, delivered=0)
-    time.sleep(0.002)
+    clock.advance(0.002)
     store.heartbeat("w_1", started_at=started, delivered=7, stopped=True)
     beats = store.heartbeats()
     assert [(b.worker_id, b.delivered, b.stopped) for b in beats] == [

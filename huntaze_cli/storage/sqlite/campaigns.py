@@ -16,10 +16,11 @@ import socket
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from huntaze_cli.clock import SYSTEM_CLOCK, Clock
 from huntaze_cli.storage.campaigns import (
     MESSAGE_STATES,
     CampaignRow,
@@ -117,25 +118,22 @@ _MIGRATIONS = [
 ]
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
-
-
-def _ago(seconds: float) -> str:
-    return (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat()
-
-
 class SQLiteCampaignStore:
     """The ``CampaignStore`` protocol on one SQLite file (WAL, BEGIN IMMEDIATE)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.path = path
+        self._clock = clock
         self._db = Database(path, _MIGRATIONS, what="campaign store", cache_mb=CACHE_MB)
 
     @classmethod
-    def from_config(cls, config: Config) -> SQLiteCampaignStore:
+    def from_config(cls, config: Config, *, clock: Clock = SYSTEM_CLOCK) -> SQLiteCampaignStore:
         """The store ``[campaigns]`` describes (``backend = "sqlite"``)."""
-        return cls(config.campaigns_path)
+        return cls(config.campaigns_path, clock=clock)
+
+    def _now(self, offset_s: float = 0.0) -> str:
+        """The clock's time (``offset_s`` ahead, or behind when negative), as stored."""
+        return (self._clock.now() + timedelta(seconds=offset_s)).isoformat()
 
     # --- transactions ------------------------------------------------------------------
 
@@ -165,7 +163,7 @@ class SQLiteCampaignStore:
         ``generation_owner`` the campaign is stored with that owner's generation lease,
         so no worker takes it as orphaned before its creator starts generating.
         """
-        now = _now()
+        now = self._now()
         with self._write("creating the campaign") as conn:
             conn.execute(
                 "INSERT INTO campaigns VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -203,7 +201,7 @@ class SQLiteCampaignStore:
             )
             _shift(conn, campaign_id, None, "pending", count)
             if generation_owner is not None:
-                until = (datetime.now(UTC) + timedelta(seconds=lease_s)).isoformat()
+                until = self._now(lease_s)
                 conn.execute(
                     "INSERT OR REPLACE INTO generation_leases VALUES (?, ?, ?)",
                     (campaign_id, generation_owner, until),
@@ -234,7 +232,7 @@ class SQLiteCampaignStore:
         with self._write("updating the campaign") as conn:
             conn.execute(
                 "UPDATE campaigns SET state = ?, updated_at = ? WHERE id = ?",
-                (state, _now(), campaign_id),
+                (state, self._now(), campaign_id),
             )
 
     def counts(self, campaign_id: str) -> dict[str, int]:
@@ -257,7 +255,7 @@ class SQLiteCampaignStore:
             conn.execute(
                 "UPDATE campaigns SET state = ?, updated_at = ? "
                 "WHERE id = ? AND state = 'delivering'",
-                (state, _now(), campaign_id),
+                (state, self._now(), campaign_id),
             )
         return state
 
@@ -288,7 +286,7 @@ class SQLiteCampaignStore:
 
     def save_generated(self, campaign_id: str, rows: Sequence[tuple[str, str, str]]) -> None:
         """(recipient_id, text, provider) for messages just generated."""
-        now = _now()
+        now = self._now()
         with self._write("saving generated messages") as conn:
             moved = conn.executemany(
                 "UPDATE messages SET state = 'generated', text = ?, provider = ?, error = NULL,"
@@ -302,7 +300,7 @@ class SQLiteCampaignStore:
     ) -> None:
         """Keep the error; ``final`` makes the message dead, else it stays pending."""
         state = "dead" if final else "pending"
-        now = _now()
+        now = self._now()
         with self._write("recording generation failures") as conn:
             moved = conn.executemany(
                 "UPDATE messages SET state = ?, error = ?, updated_at = ? "
@@ -312,7 +310,7 @@ class SQLiteCampaignStore:
             _shift(conn, campaign_id, "pending", state, moved)
 
     def mark_queued(self, campaign_id: str, recipient_ids: Sequence[str]) -> None:
-        now = _now()
+        now = self._now()
         with self._write("marking messages queued") as conn:
             moved = conn.executemany(
                 "UPDATE messages SET state = 'queued', updated_at = ? "
@@ -336,7 +334,7 @@ class SQLiteCampaignStore:
             conn.execute(
                 "UPDATE messages SET state = ?, sent_at = COALESCE(?, sent_at), error = ?,"
                 " updated_at = ? WHERE campaign_id = ? AND recipient_id = ?",
-                (state, sent_at, error, _now(), campaign_id, recipient_id),
+                (state, sent_at, error, self._now(), campaign_id, recipient_id),
             )
             _shift(conn, campaign_id, row[0], state, 1)
 
@@ -346,13 +344,13 @@ class SQLiteCampaignStore:
             cursor = conn.execute(
                 "UPDATE messages SET state = 'queued', error = NULL, updated_at = ? "
                 "WHERE campaign_id = ? AND state = 'dead' AND text IS NOT NULL",
-                (_now(), campaign_id),
+                (self._now(), campaign_id),
             )
             _shift(conn, campaign_id, "dead", "queued", cursor.rowcount)
             conn.execute(
                 "UPDATE campaigns SET state = 'delivering', updated_at = ? "
                 "WHERE id = ? AND state LIKE 'completed%' AND ? > 0",
-                (_now(), campaign_id, cursor.rowcount),
+                (self._now(), campaign_id, cursor.rowcount),
             )
             return cursor.rowcount
 
@@ -362,7 +360,7 @@ class SQLiteCampaignStore:
             moved: int = conn.execute(
                 "UPDATE messages SET state = 'pending', updated_at = ? "
                 "WHERE campaign_id = ? AND state = 'dead' AND text IS NULL",
-                (_now(), campaign_id),
+                (self._now(), campaign_id),
             ).rowcount
             _shift(conn, campaign_id, "dead", "pending", moved)
             return moved
@@ -384,14 +382,14 @@ class SQLiteCampaignStore:
 
     def claim_generation(self, campaign_id: str, owner: str, *, lease_s: float) -> bool:
         """Take (or renew) the lease on generating ``campaign_id``; False if held by another."""
-        until = (datetime.now(UTC) + timedelta(seconds=lease_s)).isoformat()
+        until = self._now(lease_s)
         with self._write("claiming a campaign's generation") as conn:
             cursor = conn.execute(
                 "INSERT INTO generation_leases (campaign_id, owner, until) VALUES (?, ?, ?) "
                 "ON CONFLICT (campaign_id) DO UPDATE SET owner = excluded.owner, "
                 "until = excluded.until WHERE generation_leases.owner = excluded.owner "
                 "OR generation_leases.until < ?",
-                (campaign_id, owner, until, _now()),
+                (campaign_id, owner, until, self._now()),
             )
             return cursor.rowcount == 1
 
@@ -407,7 +405,7 @@ class SQLiteCampaignStore:
         """Who holds a live lease on generating ``campaign_id``, if anyone."""
         rows = self._read(
             "SELECT owner FROM generation_leases WHERE campaign_id = ? AND until >= ?",
-            (campaign_id, _now()),
+            (campaign_id, self._now()),
         )
         return str(rows[0][0]) if rows else None
 
@@ -417,7 +415,7 @@ class SQLiteCampaignStore:
             "SELECT c.id FROM campaigns c LEFT JOIN generation_leases l ON l.campaign_id = c.id "
             "WHERE c.state IN ('estimating', 'generating') AND (l.until IS NULL OR l.until < ?) "
             "ORDER BY c.created_at LIMIT ?",
-            (_now(), limit),
+            (self._now(), limit),
         )
         return [str(r[0]) for r in rows]
 
@@ -434,7 +432,7 @@ class SQLiteCampaignStore:
                     socket.gethostname(),
                     os.getpid(),
                     started_at.isoformat(),
-                    _now(),
+                    self._now(),
                     delivered,
                     int(stopped),
                 ),
@@ -446,10 +444,12 @@ class SQLiteCampaignStore:
                     "DELETE FROM workers WHERE stopped = 1 AND beat_at < ? AND worker_id NOT IN "
                     "(SELECT worker_id FROM workers WHERE stopped = 1 "
                     "ORDER BY beat_at DESC LIMIT ?)",
-                    (_ago(STOPPED_WORKERS_KEPT_S), STOPPED_WORKERS_KEPT),
+                    (self._now(-STOPPED_WORKERS_KEPT_S), STOPPED_WORKERS_KEPT),
                 )
                 # One that died without stopping (kill -9) is forgotten after a week.
-                conn.execute("DELETE FROM workers WHERE beat_at < ?", (_ago(DEAD_WORKERS_KEPT_S),))
+                conn.execute(
+                    "DELETE FROM workers WHERE beat_at < ?", (self._now(-DEAD_WORKERS_KEPT_S),)
+                )
 
     def heartbeats(self) -> list[Heartbeat]:
         rows = self._read("SELECT * FROM workers ORDER BY beat_at DESC LIMIT 50")
