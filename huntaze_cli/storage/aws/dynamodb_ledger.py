@@ -275,8 +275,15 @@ class DynamoDBLedger:
         )
 
     def _slot_items(
-        self, since: datetime, until: datetime, *, projection: tuple[str, ...] | None = None
+        self,
+        since: datetime,
+        until: datetime,
+        *,
+        prefix: str = "SLOTDAY#",
+        projection: tuple[str, ...] | None = None,
     ) -> list[dict[str, Any]]:
+        """Items of quarter-hour slots in ``[since, until)``, from the day partitions
+        ``<prefix><day>`` (slot rollups, or scope rollups with ``SCOPEDAY#``)."""
         first = ceil_to(ceil_seconds(since), SLOT_SECONDS)
         last_second = ceil_seconds(until) - 1  # slot < until  <=>  slot <= ceil(until) - 1
         last = last_second - last_second % SLOT_SECONDS
@@ -289,7 +296,7 @@ class DynamoDBLedger:
         pages = self._gather(
             lambda day: list(
                 self._db.query_iter(
-                    f"SLOTDAY#{day.isoformat()}", between=bounds, projection=projection
+                    f"{prefix}{day.isoformat()}", between=bounds, projection=projection
                 )
             ),
             days_between(first, last),
@@ -329,21 +336,9 @@ class DynamoDBLedger:
         where: Mapping[str, str] | None = None,
     ) -> list[tuple[tuple[str | None, ...], Counters]]:
         """Scope rollups in ``[since, until)``: one Query per day, filtered and summed here."""
-        first = ceil_to(ceil_seconds(since), SLOT_SECONDS)
-        last_second = ceil_seconds(until) - 1
-        last = last_second - last_second % SLOT_SECONDS
-        if first > last:
-            return []
-        self._db.ensure_ready()
-        bounds = (f"{first:010d}", f"{last + 1:010d}")
-        pages = self._gather(
-            lambda day: self._db.query_all(f"SCOPEDAY#{day.isoformat()}", between=bounds),
-            days_between(first, last),
-        )
         rows = [
             (scope_key_of(item), Counters(**{n: int_of(item, n) for n in COUNTER_FIELDS}))
-            for page in pages
-            for item in page
+            for item in self._slot_items(since, until, prefix="SCOPEDAY#")
         ]
         return group_scopes(rows, since, until, group_by, where)
 

@@ -68,6 +68,32 @@ _SUM_SLOTS = (
 )
 
 
+# The counters of a grouped rollup query, summed; then the group's columns.
+_SUMS = ", ".join(f"SUM({name})" for name in DAILY_COUNTER_FIELDS)
+# Absent account/campaign/response model are stored as "" and reported as None; other
+# values as text (a scope rollup's slot is an integer).
+_NULLABLE = ("account", "campaign_id", "response_model")
+
+
+def _groups(
+    rows: Sequence[Sequence[Any]], columns: Sequence[str]
+) -> list[tuple[tuple[str | None, ...], Counters]]:
+    """Rows of ``SELECT _SUMS, <columns> ... GROUP BY <columns>`` as (key, counters)."""
+    n = len(DAILY_COUNTER_FIELDS)
+    nullable = [name in _NULLABLE for name in columns]
+    return [
+        (
+            tuple(
+                (v or None) if null else str(v) for v, null in zip(row[n:], nullable, strict=True)
+            ),
+            Counters(*row[:n]),
+        )
+        for row in rows
+        # Without GROUP BY an empty range still yields one row, of NULL sums.
+        if row[0] is not None
+    ]
+
+
 def _ceil_seconds(us: int) -> int:
     return -(-us // 1_000_000)
 
@@ -115,27 +141,13 @@ class LedgerReports:
         groups cross into Python, not every rollup row of the range.
         """
         columns = [GROUP_FIELDS[key] for key in group_by]
-        sums = ", ".join(f"SUM({name})" for name in DAILY_COUNTER_FIELDS)
-        sql = f"SELECT {', '.join([sums, *columns])} FROM rollup_daily"
+        sql = f"SELECT {', '.join([_SUMS, *columns])} FROM rollup_daily"
         sql += " WHERE day >= ? AND day < ?"
         if columns:
             sql += f" GROUP BY {', '.join(columns)}"
         with self._db.read("reading daily cost rollups") as conn:
             rows = conn.execute(sql, (_day(since), _day(until))).fetchall()
-        n = len(DAILY_COUNTER_FIELDS)
-        # Absent account/campaign are stored as "" and reported as None, as in daily().
-        nullable = [name in ("account", "campaign_id", "response_model") for name in columns]
-        return [
-            (
-                tuple(
-                    (v or None) if null else v for v, null in zip(row[n:], nullable, strict=True)
-                ),
-                Counters(*row[:n]),
-            )
-            for row in rows
-            # Without GROUP BY an empty range still yields one row, of NULL sums.
-            if row[0] is not None
-        ]
+        return _groups(rows, columns)
 
     def scope_groups(
         self,
@@ -146,8 +158,9 @@ class LedgerReports:
     ) -> list[tuple[tuple[str | None, ...], Counters]]:
         """Scope rollups in ``[since, until)`` filtered by ``where``, summed in SQL."""
         columns = [SCOPE_GROUPS[key] for key in group_by]
-        sums = ", ".join(f"SUM({name})" for name in DAILY_COUNTER_FIELDS)
-        sql = f"SELECT {', '.join([sums, *columns])} FROM rollup_scope WHERE slot >= ? AND slot < ?"
+        sql = (
+            f"SELECT {', '.join([_SUMS, *columns])} FROM rollup_scope WHERE slot >= ? AND slot < ?"
+        )
         lo, hi = _ceil_seconds(micros(since)), _ceil_seconds(micros(until))
         params: list[Any] = [lo, hi]
         for key, value in (where or {}).items():
@@ -157,19 +170,7 @@ class LedgerReports:
             sql += f" GROUP BY {', '.join(columns)}"
         with self._db.read("reading scope cost rollups") as conn:
             rows = conn.execute(sql, params).fetchall()
-        n = len(DAILY_COUNTER_FIELDS)
-        nullable = [name in ("account", "campaign_id") for name in columns]
-        return [
-            (
-                tuple(
-                    (v or None) if null else str(v)
-                    for v, null in zip(row[n:], nullable, strict=True)
-                ),
-                Counters(*row[:n]),
-            )
-            for row in rows
-            if row[0] is not None
-        ]
+        return _groups(rows, columns)
 
     def slots(self, since: datetime, until: datetime) -> list[SlotRollup]:
         """Quarter-hour rollups whose slot starts in ``[since, until)``."""
