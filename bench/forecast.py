@@ -106,10 +106,9 @@ def accuracy(months: int) -> dict[str, dict[int, list[tuple[float, float, bool]]
                 elapsed = day - 1
                 known = days[: HISTORY_DAYS + elapsed]
                 spent = float(days[HISTORY_DAYS : HISTORY_DAYS + elapsed].sum())
-                paths = fc.simulate(known, length - elapsed, seed=month)
-                # As `costs forecast` does: the backtest on the history calibrates the spread.
-                windows = fc.backtest_windows(
-                    known, elapsed=elapsed, horizon=length - elapsed, method=paths.method
+                # As `costs forecast` does: one fit, whose backtest calibrates the spread.
+                paths, windows = fc.forecast(
+                    known, elapsed=elapsed, horizon=length - elapsed, seed=month
                 )
                 spread = fc.spread_factor(windows, 80)
                 end = fc.month_end(paths, spent=spent, today_left=1.0, level_pct=80, spread=spread)

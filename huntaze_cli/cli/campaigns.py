@@ -301,10 +301,12 @@ def worker(
 
     Example: huntaze worker --once --json
     """
-    from huntaze_cli.services import campaigns
+    from huntaze_cli.services import campaigns, costs
 
     st = state(ctx)
     instance = campaigns.delivery_worker(st)
+    # Its own connections: the day's forecast is fitted in a thread beside the deliveries.
+    forecasts = Services.with_config(st.config(), config_path=st.config_path)
 
     async def main() -> None:
         import asyncio
@@ -315,14 +317,19 @@ def worker(
             await instance.run(once=True)
             return
         finder = asyncio.create_task(_orphans_forever(st, instance))
+        warmer = asyncio.create_task(costs.keep_forecast_warm(forecasts, lambda: instance.stopping))
         try:
             await instance.run()
         finally:
             finder.cancel()
+            warmer.cancel()
 
     if not once:
         sys.stderr.write(f"worker {instance.worker_id} delivering; Ctrl-C to stop\n")
-    _run(main())
+    try:
+        _run(main())
+    finally:
+        forecasts.close()
     stats = instance.stats
     result = {
         "worker_id": instance.worker_id,

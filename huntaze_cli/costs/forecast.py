@@ -21,11 +21,16 @@ How a forecast is made:
    days left; the forecast is the median path, the interval its quantiles, the chance of
    crossing a limit the share of paths that cross it.
 
-The backtest replays step 1-3 from earlier origins of the same history (rolling origin)
-and scores the month-end it would have forecast against what was then spent. It also
-calibrates: the paths are spread around their median by the factor that would have made
-the backtest's intervals hold (``spread_factor``), since simulated paths are too sure.
-statsmodels (and its scipy and pandas) are imported only when a model is fitted.
+The backtest replays steps 2-3 from earlier origins of the same history (rolling origin)
+and scores the month-end it would have forecast against what was then spent. One model
+fit serves the forecast and every window: a window simulates from the model's state at
+its origin (which depends only on the days before it) with the residuals of those days,
+keeping the fitted smoothing parameters; refitting per window costs a fit each and moved
+the backtest's figures by little (bench/forecast.py measures both the accuracy and the
+time). It also calibrates: the paths are spread around their median by the factor that
+would have made the backtest's intervals hold (``spread_factor``), since simulated paths
+are too sure. statsmodels (and its scipy and pandas) are imported only when a model is
+fitted: importing it costs about a second of CPU, which is why forecasts are cached.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -147,22 +153,73 @@ def simulate(
 
     ``history`` holds complete days, oldest first; fewer than MIN_HISTORY_DAYS gives
     method ``insufficient_history`` and no samples. ``allow_model=False`` keeps to the
-    robust model (cheap: no statsmodels); ``method`` fits only that ETS variant (the
-    backtest replays the variant chosen for the whole history instead of choosing again).
+    robust model (cheap: no statsmodels); ``method`` fits only that ETS variant.
     """
+    return _simulate(
+        history, horizon, repetitions=repetitions, seed=seed, allow_model=allow_model, method=method
+    )[0]
+
+
+def forecast(
+    history: Sequence[float] | np.ndarray,
+    *,
+    elapsed: int,
+    horizon: int,
+    windows: int = BACKTEST_WINDOWS,
+    repetitions: int = REPETITIONS,
+    seed: int = 0,
+    allow_model: bool = True,
+) -> tuple[Paths, list[Window]]:
+    """The paths of ``simulate`` and the rolling-origin backtest of the same method
+    (``backtest_windows``), from one model fit: what `costs forecast` computes."""
+    paths, model = _simulate(
+        history, horizon, repetitions=repetitions, seed=seed, allow_model=allow_model
+    )
+    found = backtest_windows(
+        history,
+        elapsed=elapsed,
+        horizon=horizon,
+        windows=windows,
+        repetitions=repetitions,
+        allow_model=allow_model,
+        method=paths.method,
+        model=model,
+    )
+    return paths, found
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    """An ETS model fitted to a cleaned history (a statsmodels ``ETSResults``)."""
+
+    method: str
+    fit: Any
+    clean: np.ndarray
+
+
+def _simulate(
+    history: Sequence[float] | np.ndarray,
+    horizon: int,
+    *,
+    repetitions: int,
+    seed: int,
+    allow_model: bool,
+    method: str | None = None,
+) -> tuple[Paths, Model | None]:
     y = np.asarray(history, dtype=float)
     if len(y) < MIN_HISTORY_DAYS:
-        return Paths(INSUFFICIENT, np.zeros((0, horizon)))
+        return Paths(INSUFFICIENT, np.zeros((0, horizon))), None
     if horizon <= 0:
-        return Paths(ROBUST, np.zeros((repetitions, 0)))
+        return Paths(ROBUST, np.zeros((repetitions, 0))), None
     clean = clean_bursts(y)
     rng = np.random.default_rng(seed)
-    if allow_model and len(clean) >= ETS_MIN_DAYS and not _flat(clean):
-        variants = (False, True) if method not in (ETS, ETS_DAMPED) else (method == ETS_DAMPED,)
-        paths = _ets_paths(clean, horizon, repetitions, rng, variants)
-        if paths is not None:
-            return paths
-    return Paths(ROBUST, _robust_paths(clean, horizon, repetitions, rng))
+    if allow_model and method != ROBUST:
+        model = fit_model(clean, method=method)
+        if model is not None:
+            samples = _ets_samples(model, horizon, repetitions, rng, origin=len(clean))
+            if samples is not None:
+                return Paths(model.method, samples), model
+    return Paths(ROBUST, _robust_paths(clean, horizon, repetitions, rng)), None
 
 
 def _flat(y: np.ndarray) -> bool:
@@ -188,17 +245,17 @@ def _robust_paths(y: np.ndarray, horizon: int, reps: int, rng: np.random.Generat
     return np.clip(mean[None, :] + noise + shift, 0.0, None)
 
 
-def _ets_paths(
-    y: np.ndarray,
-    horizon: int,
-    reps: int,
-    rng: np.random.Generator,
-    variants: Sequence[bool] = (False, True),
-) -> Paths | None:
+def fit_model(clean: np.ndarray, *, method: str | None = None) -> Model | None:
+    """statsmodels' ETSModel (additive errors, weekly seasonality, with and without a
+    damped trend, the lower AICc chosen; only ``method``'s variant if it names one) on a
+    cleaned history; None when it is too short or flat, or no fit converges."""
+    if len(clean) < ETS_MIN_DAYS or _flat(clean):
+        return None
     import warnings
 
     from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 
+    variants = (False, True) if method not in (ETS, ETS_DAMPED) else (method == ETS_DAMPED,)
     best = None
     with warnings.catch_warnings():
         # Convergence chatter from the optimiser; a failed fit is simply not chosen.
@@ -206,7 +263,7 @@ def _ets_paths(
         for damped in variants:
             try:
                 model = ETSModel(
-                    y,
+                    clean,
                     error="add",
                     trend="add" if damped else None,
                     damped_trend=damped,
@@ -221,20 +278,30 @@ def _ets_paths(
                 continue
             if best is None or fit.aicc < best[0]:
                 best = (fit.aicc, damped, fit)
-        if best is None:
-            return None
-        _, damped, fit = best
-        sims = fit.simulate(
-            horizon,
-            repetitions=reps,
-            anchor="end",
-            random_errors="bootstrap",
-            rng=rng,
-        )
+    if best is None:
+        return None
+    _, damped, fit = best
+    return Model(ETS_DAMPED if damped else ETS, fit, clean)
+
+
+def _ets_samples(
+    model: Model, horizon: int, reps: int, rng: np.random.Generator, *, origin: int
+) -> np.ndarray | None:
+    """``reps`` paths of ``horizon`` days from the model's state after ``origin`` days,
+    with errors bootstrapped from the residuals of those days."""
+    import warnings
+
+    resid = np.asarray(model.fit.resid, dtype=float)[:origin]
+    errors = rng.choice(resid, size=(horizon, reps), replace=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # statsmodels anchors on the last known observation: the day before ``origin``.
+        anchor = "end" if origin == model.fit.nobs else origin - 1
+        sims = model.fit.simulate(horizon, anchor=anchor, repetitions=reps, random_errors=errors)
     samples = np.asarray(sims, dtype=float).reshape(horizon, reps).T
     if not np.all(np.isfinite(samples)):
         return None
-    return Paths(ETS_DAMPED if damped else ETS, np.clip(samples, 0.0, None))
+    return np.clip(samples, 0.0, None)
 
 
 # --- the month's total ------------------------------------------------------------------
@@ -287,7 +354,7 @@ def interval(totals: np.ndarray, level_pct: float) -> tuple[float, float]:
 
 
 def backtest_windows(
-    history: Sequence[float],
+    history: Sequence[float] | np.ndarray,
     *,
     elapsed: int,
     horizon: int,
@@ -295,12 +362,17 @@ def backtest_windows(
     repetitions: int = REPETITIONS,
     allow_model: bool = True,
     method: str | None = None,
+    model: Model | None = None,
 ) -> list[Window]:
     """Rolling-origin replays of a forecast made ``elapsed`` days into a month with
     ``horizon`` days left, over earlier spans of ``history``.
 
-    When the history is too short for the full horizon the horizon shrinks, so a young
-    ledger still gets a (shorter-range) score; none below MIN_HISTORY_DAYS + 1 days.
+    A window whose origin has ETS_MIN_DAYS of history simulates from ``model`` (fitted
+    here on the whole history, once, when not given) at its origin; an earlier one, or
+    every one when ``method`` is the robust model, uses the robust model on the days
+    before its origin. When the history is too short for the full horizon the horizon
+    shrinks, so a young ledger still gets a (shorter-range) score; none below
+    MIN_HISTORY_DAYS + 1 days.
     """
     y = np.asarray(history, dtype=float)
     # Shorter history: a shorter horizon, still leaving room for every window.
@@ -309,19 +381,21 @@ def backtest_windows(
     horizon = min(horizon, max(1, len(y) - MIN_HISTORY_DAYS - windows + 1))
     last = len(y) - horizon
     origins = sorted({round(x) for x in np.linspace(MIN_HISTORY_DAYS, last, windows)})
+    if model is None and allow_model and method != ROBUST and last >= ETS_MIN_DAYS:
+        model = fit_model(clean_bursts(y), method=method)
     out = []
     for seed, origin in enumerate(origins[-windows:]):
         known = float(np.sum(y[max(0, origin - elapsed) : origin]))
         actual = known + float(np.sum(y[origin : origin + horizon]))
-        paths = simulate(
-            y[:origin],
-            horizon,
-            repetitions=repetitions,
-            seed=seed + 1,
-            allow_model=allow_model,
-            method=method,
-        )
-        out.append(Window(actual, known + paths.samples.sum(axis=1)))
+        samples = None
+        if model is not None and origin >= ETS_MIN_DAYS and not _flat(model.clean[:origin]):
+            rng = np.random.default_rng(seed + 1)
+            samples = _ets_samples(model, horizon, repetitions, rng, origin=origin)
+        if samples is None:
+            samples = simulate(
+                y[:origin], horizon, repetitions=repetitions, seed=seed + 1, allow_model=False
+            ).samples
+        out.append(Window(actual, known + samples.sum(axis=1)))
     return out
 
 

@@ -42,7 +42,7 @@ LOOKBACK_DAYS = 84
 # Groups beyond the biggest MODEL_GROUPS (by recent spend) get the robust model only, so a
 # `--by account` over hundreds of accounts stays quick.
 MODEL_GROUPS = 12
-CACHE_VERSION = "2"
+CACHE_VERSION = "3"
 CACHE_KEEP_S = 3 * 86_400
 NANO = 1e9
 
@@ -309,10 +309,7 @@ class _Cache:
         if cached is not None:
             return cached
         y = [v / NANO for v in history]
-        paths = fc.simulate(y, horizon, allow_model=model)
-        windows = fc.backtest_windows(
-            y, elapsed=elapsed, horizon=horizon, allow_model=model, method=paths.method
-        )
+        paths, windows = fc.forecast(y, elapsed=elapsed, horizon=horizon, allow_model=model)
         self._store(digest, paths, windows, np)
         return paths, windows
 

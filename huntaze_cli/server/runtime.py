@@ -34,7 +34,7 @@ from huntaze_cli.errors import HuntazeError
 from huntaze_cli.jsondoc import dump_json
 from huntaze_cli.observability.metrics import Metrics
 from huntaze_cli.server.auth import Tokens
-from huntaze_cli.services import Services
+from huntaze_cli.services import Services, costs
 
 if TYPE_CHECKING:
     from huntaze_cli.campaigns.worker import DeliveryWorker
@@ -76,6 +76,8 @@ class Runtime:
         self.loop = Services.with_config(config, config_path=config_path)
         # Alert evaluation runs in its own thread with its own connections.
         self.checks = Services.with_config(config, config_path=config_path)
+        # So does fitting the day's forecast ahead of the first request.
+        self.forecasts = Services.with_config(config, config_path=config_path)
         self.store_lock = threading.Lock()
         self.metrics_lock = threading.Lock()
         self.stats = StatsCache(STATS_TTL_S)
@@ -84,6 +86,7 @@ class Runtime:
         self._worker_task: asyncio.Task[None] | None = None
         self._orphan_task: asyncio.Task[None] | None = None
         self._alerts_task: asyncio.Task[None] | None = None
+        self._forecast_task: asyncio.Task[None] | None = None
         self._generations: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self._opened = False
@@ -135,6 +138,9 @@ class Runtime:
             self._worker_task = asyncio.create_task(self._run_worker())
         self._orphan_task = asyncio.create_task(self._adopt_orphans())
         self._alerts_task = asyncio.create_task(self._evaluate_alerts())
+        self._forecast_task = asyncio.create_task(
+            costs.keep_forecast_warm(self.forecasts, self._stopping.is_set)
+        )
         _on_signal("SIGHUP", self.reload)
         log.info(
             "daemon started",
@@ -150,6 +156,8 @@ class Runtime:
         if self._alerts_task is not None:
             # An evaluation in its thread finishes (its claims are finished or time out).
             self._alerts_task.cancel()
+        if self._forecast_task is not None:
+            self._forecast_task.cancel()  # a fit in its thread finishes on its own
         if self.worker is not None and self._worker_task is not None:
             self.worker.stop()
             try:
@@ -168,6 +176,7 @@ class Runtime:
             self.loop.close()
             self.http.close()
             self.checks.close()
+            self.forecasts.close()
             self._opened = False
         log.info("daemon stopped")
 
@@ -304,6 +313,7 @@ class Runtime:
         self.http.reload(config)
         self.loop.reload(config)
         self.checks.reload(config)
+        self.forecasts.reload(config)
         assert self.generator is not None
         self.generator.swap(orchestrator)
         self.stats.invalidate()

@@ -126,6 +126,41 @@ def forecast(
     return forecast_report(services.config(), ledger, by=by, level_pct=level)
 
 
+# How often a long-running process looks whether a new day needs a forecast fitted.
+WARM_CHECK_S = 300.0
+
+
+def warm_forecast(services: Services) -> date:
+    """Fit (or find cached) today's overall forecast and its backtest: the cache every
+    `costs forecast` of the day reads. Returns the local day it was warmed for."""
+    from huntaze_cli.costs.forecast_report import forecast_report
+
+    config = services.config()
+    now = datetime.now(UTC)
+    forecast_report(config, services.ledger(), now=now)
+    return now.astimezone(config.thresholds.tz).date()
+
+
+async def keep_forecast_warm(services: Services, stopping: Callable[[], bool]) -> None:
+    """Warm today's forecast now and again on each new day of ``[thresholds] timezone``,
+    until ``stopping()``, so the first `costs forecast` of a day (CLI or HTTP) does not
+    import statsmodels and fit. `serve` and `worker` run it in the background; the fit
+    runs in a thread. A failure is logged and retried on the next look."""
+    import asyncio
+    import logging
+
+    log = logging.getLogger("huntaze.forecast")
+    warmed: date | None = None
+    while not stopping():
+        today = datetime.now(UTC).astimezone(services.config().thresholds.tz).date()
+        if today != warmed:
+            try:
+                warmed = await asyncio.to_thread(warm_forecast, services)
+            except Exception as exc:  # best effort: a cold cache only costs the next call
+                log.warning("warming the forecast failed", extra={"error": str(exc)})
+        await asyncio.sleep(WARM_CHECK_S)
+
+
 def anomalies(
     services: Services,
     *,

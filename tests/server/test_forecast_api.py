@@ -9,10 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
+from huntaze_cli.config import load_config
 from huntaze_cli.storage.ledger import slot_of
 from tests.costs.history import hourly_events, record
 from tests.helpers import run
-from tests.server.conftest import Served
+from tests.server.conftest import Served, wait_for
 
 FORECAST = "/api/v2/costs/forecast"
 ANOMALIES = "/api/v2/costs/anomalies"
@@ -82,3 +83,11 @@ def test_a_level_that_is_not_a_number_is_a_field_error(client: httpx.Client) -> 
     response = client.get(FORECAST, params={"level": "high"})
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["query", "level"]
+
+
+def test_serve_fits_the_days_forecast_in_the_background(serve: Callable[..., Served]) -> None:
+    record(hourly_events(30))
+    cache = load_config().forecast_cache_dir
+    assert not list(cache.glob("*.npz"))
+    serve(worker=False)  # no request: the first one of the day finds the fit done
+    wait_for(lambda: list(cache.glob("*.npz")), timeout=120)
