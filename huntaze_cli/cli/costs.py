@@ -458,8 +458,8 @@ def anomalies_cmd(
 ) -> None:
     """Spend spikes, hourly and daily, against each series' own seasonal baseline.
 
-    Hourly overall and per provider, daily for every key. The running hour and day count
-    with their spend so far, so a runaway campaign shows within the hour.
+    Hourly and daily, overall and for every key. The running hour and day count with
+    their spend so far, so a runaway campaign shows within the hour.
 
     Example: huntaze costs anomalies --since 2026-11-20 --by provider --json
     """

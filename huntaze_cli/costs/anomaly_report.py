@@ -1,10 +1,11 @@
 """`costs anomalies`: hourly and daily spend spikes, overall and per provider, tenant,
 account or model, each against its own robust seasonal baseline (``costs.anomalies``).
 
-Hourly series exist overall and per provider (quarter-hour rollups, clock hours of
-``[thresholds] timezone``); daily series for every key (per tenant, account and model
-they are UTC days, see ``costs.series``). The hour and the day still running are judged
-on their spend so far, so a runaway campaign shows up within the hour it starts.
+Hourly series are clock hours of ``[thresholds] timezone`` for every key (quarter-hour
+rollups overall and per provider, scope rollups per tenant, account and model); daily
+series too (per tenant, account and model they are UTC days, see ``costs.series``). The
+hour and the day still running are judged on their spend so far, so a runaway campaign
+shows up within the hour it starts.
 """
 
 from __future__ import annotations
@@ -103,11 +104,10 @@ def anomaly_report(
     # Nothing older than the rollups is left to judge.
     since = max(since, now - timedelta(days=config.ledger.rollup_retention_days))
     tz = config.thresholds.tz
-    found = _hourly(ledger, tz, since, now, by_provider=False)
+    found = _hourly(ledger, tz, since, now, by=None)
     found += _daily(ledger, tz, since, now, by=None)
-    if "provider" in keys:
-        found += _hourly(ledger, tz, since, now, by_provider=True)
     for key in keys:
+        found += _hourly(ledger, tz, since, now, by=key)
         found += _daily(ledger, tz, since, now, by=key)
     found.sort(key=lambda a: (-a.start.timestamp(), a.granularity, -a.score))
     return AnomalyReport(
@@ -128,16 +128,11 @@ def anomaly_scope(
     now: datetime | None = None,
     clock: Clock = SYSTEM_CLOCK,
 ) -> list[Anomaly]:
-    """Spikes of one rule's scope since ``since``: what an ``anomaly`` rule evaluates.
-
-    Hourly and daily when the scope is empty or a provider; daily otherwise.
-    """
+    """Spikes of one rule's scope since ``since``, hourly and daily: what an ``anomaly``
+    rule evaluates."""
     now = (now or clock.now()).astimezone(UTC)
     tz = config.thresholds.tz
-    found = []
-    if set(scope) <= {"provider"}:
-        hourly = _hourly(ledger, tz, since, now, by_provider=bool(scope))
-        found += [a for a in hourly if a.scope == dict(scope)]
+    found = _hourly(ledger, tz, since, now, by=None, scope=scope)
     found += _daily(ledger, tz, since, now, by=None, scope=scope)
     for anomaly in found:
         anomaly.scope = dict(scope)
@@ -145,12 +140,18 @@ def anomaly_scope(
 
 
 def _hourly(
-    ledger: Ledger, tz: ZoneInfo, since: datetime, now: datetime, *, by_provider: bool
+    ledger: Ledger,
+    tz: ZoneInfo,
+    since: datetime,
+    now: datetime,
+    *,
+    by: str | None,
+    scope: Mapping[str, str] | None = None,
 ) -> list[Anomaly]:
     judged = hour_start(since, tz)
     first = judged - HOUR_LOOKBACK * HOUR
     count = int((hour_start(now, tz) - first) / HOUR) + 1
-    series = hourly_series(ledger, first, count, by_provider=by_provider)
+    series = hourly_series(ledger, first, count, by=by, scope=scope)
     start = int((judged - first) / HOUR)
     out = []
     for group, values in series.items():
@@ -162,7 +163,7 @@ def _hourly(
                     begin,
                     begin + HOUR,
                     "hour",
-                    {"provider": group} if by_provider else {},
+                    {by: group} if by else {},
                     values[spike.index],
                     ongoing=begin + HOUR > now,
                 )

@@ -5,9 +5,10 @@ where nothing was spent. Nothing here reads raw events:
 
 * overall and per provider, days and hours come from the quarter-hour rollups, so a day
   is a day in ``[thresholds] timezone`` (every real offset is a multiple of 15 minutes);
-* per tenant, account, model or campaign they come from the daily rollups, whose days are
-  UTC days: the day labelled 2026-11-25 is the UTC day of that date. Hours are not kept
-  per tenant, account or model, so hourly series exist overall and per provider only.
+* per tenant, account, model or campaign, days come from the daily rollups, whose days
+  are UTC days: the day labelled 2026-11-25 is the UTC day of that date;
+* per tenant, account, model or campaign, hours come from the quarter-hour scope rollups
+  (kept ``SCOPE_RETENTION_DAYS``), so they are clock hours of the time zone too.
 """
 
 from __future__ import annotations
@@ -129,21 +130,39 @@ def hour_start(moment: datetime, tz: ZoneInfo) -> datetime:
 
 
 def hourly_series(
-    ledger: Ledger, first: datetime, count: int, *, by_provider: bool
+    ledger: Ledger,
+    first: datetime,
+    count: int,
+    *,
+    by: str | None = None,
+    scope: Mapping[str, str] | None = None,
 ) -> dict[Group, list[int]]:
-    """Spend per hour for ``count`` hours from ``first`` (an hour start), overall or per
-    provider."""
-    start = int(first.timestamp())
+    """Spend per hour for ``count`` hours from ``first`` (an hour start), per value of
+    ``by`` (one series keyed None without it), of the rollups matching ``scope``.
+
+    Overall and per provider from the quarter-hour rollups; anything else from the
+    quarter-hour scope rollups.
+    """
+    scope = dict(scope or {})
+    start, until = int(first.timestamp()), first + count * HOUR
+    wanted = ({by} if by else set()) | set(scope)
+    rows: list[tuple[int, str | None, int]]
+    if wanted <= SLOT_KEYS:
+        provider = scope.get("provider")
+        rows = [r for r in ledger.slot_costs(first, until) if provider in (None, r[1])]
+    else:
+        groups = ledger.scope_groups(first, until, ["slot", by or "provider"], where=scope)
+        rows = [(int(str(key[0])), key[1], c.cost_nano) for key, c in groups]
     out: dict[Group, list[int]] = {}
-    for slot, name, cost in ledger.slot_costs(first, first + count * HOUR):
+    for slot, name, cost in rows:
         index = (slot - start) // 3600
         if 0 <= index < count:
-            key = name if by_provider else None
+            key = name if by else None
             series = out.get(key)
             if series is None:
                 series = out[key] = [0] * count
             series[index] += cost
-    if not by_provider and None not in out:
+    if not by and None not in out:
         out[None] = [0] * count
     return out
 

@@ -58,5 +58,8 @@ def test_an_anomaly_rule_sees_only_its_scope() -> None:
         ("day", {"provider": "openai"}, True),
     ]
     assert azure == []
-    # The runaway events belong to agency_a (make_event's tenant): a daily spike.
-    assert [(a.granularity, a.scope) for a in tenant] == [("day", {"tenant": "agency_a"})]
+    # The runaway events belong to agency_a (make_event's tenant): its hour and its day.
+    assert [(a.granularity, a.scope, a.ongoing) for a in tenant] == [
+        ("hour", {"tenant": "agency_a"}, True),
+        ("day", {"tenant": "agency_a"}, True),
+    ]
