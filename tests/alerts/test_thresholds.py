@@ -13,6 +13,7 @@ import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
@@ -631,3 +632,76 @@ def test_unpriced_requests_are_counted_and_named_in_the_email(
     assert report.unpriced_requests == 1 and daily.unpriced_requests == 1
     [message] = smtp.messages
     assert "1 unpriced requests are not in these figures" in str(message.get_payload())
+
+
+# --- forecast and anomaly rules, through the email channel ---------------------------------
+
+
+def test_forecast_and_anomaly_rules_alert_by_email(
+    tmp_path: Path, alerts: SQLiteAlertStore, smtp: SMTPServer
+) -> None:
+    today = datetime.now(UTC)
+    # Mid-month, so the month-end lies well ahead: the 15th of this month or the last.
+    month = today if today.day > 15 else today.replace(day=1) - timedelta(days=1)
+    now = month.replace(day=15, hour=12, minute=40, second=0, microsecond=0)
+    events = [
+        CostEvent(
+            attempt_id=uuid4().hex,
+            request_id="r",
+            ts=now.replace(minute=7) - timedelta(hours=h),
+            provider="azure",
+            model="gpt-4o",
+            account="creator_1",
+            cost_nano=usd_to_nano("1"),
+        )
+        for h in range(20 * 24)
+    ]
+    # A runaway campaign on creator_1 in the running hour: $4 where $1 is usual.
+    events += [
+        CostEvent(
+            attempt_id=uuid4().hex,
+            request_id="r",
+            ts=now.replace(minute=20 + n),
+            provider="azure",
+            model="gpt-4o",
+            account="creator_1",
+            cost_nano=usd_to_nano("1"),
+        )
+        for n in range(3)
+    ]
+    spent = usd_to_nano("24") * (now.day - 1) + usd_to_nano("16")  # this month so far
+    rules = [
+        {"name": "will-cross", "kind": "forecast", "period": "month",
+         "limit_usd": str(Decimal(spent) / 10**9 + 48), "channels": ["email"]},
+        {"name": "far-off", "kind": "forecast", "period": "month",
+         "limit_usd": "100000", "channels": ["email"]},
+        {"name": "runaway", "kind": "anomaly", "scope": {"account": "creator_1"},
+         "limit_usd": "2", "channels": ["email"]},
+        {"name": "other-account", "kind": "anomaly", "scope": {"account": "creator_2"},
+         "limit_usd": "0.01", "channels": ["email"]},
+    ]  # fmt: skip
+    config = make_config(
+        smtp.port, thresholds={"daily_usd": "0", "monthly_usd": "0", "rules": rules}
+    )
+    # Past the raw events' 30-day retention if need be: these days may be a month back.
+    with SQLiteLedger(tmp_path / "ledger.db", retention_days=400) as ledger:
+        assert ledger.record(events).stored == len(events)
+        report = by_name(evaluate_thresholds(config, ledger, alerts, now=now))
+    crossing, runaway = report["will-cross"], report["runaway"]
+    assert crossing.spent_nano == spent and crossing.forecast_usd is not None
+    assert crossing.breached and crossing.alerted and crossing.alert_channels == ["email"]
+    assert runaway.breached and runaway.alerted and runaway.alert_channels == ["email"]
+    assert not report["far-off"].breached and not report["far-off"].alerted
+    assert not report["other-account"].breached and not report["other-account"].alerted
+    [message] = smtp.messages  # both alerts of the run, in one email
+    subject = " ".join(message["Subject"].split())
+    hour = now.replace(minute=0).isoformat()
+    assert subject.startswith(
+        f"[huntaze] runaway (account=creator_1) spend anomaly at 100% of $2.00 for hour:{hour}:"
+        " $4.00"
+    )
+    assert subject.endswith("(+1 more)")
+    body = str(message.get_payload())
+    assert "will-cross (all) is forecast to reach" in body
+    kinds = {e.rule: e.kind for e in alerts.history(since=now - timedelta(days=1))}
+    assert kinds == {"will-cross": "forecast", "runaway": "anomaly"}
