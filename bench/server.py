@@ -11,6 +11,10 @@ connections; it stops by itself):
 * ``GET /api/v2/costs/stats`` against a 1M-event ledger (bench/ledger.py's
   ``build_ledger``): req/s and p50/p95/p99 latency, target >= 1,000 req/s, p99 <= 20 ms;
 * the daemon's idle RSS right after start-up, target <= 120 MB;
+* the dashboard on the same ledger: the overview's data (stats, 30 days by day and
+  provider, forecast, health: ``server.dashboard.views.overview_data``) in-process, target
+  <= 200 ms; ``GET /dashboard`` and its other views over HTTP, and the overview's page
+  weight, target <= 300 KB;
 * ``POST /api/v2/campaigns/hybrid`` with small campaigns on a fresh data dir (``--no-worker``,
   the built-in simulated provider): req/s and latency, for information.
 """
@@ -37,7 +41,13 @@ sys.path.insert(0, str(HERE.parent))
 
 from ledger import _env, build_ledger  # noqa: E402  (bench/ledger.py)
 
-TARGETS = {"stats_rps": 1_000, "stats_p99": 0.020, "idle_rss_mb": 120}
+TARGETS = {
+    "stats_rps": 1_000,
+    "stats_p99": 0.020,
+    "idle_rss_mb": 120,
+    "overview_ms": 200,
+    "page_kb": 300,
+}
 
 
 @dataclass
@@ -273,6 +283,8 @@ def main() -> None:
         print(f"  {'RSS after the stats run':<42} {loaded:>10,.1f} MB")
         print(f"  {'exit code after SIGTERM':<42} {code:>10}")
 
+        dashboard(data_dir, Path(tmp), args)
+
         # --- campaign POSTs on a fresh data dir ---------------------------------------
         fresh = Path(tmp) / "data"
         env = _env(fresh)
@@ -299,6 +311,55 @@ def main() -> None:
         )
         print(f"  {'every message generated and queued after':<42} {drained:>10.1f} s")
         print(f"  {'exit code after SIGTERM':<42} {code:>10}")
+
+
+def overview_ms(data_dir: Path, runs: int = 15) -> tuple[float, float]:
+    """Median and worst ms of the overview's data, in-process (after one warm-up call,
+    which also fits the day's forecast once, as the daemon's first request does)."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(_env(data_dir))
+    try:
+        from huntaze_cli.server.dashboard.views import overview_data
+        from huntaze_cli.services import Services
+
+        services = Services()
+        overview_data(services)
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            overview_data(services)
+            times.append((time.perf_counter() - started) * 1000)
+        services.close()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return statistics.median(times), max(times)
+
+
+def dashboard(data_dir: Path, tmp: Path, args: argparse.Namespace) -> None:
+    """The dashboard's figures on the 1M-event ledger (see the module docstring)."""
+    import httpx
+
+    print()
+    median, worst = overview_ms(data_dir)
+    ratio("dashboard overview data (in-process)", median, TARGETS["overview_ms"], "ms",
+          higher_is_better=False)  # fmt: skip
+    print(f"  {'overview data, slowest of 15':<42} {worst:>10.1f} ms")
+    daemon = start_daemon(_env(data_dir), tmp / "dashboard.log", "--no-worker")
+    try:
+        page = httpx.get(daemon.url + "/dashboard", timeout=60)
+        assert page.status_code == 200, page.text[:500]
+        for path in ("/dashboard", "/dashboard/campaigns", "/dashboard/costs", "/dashboard/alerts"):
+            get = {"method": "GET", "path": path, "client": args.client}
+            elapsed, latencies, statuses = asyncio.run(
+                load(daemon.url, requests=30, concurrency=1, **get)
+            )
+            report(f"GET {path} (sequential)", elapsed, latencies, statuses)
+    finally:
+        daemon.stop()
+    ratio("overview page weight", len(page.content) / 1000, TARGETS["page_kb"], "KB",
+          higher_is_better=False)  # fmt: skip
 
 
 def _wait_generated(url: str, messages: int, timeout: float = 120.0) -> float:

@@ -394,6 +394,8 @@ class CampaignReport(_Report):
     # Requests with no known price: their cost is not in cost_usd (shown, never a silent $0).
     unpriced_requests: int = 0
     cost_nano: int
+    # Cost (every attempt, failed ones too) per delivered message; None before any is sent.
+    cost_per_message_usd: float | None = None
     estimated_cost_usd: float
     providers: dict[str, ProviderSpend]
     eta_seconds: float

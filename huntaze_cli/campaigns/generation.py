@@ -514,6 +514,8 @@ def campaign_report(
     counts = store.counts(campaign_id)
     spend = _spend(ledger, campaign) if ledger is not None else {}
     remaining = counts["pending"] + counts["generated"] + counts["queued"] + counts["failed"]
+    cost_nano = sum(c.cost_nano for c in spend.values())
+    sent = counts["sent"]
     return CampaignReport(
         campaign_id=campaign.id,
         name=campaign.name,
@@ -523,8 +525,9 @@ def campaign_report(
         state=campaign.state,
         recipients=campaign.recipients,
         counts=counts,
-        cost_usd=nano_to_usd(sum(c.cost_nano for c in spend.values())),
-        cost_nano=sum(c.cost_nano for c in spend.values()),
+        cost_usd=nano_to_usd(cost_nano),
+        cost_nano=cost_nano,
+        cost_per_message_usd=nano_to_usd((cost_nano + sent // 2) // sent) if sent else None,
         unpriced_requests=sum(c.unpriced for c in spend.values()),
         estimated_cost_usd=nano_to_usd(campaign.estimated_cost_nano),
         providers={

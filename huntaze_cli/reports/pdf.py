@@ -12,20 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from huntaze_cli.reports.palette import rgb
+
 if TYPE_CHECKING:
     from fpdf import FPDF
-
-# Colour-blind-safe palette (Okabe-Ito), the same order as the dashboard's charts.
-PALETTE: tuple[tuple[int, int, int], ...] = (
-    (0, 114, 178),
-    (230, 159, 0),
-    (0, 158, 115),
-    (204, 121, 167),
-    (86, 180, 233),
-    (213, 94, 0),
-    (240, 228, 66),
-    (0, 0, 0),
-)
 
 
 def latin1(text: str) -> str:
@@ -139,7 +129,7 @@ class PdfReport:
                 if value <= 0:
                     continue
                 bar = height * value / peak
-                self.pdf.set_fill_color(*PALETTE[number % len(PALETTE)])
+                self.pdf.set_fill_color(*rgb(number))
                 self.pdf.rect(x0 + index * step + step * 0.15, bottom - bar, step * 0.7, bar, "F")
                 bottom -= bar
             if len(labels) <= 16 or index % max(1, len(labels) // 10) == 0:
@@ -147,7 +137,7 @@ class PdfReport:
         self.pdf.set_y(y0 + height + 7)
         x = x0
         for number, name in enumerate(series):
-            self.pdf.set_fill_color(*PALETTE[number % len(PALETTE)])
+            self.pdf.set_fill_color(*rgb(number))
             self.pdf.rect(x, self.pdf.get_y(), 3, 3, "F")
             self.pdf.text(x + 4, self.pdf.get_y() + 2.6, latin1(name))
             x += 6 + self.pdf.get_string_width(latin1(name)) + 4

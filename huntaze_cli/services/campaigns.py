@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from huntaze_cli.errors import ConflictError, NotFoundError
 
 if TYPE_CHECKING:
+    from huntaze_cli.campaigns.detail import CampaignDetail
     from huntaze_cli.campaigns.file import LoadedCampaign
     from huntaze_cli.campaigns.worker import DeliveryWorker
     from huntaze_cli.models import CampaignReport, DryRunReport, RequeueReport, StatusOverview
@@ -248,6 +249,15 @@ def overview(services: Services, *, limit: int, tenant: str | None = None) -> St
         services.queue(),
         limit=limit,
         tenant=tenant,
+    )
+
+
+def detail(services: Services, campaign_id: str, *, limit: int = 50) -> CampaignDetail:
+    """The campaign with cost and latency per provider and its dead letters (drill-down)."""
+    from huntaze_cli.campaigns.detail import campaign_detail
+
+    return campaign_detail(
+        services.config(), services.store(), services.ledger(), campaign_id, limit=limit
     )
 
 

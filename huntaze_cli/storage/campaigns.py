@@ -59,6 +59,18 @@ class PendingMessage:
 
 
 @dataclass(slots=True)
+class DeadLetter:
+    """A dead message and why: ``stage`` is ``delivery`` (it has text) or
+    ``generation`` (no provider could write it)."""
+
+    recipient_id: str
+    seq: int
+    stage: str
+    error: str | None
+    updated_at: datetime
+
+
+@dataclass(slots=True)
 class Heartbeat:
     worker_id: str
     host: str
@@ -184,6 +196,10 @@ class CampaignStore(Protocol):
 
     def retry_failed_generation(self, campaign_id: str) -> int:
         """Dead messages without text (generation gave up) become pending again."""
+        ...
+
+    def dead_letters(self, campaign_id: str, *, limit: int) -> list[DeadLetter]:
+        """Up to ``limit`` dead messages with their last error, in recipient order."""
         ...
 
     def needs_generation(self, campaign_id: str) -> bool:

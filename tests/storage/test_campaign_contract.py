@@ -206,6 +206,27 @@ def test_sent_is_final_and_counts_stay_exact(store: CampaignStore) -> None:
     assert store.requeued("cmp_1") == 0
 
 
+def test_dead_letters_name_their_stage_and_last_error(store: CampaignStore) -> None:
+    create(store, n=4)
+    store.pending("cmp_1", after_seq=-1, limit=10)
+    store.generation_failed("cmp_1", [("fan_00000", "every provider failed: 503")], final=True)
+    store.save_generated("cmp_1", [(f"fan_{i:05d}", f"t{i}", "azure") for i in (1, 2, 3)])
+    store.mark_queued("cmp_1", ["fan_00001", "fan_00002", "fan_00003"])
+    store.delivery_outcome("cmp_1:fan_00002", "failed", sent_at=None, error="503")
+    store.delivery_outcome("cmp_1:fan_00002", "dead", sent_at=None, error="410 Gone")
+    store.delivery_outcome("cmp_1:fan_00003", "failed", sent_at=None, error="timeout")
+    letters = store.dead_letters("cmp_1", limit=10)
+    assert [(d.recipient_id, d.stage, d.error) for d in letters] == [
+        ("fan_00000", "generation", "every provider failed: 503"),
+        ("fan_00002", "delivery", "410 Gone"),
+    ]
+    assert letters[0].updated_at.tzinfo is not None
+    assert [d.recipient_id for d in store.dead_letters("cmp_1", limit=1)] == ["fan_00000"]
+    store.requeued("cmp_1")
+    assert [d.recipient_id for d in store.dead_letters("cmp_1", limit=10)] == ["fan_00000"]
+    assert store.dead_letters("other", limit=10) == []
+
+
 def test_two_stores_racing_move_each_message_once(
     store: CampaignStore, tmp_path: Path, clock: ManualClock
 ) -> None:

@@ -5,6 +5,8 @@
 | --- | --- | --- |
 | POST /api/v2/campaigns/hybrid | campaigns.start, campaigns.generate | send-campaign --no-wait |
 | GET /api/v2/campaigns/status | campaigns.report / campaigns.overview | status [ID] |
+| GET /api/v2/campaigns/detail | campaigns.detail | (the dashboard's drill-down) |
+| POST /api/v2/campaigns/{id}/requeue | campaigns.requeue | requeue ID |
 | GET /api/health/hybrid-orchestrator | health.check_health | health |
 | GET /api/v2/costs/breakdown | costs.breakdown | costs breakdown |
 | GET /api/v2/costs/stats | costs.stats (cached 1 s) | costs stats |
@@ -18,6 +20,7 @@
 | GET, PUT, DELETE /api/v2/costs/thresholds[/{name}] | alerts.*_rule(s) | thresholds ... |
 | GET /api/v2/costs/alerts, POST .../{id}/ack | alerts.history, ack | alerts list/ack |
 | GET /metrics | Metrics.exposition | |
+| GET /dashboard[/campaigns[/{id}], /costs, /alerts, /export] | the routes' services, as HTML | |
 
 A new area (thresholds, alerts, forecast, budgets, dashboard, the /v1 gateway) is a new
 module here with a ``router``, listed in ``ROUTERS``.
@@ -73,6 +76,7 @@ def routers() -> list[APIRouter]:
         alerts,
         campaigns,
         costs,
+        dashboard,
         health,
         metrics,
         optimization,
@@ -87,4 +91,5 @@ def routers() -> list[APIRouter]:
         alerts.router,
         optimization.router,
         metrics.router,
+        dashboard.router,
     ]

@@ -1,4 +1,5 @@
-"""POST /api/v2/campaigns/hybrid and GET /api/v2/campaigns/status."""
+"""POST /api/v2/campaigns/hybrid, GET /api/v2/campaigns/status and /detail, and
+POST /api/v2/campaigns/{id}/requeue."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from huntaze_cli.campaigns.detail import CampaignDetail
 from huntaze_cli.campaigns.file import CampaignSpec, LoadedCampaign
 from huntaze_cli.errors import InputError
 from huntaze_cli.jsondoc import dump_json
-from huntaze_cli.models import CampaignReport, StatusOverview
+from huntaze_cli.models import CampaignReport, RequeueReport, StatusOverview
 from huntaze_cli.server.errors import body_error
 from huntaze_cli.server.routes import ERRORS, JSON, CurrentRuntime, ErrorDetail, Tenant
 from huntaze_cli.services import Services, campaigns
@@ -152,3 +154,44 @@ async def campaign_status(
         return campaigns.report(services, campaign_id, tenant=tenant)
 
     return Response(dump_json(await runtime.on_store(status)), media_type=JSON)
+
+
+_404: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorDetail, "description": "unknown campaign"}
+}
+
+
+@router.get("/api/v2/campaigns/detail", response_model=CampaignDetail, responses={**ERRORS, **_404})
+async def campaign_detail(
+    runtime: CurrentRuntime,
+    campaign_id: Annotated[str, Query(min_length=1, max_length=512)],
+    limit: Annotated[int, Query(ge=1, le=1000, description="dead letters shown")] = 50,
+) -> Response:
+    """One campaign in depth: message states, cost, failures, fallbacks and latency per
+    provider, and its dead letters with their last error (the dashboard's drill-down)."""
+
+    def detail(services: Services) -> BaseModel:
+        return campaigns.detail(services, campaign_id, limit=limit)
+
+    return Response(dump_json(await runtime.on_store(detail)), media_type=JSON)
+
+
+@router.post(
+    "/api/v2/campaigns/{campaign_id}/requeue",
+    response_model=RequeueReport,
+    responses={**ERRORS, **_404},
+)
+async def requeue_campaign(runtime: CurrentRuntime, campaign_id: str) -> Response:
+    """Retry the campaign's dead messages; same as `huntaze requeue CAMPAIGN_ID --json`.
+
+    Delivery dead letters go back in the queue (the daemon's worker delivers them);
+    messages whose generation gave up are written again by the daemon.
+    """
+
+    def requeue(services: Services) -> RequeueReport:
+        return campaigns.requeue(services, campaign_id)
+
+    report = await runtime.on_store(requeue)
+    if report.regenerate:
+        runtime.schedule_generation(campaign_id)
+    return Response(dump_json(report), media_type=JSON)

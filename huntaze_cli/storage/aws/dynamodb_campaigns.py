@@ -75,6 +75,7 @@ from huntaze_cli.storage.aws.dynamodb_campaign_items import (
 from huntaze_cli.storage.campaigns import (
     MESSAGE_STATES,
     CampaignRow,
+    DeadLetter,
     Heartbeat,
     PendingMessage,
     finished_state,
@@ -423,6 +424,20 @@ class DynamoDBCampaignStore:
                 )
             )
         return self._move(campaign_id, "dead", "pending", moves, gendead=True)
+
+    def dead_letters(self, campaign_id: str, *, limit: int) -> list[DeadLetter]:
+        found = [
+            DeadLetter(
+                item["pk"]["S"].split("#", 2)[2],
+                int(item["seq"]["N"]),
+                stage,
+                item["error"]["S"] if "error" in item else None,
+                datetime.fromisoformat(item["updated_at"]["S"]),
+            )
+            for label, stage in (("dead", "delivery"), (GENDEAD, "generation"))
+            for item in self._listed(campaign_id, label, limit=limit)
+        ]
+        return sorted(found, key=lambda letter: letter.seq)[:limit]
 
     def needs_generation(self, campaign_id: str) -> bool:
         totals = self._counters(campaign_id)

@@ -24,6 +24,7 @@ from huntaze_cli.clock import SYSTEM_CLOCK, Clock
 from huntaze_cli.storage.campaigns import (
     MESSAGE_STATES,
     CampaignRow,
+    DeadLetter,
     Heartbeat,
     PendingMessage,
     finished_state,
@@ -242,6 +243,18 @@ class SQLiteCampaignStore:
         counts = dict.fromkeys(MESSAGE_STATES, 0)
         counts.update({state: n for state, n in rows})
         return counts
+
+    def dead_letters(self, campaign_id: str, *, limit: int) -> list[DeadLetter]:
+        rows = self._read(
+            "SELECT recipient_id, seq, text IS NOT NULL, error, updated_at FROM messages "
+            "WHERE campaign_id = ? AND state = 'dead' ORDER BY seq LIMIT ?",
+            (campaign_id, limit),
+        )
+        return [
+            DeadLetter(rid, seq, "delivery" if has_text else "generation", error,
+                       datetime.fromisoformat(updated))
+            for rid, seq, has_text, error, updated in rows
+        ]  # fmt: skip
 
     def refresh_state(self, campaign_id: str) -> str:
         """Move a delivering campaign to completed(_with_errors) once nothing is open."""

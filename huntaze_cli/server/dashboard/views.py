@@ -1,0 +1,189 @@
+"""What each dashboard view shows: the API's own documents, plus their charts.
+
+Every view calls the application services the matching API routes call and hands the
+templates those models unchanged; charts only scale the models' figures to pixels (the
+month line adds up the daily figures the breakdown gives, which is drawing, not
+accounting). So a figure on the page is a figure of ``/api/v2/...``.
+"""
+
+from __future__ import annotations
+
+from calendar import monthrange
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from huntaze_cli.server.dashboard import charts
+
+if TYPE_CHECKING:
+    from huntaze_cli.campaigns.detail import CampaignDetail
+    from huntaze_cli.costs.compare import CompareReport
+    from huntaze_cli.costs.forecast_report import ForecastReport
+    from huntaze_cli.models import (
+        AlertList,
+        BreakdownReport,
+        HealthReport,
+        StatsReport,
+        StatusOverview,
+        ThresholdReport,
+    )
+    from huntaze_cli.services import Services
+
+DAYS = 30  # the overview's spend chart
+GROUPINGS = ("provider", "model", "account", "campaign", "tenant", "day")
+
+
+@dataclass
+class OverviewData:
+    """The documents behind the overview: `costs stats`, `costs breakdown --by day --by
+    provider --days 30`, `costs forecast` and `health` (the same as their routes)."""
+
+    stats: StatsReport
+    daily: BreakdownReport
+    forecast: ForecastReport
+    health: HealthReport
+
+
+def overview_data(services: Services) -> OverviewData:
+    from huntaze_cli.services import costs
+    from huntaze_cli.services.health import check_health
+
+    return OverviewData(
+        stats=costs.stats(services),
+        daily=costs.breakdown(services, by=["day", "provider"], since=None, until=None, days=DAYS),
+        forecast=costs.forecast(services, by=None, level=80.0),
+        health=check_health(services.config(), services.ledger),
+    )
+
+
+def _days(first: date, end: date) -> list[str]:
+    return [(first + timedelta(days=n)).isoformat() for n in range((end - first).days)]
+
+
+def overview(services: Services) -> dict[str, Any]:
+    data = overview_data(services)
+    daily = data.daily
+    days = _days(daily.since.date(), daily.until.date())
+    providers: list[str] = []
+    cells: dict[tuple[str, str], float] = {}
+    for row in daily.rows:
+        extra = row.model_extra or {}
+        day, provider = str(extra["day"]), str(extra["provider"])
+        if provider not in providers:
+            providers.append(provider)
+        cells[(day, provider)] = row.cost_usd
+    series = [(p, [cells.get((d, p), 0.0) for d in days]) for p in providers]
+    daily_limit = data.stats.thresholds["daily"].limit_usd
+    monthly_limit = data.stats.thresholds["monthly"].limit_usd
+    spend_chart = charts.stacked_bars(
+        f"Spend per UTC day by provider, last {DAYS} days, with the daily limit",
+        days,
+        series,
+        lines=[("daily limit", daily_limit)],
+    )
+    today = datetime.now(UTC).date()
+    month_first = today.replace(day=1)
+    month_days = [d for d in days if d >= month_first.isoformat()]
+    cumulative: list[float] = []
+    for day in month_days:
+        spent = sum(cells.get((day, p), 0.0) for p in providers)
+        cumulative.append(round((cumulative[-1] if cumulative else 0.0) + spent, 6))
+    forecast = data.forecast
+    band = None
+    if forecast.forecast_usd is not None:
+        band = (forecast.forecast_usd, forecast.lower_usd, forecast.upper_usd)
+    month_chart = charts.month_line(
+        "This month: spend so far, the month-end forecast band and the monthly limit",
+        month_days,
+        cumulative,
+        month_days=monthrange(today.year, today.month)[1],
+        limit=monthly_limit,
+        forecast=band,
+    )
+    use = data.stats.thresholds
+    gauges = [
+        charts.gauge(
+            "Today against the daily limit",
+            use["daily"].used_pct,
+            f"today {charts.usd(use['daily'].spent_usd)} of {charts.usd(use['daily'].limit_usd)}"
+            f" ({use['daily'].used_pct:.2f}%)",
+        ),
+        charts.gauge(
+            "This month against the monthly limit",
+            use["monthly"].used_pct,
+            f"month {charts.usd(use['monthly'].spent_usd)} of "
+            f"{charts.usd(use['monthly'].limit_usd)} ({use['monthly'].used_pct:.2f}%)",
+        ),
+    ]
+    return {
+        "data": data,
+        "days": days,
+        "series": series,
+        "spend_chart": spend_chart,
+        "month_days": month_days,
+        "cumulative": cumulative,
+        "month_chart": month_chart,
+        "gauges": gauges,
+    }
+
+
+def campaigns_page(services: Services) -> dict[str, Any]:
+    from huntaze_cli.services import campaigns
+
+    status: StatusOverview = campaigns.overview(services, limit=50)
+    return {"campaign_list": status}
+
+
+def campaign_page(services: Services, campaign_id: str) -> dict[str, Any]:
+    from huntaze_cli.services import campaigns
+
+    detail: CampaignDetail = campaigns.detail(services, campaign_id)
+    counts = detail.campaign.counts
+    states_chart = charts.hbars(
+        "Messages by state",
+        [(state, [("messages", float(n))]) for state, n in counts.items()],
+        unit="count",
+    )
+    cost_chart = charts.hbars(
+        "Cost by provider",
+        [(p.provider, [("cost", p.cost_usd)]) for p in detail.providers],
+    )
+    return {"detail": detail, "states_chart": states_chart, "cost_chart": cost_chart}
+
+
+def costs_page(services: Services, *, by: str, ranges: dict[str, str | None]) -> dict[str, Any]:
+    from huntaze_cli.services import costs
+
+    report: CompareReport = costs.compare(services, by=[by], **ranges)
+    chart = charts.hbars(
+        f"Cost by {by}: period a against period b",
+        [
+            (
+                str((row.model_extra or {}).get(by) or "-"),
+                [("a", row.a_cost_usd), ("b", row.b_cost_usd)],
+            )
+            for row in report.rows[:15]
+        ],
+    )
+    last_day = (report.a_until - timedelta(days=1)).date().isoformat()
+    return {
+        "report": report,
+        "by": by,
+        "groupings": GROUPINGS,
+        "chart": chart,
+        "export": {"since": report.a_since.date().isoformat(), "until": last_day},
+        "ranges": ranges,
+    }
+
+
+def alerts_page(services: Services) -> dict[str, Any]:
+    from huntaze_cli.services import alerts
+
+    rules: ThresholdReport = alerts.list_rules(services)
+    history: AlertList = alerts.history(services, limit=50)
+    chart = charts.hbars(
+        "Spend against each rule's limit, in percent",
+        [(rule.name, [("used %", rule.used_pct)]) for rule in rules.thresholds],
+        unit="pct",
+    )
+    return {"rules": rules, "history": history, "chart": chart}
