@@ -24,6 +24,10 @@ A route reads who is asking with one helper and hands it to its service:
   The plain health check is tenant-safe: it reports the daemon and its providers, no
   tenant's figures.
 
+The dashboard (``/dashboard``) is the one place without a bearer header: a browser signs
+in there with a cookie its routes check themselves (``server.dashboard.session``), and
+they pass the signed-in viewer's tenant to the same services.
+
 A new route declares what it filters by calling one of the two at its top; the
 isolation test (tests/server/test_tenant_isolation.py) enumerates every route from the
 OpenAPI document and fails for a route whose answer to tenant B holds tenant A's data.
@@ -57,6 +61,11 @@ class Principal:
 
 
 ADMIN = Principal(tenant=None, is_admin=True)
+# The dashboard (``/dashboard``) signs viewers in with its own cookie and resolves them
+# itself (``server.dashboard.session``); to the app-wide dependency a browser there is
+# this principal, whose tenant matches no data: whatever read it, it would see nothing.
+DASHBOARD = "/dashboard"
+DASHBOARD_VISITOR = Principal(tenant="\x00dashboard-visitor", is_admin=False)
 
 
 def _token_from(env: str, what: str) -> str:
@@ -138,6 +147,8 @@ def current_principal(request: Request) -> Principal:
     if principal is None:
         tokens: Tokens = request.app.state.runtime.tokens
         principal = tokens.authenticate(request.headers.get("authorization"))
+    if principal is None and request.url.path.startswith(DASHBOARD):
+        principal = DASHBOARD_VISITOR
     if principal is None:
         raise HTTPException(
             401,

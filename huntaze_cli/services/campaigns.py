@@ -227,10 +227,7 @@ def report(
     """
     from huntaze_cli.campaigns.generation import campaign_report
 
-    if tenant is not None:
-        found = services.store().get(campaign_id)
-        if found is None or found.tenant != tenant:
-            raise NotFoundError(f"campaign {campaign_id!r} not found")
+    _check_tenant(services, campaign_id, tenant)
     result = campaign_report(services.config(), services.store(), services.ledger(), campaign_id)
     if resumed is not None:
         result.resumed = resumed
@@ -252,10 +249,22 @@ def overview(services: Services, *, limit: int, tenant: str | None = None) -> St
     )
 
 
-def detail(services: Services, campaign_id: str, *, limit: int = 50) -> CampaignDetail:
-    """The campaign with cost and latency per provider and its dead letters (drill-down)."""
+def _check_tenant(services: Services, campaign_id: str, tenant: str | None) -> None:
+    """With ``tenant``, another tenant's campaign is not found, exactly as a missing one."""
+    if tenant is not None:
+        found = services.store().get(campaign_id)
+        if found is None or found.tenant != tenant:
+            raise NotFoundError(f"campaign {campaign_id!r} not found")
+
+
+def detail(
+    services: Services, campaign_id: str, *, limit: int = 50, tenant: str | None = None
+) -> CampaignDetail:
+    """The campaign with cost and latency per provider and its dead letters (drill-down);
+    with ``tenant``, another tenant's campaign is not found."""
     from huntaze_cli.campaigns.detail import campaign_detail
 
+    _check_tenant(services, campaign_id, tenant)
     return campaign_detail(
         services.config(), services.store(), services.ledger(), campaign_id, limit=limit
     )

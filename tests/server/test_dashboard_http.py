@@ -127,3 +127,38 @@ def test_without_a_token_the_dashboard_is_open_but_forms_still_need_csrf(
     assert missing.status_code == 404
     bad = client.get("/dashboard/costs", params={"a_since": "soon"})
     assert bad.status_code == 422 and "a_since" in bad.text
+
+
+def test_a_tenant_token_sees_its_tenant_only(serve: Callable[..., Served]) -> None:
+    from huntaze_cli.config import default_config_path
+    from tests.costs.history import hourly_events, record
+
+    path = default_config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        '[server]\ntoken_env = "T_ADMIN"\n\n[tenants.agency_a]\ntoken_env = "T_A"\n'
+        "quota_usd_month = 300\nmarkup_pct = 20\n"
+    )
+    record(hourly_events(10))
+    served = serve(worker=False, env={"T_ADMIN": "admin-token-xyz", "T_A": "a-token-xyz"})
+    tenant = served.client(follow_redirects=False)
+    assert tenant.post("/dashboard/login", data={"token": "a-token-xyz"}).status_code == 303
+    api_a = served.client(headers={"Authorization": "Bearer a-token-xyz"})
+    api_admin = served.client(headers={"Authorization": "Bearer admin-token-xyz"})
+    mine = api_a.get("/api/v2/costs/stats").json()["month_to_date"]["cost_usd"]
+    everyone = api_admin.get("/api/v2/costs/stats").json()["month_to_date"]["cost_usd"]
+    assert 0 < mine < everyone
+    page = tenant.get("/dashboard").text
+    assert f'data-figure="month">${mine:.6f}<' in page
+    assert "tenant agency_a" in page and "/dashboard/tenants" not in page
+    compare = tenant.get("/dashboard/costs", params={"by": "tenant"}).text
+    assert 'data-key="agency_a"' in compare and "agency_b" not in compare
+    assert tenant.get("/dashboard/tenants").status_code == 403
+    csv = tenant.get("/dashboard/export", params={"format": "csv"}).text
+    assert "agency_b" not in csv and "agency_a" in csv
+    admin = served.client(follow_redirects=False)
+    assert admin.post("/dashboard/login", data={"token": "admin-token-xyz"}).status_code == 303
+    tenants = admin.get("/dashboard/tenants")
+    assert tenants.status_code == 200
+    assert 'data-tenant="agency_a"' in tenants.text and 'data-tenant="agency_b"' in tenants.text
+    assert "$300" in tenants.text and "20%" in tenants.text

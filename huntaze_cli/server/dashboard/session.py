@@ -5,8 +5,10 @@ token itself but an HMAC of it (``session_value``), so the cookie cannot be repl
 an API bearer; it is HttpOnly (no script reads it), SameSite=Strict (no other site's
 page sends it) and scoped to ``/dashboard``. Every state-changing form also carries a
 CSRF token, another HMAC of the token, checked on POST. A wrong token sees the login
-form again and nothing else. Without a configured token (a loopback-only daemon) the
-dashboard is open, as the API is, and the CSRF secret is per process.
+form again and nothing else. A tenant's token signs in as that tenant: every view shows
+its own figures only (the services get ``tenant=``, as the API routes pass them).
+Without a configured token (a loopback-only daemon) the dashboard is open, as the API
+is, and the CSRF secret is per process.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from huntaze_cli.server.auth import Tokens
 
 COOKIE = "huntaze_session"
 PATH = "/dashboard"
@@ -33,26 +39,43 @@ def session_value(token: str) -> str:
 
 @dataclass(frozen=True)
 class Viewer:
-    """A signed-in viewer; ``admin`` may press the buttons that change things."""
+    """A signed-in viewer: the admin (``tenant`` None) or one tenant, who sees only its
+    own figures; only the admin may press the buttons that change things."""
 
-    admin: bool
+    tenant: str | None
     csrf: str
+
+    @property
+    def admin(self) -> bool:
+        return self.tenant is None
 
     def csrf_ok(self, given: str | None) -> bool:
         return given is not None and hmac.compare_digest(given.encode(), self.csrf.encode())
 
 
-def viewer(token: str | None, cookie: str | None) -> Viewer | None:
-    """The viewer a request's cookie proves, or None (show the login form)."""
-    if token is None:
-        return Viewer(admin=True, csrf=_mac(None, "csrf"))
-    if cookie is None or not hmac.compare_digest(cookie.encode(), session_value(token).encode()):
+def viewer(tokens: Tokens, cookie: str | None) -> Viewer | None:
+    """The viewer a request's cookie proves, or None (show the login form).
+
+    Every token's session value is compared in constant time, whichever matches.
+    """
+    if not tokens.configured:
+        return Viewer(tenant=None, csrf=_mac(None, "csrf"))
+    if not cookie:
         return None
-    return Viewer(admin=True, csrf=_mac(token, "csrf"))
+    found: Viewer | None = None
+    for tenant, token in [(None, tokens.admin), *tokens.tenants.items()]:
+        if token is None:
+            continue
+        if hmac.compare_digest(cookie.encode(), session_value(token).encode()) and not found:
+            found = Viewer(tenant=tenant, csrf=_mac(token, "csrf"))
+    return found
 
 
-def token_matches(token: str | None, given: str) -> bool:
-    """Whether the login form's ``given`` token is the configured one."""
-    if token is None:
-        return True
-    return hmac.compare_digest(given.strip().encode(), token.encode())
+def sign_in(tokens: Tokens, given: str) -> str | None:
+    """The cookie value for the token typed into the login form; None for a wrong one."""
+    token = given.strip()
+    if not tokens.configured or not token:
+        return None
+    if tokens.authenticate(f"Bearer {token}") is None:
+        return None
+    return session_value(token)

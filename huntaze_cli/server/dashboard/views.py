@@ -44,14 +44,17 @@ class OverviewData:
     health: HealthReport
 
 
-def overview_data(services: Services) -> OverviewData:
+def overview_data(services: Services, tenant: str | None = None) -> OverviewData:
+    """With ``tenant``, that tenant's figures only (health is the daemon's, tenant-safe)."""
     from huntaze_cli.services import costs
     from huntaze_cli.services.health import check_health
 
     return OverviewData(
-        stats=costs.stats(services),
-        daily=costs.breakdown(services, by=["day", "provider"], since=None, until=None, days=DAYS),
-        forecast=costs.forecast(services, by=None, level=80.0),
+        stats=costs.stats(services, tenant=tenant),
+        daily=costs.breakdown(
+            services, by=["day", "provider"], since=None, until=None, days=DAYS, tenant=tenant
+        ),
+        forecast=costs.forecast(services, by=None, level=80.0, tenant=tenant),
         health=check_health(services.config(), services.ledger),
     )
 
@@ -60,8 +63,8 @@ def _days(first: date, end: date) -> list[str]:
     return [(first + timedelta(days=n)).isoformat() for n in range((end - first).days)]
 
 
-def overview(services: Services) -> dict[str, Any]:
-    data = overview_data(services)
+def overview(services: Services, tenant: str | None) -> dict[str, Any]:
+    data = overview_data(services, tenant)
     daily = data.daily
     days = _days(daily.since.date(), daily.until.date())
     providers: list[str] = []
@@ -127,17 +130,17 @@ def overview(services: Services) -> dict[str, Any]:
     }
 
 
-def campaigns_page(services: Services) -> dict[str, Any]:
+def campaigns_page(services: Services, tenant: str | None) -> dict[str, Any]:
     from huntaze_cli.services import campaigns
 
-    status: StatusOverview = campaigns.overview(services, limit=50)
+    status: StatusOverview = campaigns.overview(services, limit=50, tenant=tenant)
     return {"campaign_list": status}
 
 
-def campaign_page(services: Services, campaign_id: str) -> dict[str, Any]:
+def campaign_page(services: Services, campaign_id: str, *, tenant: str | None) -> dict[str, Any]:
     from huntaze_cli.services import campaigns
 
-    detail: CampaignDetail = campaigns.detail(services, campaign_id)
+    detail: CampaignDetail = campaigns.detail(services, campaign_id, tenant=tenant)
     counts = detail.campaign.counts
     states_chart = charts.hbars(
         "Messages by state",
@@ -151,10 +154,12 @@ def campaign_page(services: Services, campaign_id: str) -> dict[str, Any]:
     return {"detail": detail, "states_chart": states_chart, "cost_chart": cost_chart}
 
 
-def costs_page(services: Services, *, by: str, ranges: dict[str, str | None]) -> dict[str, Any]:
+def costs_page(
+    services: Services, *, by: str, ranges: dict[str, str | None], tenant: str | None
+) -> dict[str, Any]:
     from huntaze_cli.services import costs
 
-    report: CompareReport = costs.compare(services, by=[by], **ranges)
+    report: CompareReport = costs.compare(services, by=[by], tenant=tenant, **ranges)
     chart = charts.hbars(
         f"Cost by {by}: period a against period b",
         [
@@ -176,14 +181,43 @@ def costs_page(services: Services, *, by: str, ranges: dict[str, str | None]) ->
     }
 
 
-def alerts_page(services: Services) -> dict[str, Any]:
+def alerts_page(services: Services, tenant: str | None) -> dict[str, Any]:
     from huntaze_cli.services import alerts
 
-    rules: ThresholdReport = alerts.list_rules(services)
-    history: AlertList = alerts.history(services, limit=50)
+    rules: ThresholdReport = alerts.list_rules(services, tenant=tenant)
+    history: AlertList = alerts.history(services, limit=50, tenant=tenant)
     chart = charts.hbars(
         "Spend against each rule's limit, in percent",
         [(rule.name, [("used %", rule.used_pct)]) for rule in rules.thresholds],
         unit="pct",
     )
     return {"rules": rules, "history": history, "chart": chart}
+
+
+def tenants_page(services: Services, tenant: str | None) -> dict[str, Any]:
+    """Every tenant (configured or in the ledger): this month's spend (`costs compare
+    --by tenant`, this month against last) beside its quotas and markup from the config."""
+    from huntaze_cli.services import costs
+
+    assert tenant is None, "the tenants view is the admin's"
+    report: CompareReport = costs.compare(
+        services, by=["tenant"], a_since=None, a_until=None, b_since=None, b_until=None
+    )
+    configured = services.config().tenants
+    spend = {str((row.model_extra or {}).get("tenant")): row for row in report.rows}
+    names = [*configured, *(name for name in spend if name not in configured)]
+    chart = charts.hbars(
+        "Spend per tenant: this month (a) against last month (b)",
+        [
+            (name, [("a", spend[name].a_cost_usd), ("b", spend[name].b_cost_usd)])
+            for name in names
+            if name in spend
+        ],
+    )
+    return {
+        "report": report,
+        "names": names,
+        "spend": spend,
+        "configured": configured,
+        "chart": chart,
+    }

@@ -16,7 +16,14 @@ from huntaze_cli.errors import InputError
 from huntaze_cli.jsondoc import dump_json
 from huntaze_cli.models import CampaignReport, RequeueReport, StatusOverview
 from huntaze_cli.server.errors import body_error
-from huntaze_cli.server.routes import ERRORS, JSON, CurrentRuntime, ErrorDetail, Tenant
+from huntaze_cli.server.routes import (
+    ERRORS,
+    JSON,
+    AdminOnly,
+    CurrentRuntime,
+    ErrorDetail,
+    Tenant,
+)
 from huntaze_cli.services import Services, campaigns
 
 router = APIRouter(tags=["campaigns"])
@@ -164,14 +171,16 @@ _404: dict[int | str, dict[str, Any]] = {
 @router.get("/api/v2/campaigns/detail", response_model=CampaignDetail, responses={**ERRORS, **_404})
 async def campaign_detail(
     runtime: CurrentRuntime,
+    tenant: Tenant,
     campaign_id: Annotated[str, Query(min_length=1, max_length=512)],
     limit: Annotated[int, Query(ge=1, le=1000, description="dead letters shown")] = 50,
 ) -> Response:
     """One campaign in depth: message states, cost, failures, fallbacks and latency per
-    provider, and its dead letters with their last error (the dashboard's drill-down)."""
+    provider, and its dead letters with their last error (the dashboard's drill-down).
+    A tenant token sees its own campaigns (another tenant's is 404)."""
 
     def detail(services: Services) -> BaseModel:
-        return campaigns.detail(services, campaign_id, limit=limit)
+        return campaigns.detail(services, campaign_id, limit=limit, tenant=tenant)
 
     return Response(dump_json(await runtime.on_store(detail)), media_type=JSON)
 
@@ -180,9 +189,11 @@ async def campaign_detail(
     "/api/v2/campaigns/{campaign_id}/requeue",
     response_model=RequeueReport,
     responses={**ERRORS, **_404},
+    dependencies=[AdminOnly],
 )
 async def requeue_campaign(runtime: CurrentRuntime, campaign_id: str) -> Response:
     """Retry the campaign's dead messages; same as `huntaze requeue CAMPAIGN_ID --json`.
+    Admin token only (a tenant token gets 403).
 
     Delivery dead letters go back in the queue (the daemon's worker delivers them);
     messages whose generation gave up are written again by the daemon.

@@ -40,7 +40,7 @@ _HEADERS = {
 def _viewer(request: Request, runtime: Runtime) -> Viewer | None:
     from huntaze_cli.server.dashboard.session import COOKIE, viewer
 
-    return viewer(runtime.token, request.cookies.get(COOKIE))
+    return viewer(runtime.tokens, request.cookies.get(COOKIE))
 
 
 def _html(name: str, *, status: int = 200, **context: Any) -> HTMLResponse:
@@ -61,14 +61,20 @@ async def _view(
     runtime: Runtime,
     template: str,
     active: str,
-    build: Callable[[Services], dict[str, Any]],
+    build: Callable[[Services, str | None], dict[str, Any]],
+    *,
+    admin_only: bool = False,
     **extra: Any,
 ) -> Response:
+    """Render ``template`` with what ``build(services, tenant)`` gathers for the viewer."""
     viewer = _viewer(request, runtime)
     if viewer is None:
         return _to_login(request)
+    if admin_only and not viewer.admin:
+        return _html("error.html", status=403, viewer=viewer, active=active,
+                     error="This view needs the admin token.")  # fmt: skip
     try:
-        context = await runtime.on_store(build)
+        context = await runtime.on_store(lambda services: build(services, viewer.tenant))
     except HuntazeError as exc:
         return _html("error.html", status=status_for(exc), viewer=viewer, active=active,
                      error=exc.message)  # fmt: skip
@@ -97,7 +103,7 @@ async def campaign(
 
     return await _view(
         request, runtime, "campaign.html", "Campaigns",
-        lambda services: views.campaign_page(services, campaign_id),
+        lambda services, tenant: views.campaign_page(services, campaign_id, tenant=tenant),
         notice=f"Requeued: {requeued}." if requeued else None,
     )  # fmt: skip
 
@@ -119,7 +125,7 @@ async def costs(
               "b_since": b_since or None, "b_until": b_until or None}  # fmt: skip
     return await _view(
         request, runtime, "costs.html", "Costs",
-        lambda services: views.costs_page(services, by=by, ranges=ranges),
+        lambda services, tenant: views.costs_page(services, by=by, ranges=ranges, tenant=tenant),
     )  # fmt: skip
 
 
@@ -128,6 +134,15 @@ async def alerts(request: Request, runtime: CurrentRuntime) -> Response:
     from huntaze_cli.server.dashboard import views
 
     return await _view(request, runtime, "alerts.html", "Alerts", views.alerts_page)
+
+
+@router.get("/dashboard/tenants")
+async def tenants(request: Request, runtime: CurrentRuntime) -> Response:
+    from huntaze_cli.server.dashboard import views
+
+    return await _view(
+        request, runtime, "tenants.html", "Tenants", views.tenants_page, admin_only=True
+    )
 
 
 @router.get("/dashboard/export")
@@ -147,7 +162,9 @@ async def export(
         return _to_login(request)
     try:
         report = await runtime.on_store(
-            lambda services: cost_service.finance_report(services, since=since, until=until)
+            lambda services: cost_service.finance_report(
+                services, since=since, until=until, tenant=viewer.tenant
+            )
         )
     except HuntazeError as exc:
         return _html("error.html", status=status_for(exc), viewer=viewer, active="Costs",
@@ -174,26 +191,27 @@ def _safe_next(target: str | None) -> str:
 async def login_form(
     request: Request, runtime: CurrentRuntime, next: str | None = None
 ) -> Response:
-    if runtime.token is None:
+    if not runtime.tokens.configured:
         return RedirectResponse(_safe_next(next), 303)
     return _html("login.html", next=_safe_next(next))
 
 
 @router.post("/dashboard/login")
 async def login(request: Request, runtime: CurrentRuntime) -> Response:
-    from huntaze_cli.server.dashboard.session import COOKIE, PATH, session_value, token_matches
+    from huntaze_cli.server.dashboard.session import COOKIE, PATH, sign_in
 
     form = await _form(request)
     target = _safe_next(form.get("next"))
-    if runtime.token is None:
+    if not runtime.tokens.configured:
         return RedirectResponse(target, 303)
-    if not token_matches(runtime.token, form.get("token", "")):
+    session = sign_in(runtime.tokens, form.get("token", ""))
+    if session is None:
         return _html("login.html", status=401, next=target,
-                     error="That token is not this daemon's API token.")  # fmt: skip
+                     error="That token is not one of this daemon's API tokens.")  # fmt: skip
     response = RedirectResponse(target, 303, headers=_HEADERS)
     response.set_cookie(
         COOKIE,
-        session_value(runtime.token),
+        session,
         path=PATH,
         httponly=True,
         samesite="strict",
@@ -202,8 +220,11 @@ async def login(request: Request, runtime: CurrentRuntime) -> Response:
     return response
 
 
-async def _checked(request: Request, runtime: Runtime) -> tuple[Viewer | None, Response | None]:
-    """The viewer of a POST whose CSRF token holds; else the answer to give instead."""
+async def _checked(
+    request: Request, runtime: Runtime, *, admin: bool = False
+) -> tuple[Viewer | None, Response | None]:
+    """The viewer of a POST whose CSRF token holds (and who is the admin, if ``admin``);
+    else the answer to give instead."""
     viewer = _viewer(request, runtime)
     if viewer is None:
         return None, _html("login.html", status=401, next="/dashboard",
@@ -213,7 +234,7 @@ async def _checked(request: Request, runtime: Runtime) -> tuple[Viewer | None, R
         return None, _html("error.html", status=403, viewer=viewer, active="",
                            error="This form has expired or came from another page; reload "
                            "the page and try again.")  # fmt: skip
-    if not viewer.admin:
+    if admin and not viewer.admin:
         return None, _html("error.html", status=403, viewer=viewer, active="",
                            error="Only the admin token may do this.")  # fmt: skip
     return viewer, None
@@ -236,7 +257,7 @@ async def _act(
 ) -> tuple[Any, Response | None]:
     """Run a form's action for a signed-in admin with a valid CSRF token: (its result,
     None), or (None, the page to answer instead)."""
-    viewer, refused = await _checked(request, runtime)
+    viewer, refused = await _checked(request, runtime, admin=True)
     if refused is not None:
         return None, refused
     try:
