@@ -149,7 +149,7 @@ def test_a_tenant_token_sees_its_tenant_only(serve: Callable[..., Served]) -> No
     everyone = api_admin.get("/api/v2/costs/stats").json()["month_to_date"]["cost_usd"]
     assert 0 < mine < everyone
     page = tenant.get("/dashboard").text
-    assert f'data-figure="month">${mine:.6f}<' in page
+    assert f'data-figure="month">${mine:,.6f}<' in page
     assert "tenant agency_a" in page and "/dashboard/tenants" not in page
     compare = tenant.get("/dashboard/costs", params={"by": "tenant"}).text
     assert 'data-key="agency_a"' in compare and "agency_b" not in compare
@@ -162,3 +162,29 @@ def test_a_tenant_token_sees_its_tenant_only(serve: Callable[..., Served]) -> No
     assert tenants.status_code == 200
     assert 'data-tenant="agency_a"' in tenants.text and 'data-tenant="agency_b"' in tenants.text
     assert "$300" in tenants.text and "20%" in tenants.text
+
+
+def _luminance(colour: str) -> float:
+    channels = [int(colour.lstrip("#")[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(a: str, b: str) -> float:
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_text_and_chart_colours_pass_wcag_contrast() -> None:
+    from huntaze_cli.reports.palette import PALETTE
+    from huntaze_cli.server.dashboard.render import TEMPLATES
+
+    css = (TEMPLATES / "base.html").read_text()
+    variables = dict(re.findall(r"--(\w+): (#[0-9a-fA-F]{6})", css))
+    for name in ("ink", "muted", "bad", "ok", "warn", "accent"):
+        for background in ("#ffffff", variables["bg"], "#eef0f3"):  # cards, page, th
+            assert contrast(variables[name], background) >= 4.5, (name, background)
+    assert contrast("#ffffff", "#14213d") >= 4.5  # the header's links
+    assert contrast("#ffffff", variables["accent"]) >= 4.5  # button text
+    for colour in PALETTE:  # graphics: 3:1 against the card
+        assert contrast(colour, "#ffffff") >= 3.0, colour
