@@ -49,12 +49,16 @@ SHARED_STATE_EVERY_S = 5.0
 
 
 class GenerationFailed(ProviderError):
-    """No attempt produced a message; ``kind`` is the last failure's class."""
+    """No attempt produced a message; ``kind`` is the last failure's class, ``status``
+    its HTTP status (if the upstream answered one)."""
 
-    def __init__(self, message: str, *, kind: str, attempts: list[Attempt]) -> None:
+    def __init__(
+        self, message: str, *, kind: str, attempts: list[Attempt], status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.attempts = attempts
+        self.status = status
 
 
 class ProvidersDown(GenerationFailed):
@@ -212,7 +216,8 @@ class Orchestrator:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.routing.deadline_s
         plan = self.router.plan(request)
-        excluded: set[str] = set()
+        # A pass-through request names the providers that serve its model.
+        excluded = set() if request.only is None else set(plan.order) - request.only
         ready_at: dict[str, float] = {}
         failures_on: dict[str, int] = {}
         attempts: list[Attempt] = []
@@ -309,6 +314,8 @@ class Orchestrator:
             latency_ms = (time.perf_counter() - started) * 1000
             breaker.success()
             self.latency.observe(pick, latency_ms)
+            if completion.stream is not None:
+                return self._streamed(request, provider, completion, attempt_id, reason, started)
             attempt = self.recorder.record(
                 request,
                 provider,
@@ -367,6 +374,49 @@ class Orchestrator:
             f"({len(attempts)} attempt{'s' if len(attempts) != 1 else ''}); {detail}",
             kind=kind,
             attempts=attempts,
+            status=None if last is None else last.status,
+        )
+
+    def _streamed(
+        self,
+        request: GenerationRequest,
+        provider: Provider,
+        completion: Completion,
+        attempt_id: str,
+        reason: str,
+        started: float,
+    ) -> GenerationResult:
+        """A stream's first event came: its attempt is recorded when it ends (its usage
+        comes last), fails, or is closed by a client that went away."""
+        from huntaze_cli.llm.passthrough import RecordingStream
+
+        assert completion.stream is not None
+        upstream = completion.stream
+
+        def ended(failure: ProviderFailure | None) -> None:
+            usage = upstream.usage or (failure.usage if failure else completion.usage)
+            self.recorder.record(
+                request,
+                provider,
+                attempt_id,
+                reason,
+                (time.perf_counter() - started) * 1000,
+                usage,
+                upstream.response_model,
+                failure,
+            )
+
+        return GenerationResult(
+            text="",
+            provider=provider.name,
+            model=request.model,
+            deployment=completion.deployment,
+            usage=completion.usage,
+            cost_nano=0,
+            priced=False,
+            route_reason=reason,
+            response_model=upstream.response_model,
+            stream=RecordingStream(upstream, ended),
         )
 
     def _result(
@@ -387,6 +437,8 @@ class Orchestrator:
             priced=attempt.priced,
             route_reason=attempt.route_reason,
             attempts=attempts,
+            response_model=completion.response_model,
+            raw=completion.raw,
         )
 
     async def aclose(self) -> None:

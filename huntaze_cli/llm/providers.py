@@ -143,6 +143,16 @@ class _SDKProvider:
         """One chat completion attempt; raises ProviderFailure (or ConfigError on first use)."""
         client = self.client()
         deployment = self.deployment_for(request.model)
+        if request.body is not None:
+            from huntaze_cli.llm import passthrough
+
+            return await passthrough.complete(
+                client,
+                request,
+                deployment=deployment,
+                timeout=timeout,
+                classify=lambda exc: classify(exc, secrets=(self._api_key,)),
+            )
         params: dict[str, Any] = {
             "model": deployment or request.model,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
@@ -402,6 +412,10 @@ class SimulatedProvider:
     async def complete(self, request: GenerationRequest, *, timeout: float) -> Completion:
         if self.cfg.latency_ms > 0:
             await asyncio.sleep(min(self.cfg.latency_ms / 1000, timeout))
+        if request.body is not None:
+            from huntaze_cli.llm.passthrough import simulated_answer
+
+            return await simulated_answer(request, simulate(request))
         return simulate(request)
 
     async def aclose(self) -> None:

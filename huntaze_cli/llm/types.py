@@ -8,7 +8,7 @@ the orchestrator. A failed attempt raises ``ProviderFailure`` carrying its class
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 # Failure classes (DESIGN.md invariant 5) and whether another attempt may help.
 FailureKind = Literal[
@@ -20,6 +20,7 @@ FailureKind = Literal[
     "content_filter",  # Azure refused the prompt; another provider may accept it
     "auth",  # 401/403: the provider is misconfigured
     "bad_request",  # other 4xx: the request itself is wrong; no retry helps
+    "cancelled",  # the caller went away mid-answer (a /v1 client hung up on a stream)
 ]
 
 
@@ -45,6 +46,12 @@ class GenerationRequest:
     strategy: str | None = None  # overrides [routing] strategy (an experiment arm)
     experiment: str | None = None  # set with arm when an experiment assigned the request
     arm: str | None = None
+    # The /v1 gateway: the client's chat-completions body, passed through as it is
+    # (``messages`` then holds its text, for estimates), and the providers that may serve
+    # the model (None: any).
+    body: dict[str, Any] | None = None
+    stream: bool = False
+    only: frozenset[str] | None = None
 
 
 @dataclass(slots=True)
@@ -62,6 +69,8 @@ class Completion:
     usage: Usage
     deployment: str | None = None
     response_model: str | None = None  # what the provider says served it (response.model)
+    raw: bytes | None = None  # a pass-through answer: the upstream's body as it came
+    stream: UpstreamEvents | None = None  # a pass-through stream, its first event read
 
 
 class ProviderFailure(Exception):
@@ -127,3 +136,27 @@ class GenerationResult:
     priced: bool
     route_reason: str
     attempts: list[Attempt] = field(default_factory=list)
+    response_model: str | None = None
+    raw: bytes | None = None  # a pass-through answer, as the upstream sent it
+    # A pass-through stream: its attempt is recorded (and the breaker told) when it ends.
+    stream: RecordedStream | None = None
+
+
+class UpstreamEvents(Protocol):
+    """A provider's open stream (``passthrough.UpstreamStream``): its SSE events, and
+    the usage and served model it reported (usage once its last chunk came)."""
+
+    usage: Usage | None
+    response_model: str | None
+
+    def __aiter__(self) -> Any: ...
+
+    async def aclose(self) -> None: ...
+
+
+class RecordedStream(Protocol):
+    """The events of a streamed answer; the attempt is recorded when it ends or closes."""
+
+    def __aiter__(self) -> Any: ...
+
+    async def aclose(self) -> None: ...

@@ -7,7 +7,7 @@ each HTTP request, in this order:
 1. starts the clock and, once the response is done, writes one JSON access-log line
    (method, path without the query, status, duration_ms, client) — never a header, so a
    token cannot reach the log;
-2. when a token is configured, answers 401 to any ``/api`` or ``/metrics`` request whose
+2. when a token is configured, answers 401 to any ``/api``, ``/metrics`` or ``/v1`` request whose
    ``Authorization: Bearer`` matches no token (``server.auth.Tokens.authenticate``),
    before reading the body, and hands the principal it found to the app's dependency
    (``server.auth.current_principal``); ``/openapi.json`` and ``/docs`` stay open (they
@@ -40,7 +40,16 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 log = logging.getLogger("huntaze.server")
 access = logging.getLogger("huntaze.access")
 
-PROTECTED = ("/api/", "/metrics")
+PROTECTED = ("/api/", "/metrics", "/v1/")
+# The OpenAI-compatible routes answer errors in OpenAI's shape, which its SDKs read.
+_OPENAI_401 = {
+    "error": {
+        "message": "missing or wrong API key (Authorization: Bearer <token>)",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "invalid_api_key",
+    }
+}
 _BODYLESS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 
 
@@ -158,7 +167,9 @@ class Guard:
             await _send_json(
                 send,
                 401,
-                {"detail": "missing or wrong bearer token (Authorization: Bearer <token>)"},
+                _OPENAI_401
+                if scope["path"].startswith("/v1/")
+                else {"detail": "missing or wrong bearer token (Authorization: Bearer <token>)"},
                 headers=[(b"www-authenticate", b"Bearer")],
             )
             return

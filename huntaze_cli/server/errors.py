@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from huntaze_cli.errors import (
     AlertError,
     BackendError,
+    ConfigError,
     ConflictError,
     DeliveryError,
     ForbiddenError,
@@ -54,6 +55,51 @@ def status_for(exc: HuntazeError) -> int:
 def health_status(status: str) -> int:
     """200 healthy or degraded (another provider serves), 503 unhealthy."""
     return 503 if status == "unhealthy" else 200
+
+
+# The /v1 gateway answers in OpenAI's error shape, ``{"error": {message, type, code}}``.
+# Why the last attempt of a failed completion failed -> (status, type, code).
+_GATEWAY: dict[str, tuple[int, str, str]] = {
+    "rate_limited": (429, "rate_limit_error", "rate_limit_exceeded"),
+    "content_filter": (400, "invalid_request_error", "content_filter"),
+    "bad_request": (400, "invalid_request_error", "invalid_request"),
+    "auth": (502, "api_error", "upstream_auth_failed"),
+    "circuit_open": (503, "api_error", "providers_unavailable"),
+}
+_GATEWAY_OTHER = (502, "api_error", "upstream_failed")
+
+
+def gateway_error(exc: HuntazeError) -> tuple[int, dict[str, Any]]:
+    """The status and OpenAI-shaped body for an error of a /v1 request.
+
+    400 for a body that cannot be routed, 404 for a model no provider serves, 429 when
+    the last provider tried was rate limited, the upstream's own 4xx status when it
+    refused the request, 502 when every attempt failed, 503 when no provider could be
+    tried at all (circuits open, none configured). Messages are the scrubbed ones of
+    the HuntazeError tree: never a key.
+    """
+    from huntaze_cli.llm.orchestrator import GenerationFailed
+
+    param: str | None = exc.field
+    if isinstance(exc, InputError):
+        status, type_, code = 400, "invalid_request_error", "invalid_value"
+    elif isinstance(exc, NotFoundError):
+        status, type_, code = 404, "invalid_request_error", "model_not_found"
+    elif isinstance(exc, GenerationFailed):
+        status, type_, code = _GATEWAY.get(exc.kind, _GATEWAY_OTHER)
+        upstream = exc.status
+        if exc.kind == "bad_request" and upstream is not None and 400 <= upstream < 500:
+            status = upstream
+            if upstream == 404:
+                code = "model_not_found"
+    elif isinstance(exc, ConfigError):
+        status, type_, code = 503, "api_error", "no_provider_configured"
+    else:
+        status = status_for(exc)
+        type_ = "invalid_request_error" if status < 500 else "api_error"
+        code = "internal_error" if status >= 500 else "invalid_request"
+    error = {"message": exc.message, "type": type_, "param": param, "code": code}
+    return status, {"error": error}
 
 
 def body_error(exc: InputError, body: type[BaseModel]) -> RequestValidationError:

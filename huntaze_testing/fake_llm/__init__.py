@@ -23,6 +23,11 @@ Ways to run it:
   ``POST /_control`` (same settings as :meth:`FakeLLM.control`) and read through
   ``GET /_stats`` and ``GET /_requests``.
 
+Answers follow the request: ``stream: true`` gets an SSE stream of
+``chat.completion.chunk`` events (the usage chunk last with
+``stream_options.include_usage``, then ``[DONE]``); ``tools`` get a call of the chosen
+(or first) function; ``response_format`` json_object/json_schema a JSON object.
+
 Routes:
 
 * ``POST /v1/chat/completions``: OpenAI; auth ``Authorization: Bearer <key>``; the response
@@ -43,10 +48,14 @@ Outcome specs (strings, used in scripts and in probability mixes):
   ``ResponsibleAIPolicyViolation`` inner error (sent on either route);
 * ``timeout``: reads the request, sends nothing for ``timeout_sleep_s``, then closes;
 * ``drop``: reads the request, waits the latency, then closes without a response;
+* ``stream_drop``: a streamed request gets the head and about half of its events, then
+  the connection closes mid-answer (a request without ``stream`` is dropped as ``drop``);
 * ``malformed``: ``200`` with ``Content-Type: application/json`` and a truncated JSON body.
 
 Every spec also takes ``latency-ms=N`` to override the latency for that one response, e.g.
-``"429:retry-after-ms=200,latency-ms=0"``.
+``"429:retry-after-ms=200,latency-ms=0"``.  ``ok`` and ``stream_drop`` take ``event-ms=N``: a
+streamed answer then pauses N ms between events (``"ok:event-ms=100"``), and a client
+that hangs up meanwhile is counted in ``stats()["streams_abandoned"]``.
 
 Fault rules live in scopes ``(kind, target)`` where kind is ``openai``, ``azure`` or ``*`` and
 target is a model (OpenAI), a deployment (Azure) or ``*``. For a request the scopes are tried

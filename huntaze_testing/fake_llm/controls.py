@@ -158,6 +158,7 @@ class Controls:
         self.timeout_sleep_s = timeout_sleep_s
         self._seq = 0
         self._connections_total = 0
+        self._streams_abandoned = 0  # paced streams whose client hung up mid-answer
         self._in_flight = 0
         self._max_in_flight = 0
         self._apply_defaults()
@@ -305,6 +306,7 @@ class Controls:
             self._counts.clear()
             self._answered.clear()
             self._connections_total = 0
+            self._streams_abandoned = 0
             self._max_in_flight = self._in_flight
 
     def reset(self) -> None:
@@ -409,6 +411,7 @@ class Controls:
                 "by_kind": dict(by_kind),
                 "counts": counts,
                 "connections_total": self._connections_total,
+                "streams_abandoned": self._streams_abandoned,
                 "in_flight": self._in_flight,
                 "max_in_flight": self._max_in_flight,
                 "scopes": scopes,

@@ -34,6 +34,7 @@ class Outcome:
     headers: tuple[tuple[str, str], ...] = ()
     latency_ms: float | None = None
     bodies: tuple[bytes, bytes] = (b"", b"")
+    event_ms: float = 0.0  # a streamed answer: pause between its events
 
     def body_for(self, kind: str) -> bytes:
         """The error body in the shape of route ``kind`` (``openai`` or ``azure``)."""
@@ -60,6 +61,11 @@ def parse_outcome(spec: str) -> Outcome:
         latency = float(params.pop("latency-ms"))
         if latency < 0:
             raise ValueError(f"negative latency-ms in outcome {spec!r}")
+    event_ms = 0.0
+    if "event-ms" in params:
+        event_ms = float(params.pop("event-ms"))
+        if event_ms < 0:
+            raise ValueError(f"negative event-ms in outcome {spec!r}")
     headers: list[tuple[str, str]] = []
     if name == "200":
         name = "ok"
@@ -72,9 +78,9 @@ def parse_outcome(spec: str) -> Outcome:
     if params:
         raise ValueError(f"unknown parameter(s) {sorted(params)} in outcome {spec!r}")
     if name in ("ok", "malformed"):
-        return Outcome(text, name, 200, (), latency)
-    if name in ("timeout", "drop"):
-        return Outcome(text, name, 0, (), latency)
+        return Outcome(text, name, 200, (), latency, event_ms=event_ms)
+    if name in ("timeout", "drop", "stream_drop"):
+        return Outcome(text, name, 0, (), latency, event_ms=event_ms)
     if name == "content_filter":
         return Outcome(text, name, 400, (), latency, error_bodies(name, 400))
     if len(name) == 3 and name.isdigit() and 400 <= int(name) <= 599:
@@ -83,7 +89,7 @@ def parse_outcome(spec: str) -> Outcome:
     raise ValueError(
         f"unknown outcome {spec!r}: use ok, 429[:retry-after=S|retry-after-ms=MS|"
         "x-ms-retry-after-ms=MS], 500, 503, 400, 401, 403, <4xx/5xx>, timeout, drop, "
-        "content_filter or malformed"
+        "stream_drop, content_filter or malformed"
     )
 
 

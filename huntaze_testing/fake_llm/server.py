@@ -30,8 +30,23 @@ from huntaze_testing.fake_llm.wire import (
     openai_error,
     read_chunked,
     response,
+    sse_chunk,
+    stream_events,
+    stream_response,
     validate,
 )
+
+
+class _Cut(bytes):
+    """Response bytes after which the connection is closed (a stream cut mid-answer)."""
+
+
+class _Paced(bytes):
+    """A streamed response written piece by piece, ``delay_s`` apart."""
+
+    pieces: list[bytes]
+    delay_s: float
+    cut: bool
 
 
 class FakeLLM(Controls):
@@ -266,11 +281,33 @@ class FakeLLM(Controls):
             out = await self._dispatch(method, target, headers, body, keep_alive)
             if out is None:  # timeout / drop: close without a response
                 return
+            if isinstance(out, _Paced):
+                if not await self._write_paced(out, reader, writer):
+                    return
+                continue
             writer.write(out)
-            if not keep_alive:
+            if not keep_alive or isinstance(out, _Cut):
+                if isinstance(out, _Cut):
+                    await writer.drain()
                 return
             if writer.transport.get_write_buffer_size() > 1 << 16:
                 await writer.drain()
+
+    async def _write_paced(
+        self, out: _Paced, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        """Write a paced stream; False when the connection is to close (cut, or the
+        client went away: counted as an abandoned stream)."""
+        for n, piece in enumerate(out.pieces):
+            if n and out.delay_s:
+                await asyncio.sleep(out.delay_s)
+            if reader.at_eof() or writer.is_closing():
+                with self._lock:
+                    self._streams_abandoned += 1
+                return False
+            writer.write(piece)
+            await writer.drain()
+        return not out.cut
 
     async def _dispatch(
         self, method: str, target: str, headers: dict[str, str], raw: bytes, keep_alive: bool
@@ -298,6 +335,19 @@ class FakeLLM(Controls):
                 f"Invalid URL ({method} {path})", "invalid_request_error", None, None
             )
         return response(404, body, close=close)
+
+    @staticmethod
+    def _paced(
+        events: list[bytes], event_ms: float, request_id: str, kind: str, close: bool, cut: bool
+    ) -> _Paced:
+        out = _Paced()
+        head = stream_response(
+            [], close=close or cut, request_id=request_id, kind=kind, complete=False
+        )
+        out.pieces = [head, *map(sse_chunk, events), *([] if cut else [b"0\r\n\r\n"])]
+        out.delay_s = event_ms / 1000
+        out.cut = cut or close
+        return out
 
     def _control_route(self, method: str, path: str, query: str, raw: bytes, close: bool) -> bytes:
         """``/_control``, ``/_stats``, ``/_requests``, ``/_health``."""
@@ -427,13 +477,27 @@ class FakeLLM(Controls):
                 return None
             if latency > 0:
                 await asyncio.sleep(latency)
-            if outcome.name == "drop":
+            streamed = isinstance(body, dict) and body.get("stream") is True
+            if outcome.name == "drop" or (outcome.name == "stream_drop" and not streamed):
                 return None
             # Answered: the response is returned and written with no await in between,
             # so a client killed after this point may have been sent (and billed) it.
             with self._lock:
                 self._answered[outcome.name] += 1
             request_id = f"req_fake{seq:012d}"
+            if streamed and outcome.name in ("ok", "stream_drop"):
+                events = stream_events(
+                    kind, model_name, body, seq, reply_tokens, cache_min, cache_block
+                )
+                cut = outcome.name == "stream_drop"
+                if cut:  # after the role chunk and some content: the client has had bytes
+                    events = events[: max(2, len(events) // 2)]
+                if outcome.event_ms:
+                    return self._paced(events, outcome.event_ms, request_id, kind, close, cut)
+                out = stream_response(
+                    events, close=close or cut, request_id=request_id, kind=kind, complete=not cut
+                )
+                return _Cut(out) if cut else out
             if outcome.name == "ok" or outcome.name == "malformed":
                 payload = completion_body(
                     kind, model_name, body, seq, reply_tokens, cache_min, cache_block

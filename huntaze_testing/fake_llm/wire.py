@@ -212,8 +212,9 @@ def validate(kind: str, body: Any) -> str | None:
         return "Missing required parameter: 'messages'."
     if not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
         return "Invalid type for 'messages': each message needs a 'role'."
-    if body.get("stream"):
-        return "This server only supports stream=false."
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        return "Invalid type for 'stream': expected a boolean."
     return None
 
 
@@ -281,23 +282,15 @@ def completion_body(
     cache_min: int,
     cache_block: int,
 ) -> bytes:
-    """The ``chat.completion`` JSON for a request, with deterministic text and usage."""
-    words = 0
-    last_user = ""
-    for message in body["messages"]:
-        text = _content_text(message.get("content"))
-        words += len(text.split())
-        if message.get("role") == "user":
-            last_user = text
-    prompt_tokens = max(1, (words * 13 + 9) // 10)
-    n = reply_tokens
-    finish = "stop"
-    limit = body.get("max_completion_tokens") or body.get("max_tokens")
-    if isinstance(limit, int) and 0 < limit < n:
-        n, finish = limit, "length"
-    source = last_user.split() or ["there"]
-    content = " ".join(["Hi", *islice(cycle(source), n - 1)])
-    cached = prompt_tokens - prompt_tokens % cache_block if prompt_tokens >= cache_min else 0
+    """The ``chat.completion`` JSON for a request, with deterministic text and usage.
+
+    A request with ``tools`` (and ``tool_choice`` not ``none``) is answered with a call
+    of the chosen (or first) function; ``response_format`` json_object or json_schema
+    with a JSON object as content.
+    """
+    if _tool_to_call(body) is not None or _json_mode(body):
+        return dumps(_answer_doc(kind, model, body, seq, reply_tokens, cache_min, cache_block))
+    content, n, finish, prompt_tokens, cached = _reply(body, reply_tokens, cache_min, cache_block)
     values = {
         "id": f'"chatcmpl-fake{seq:012d}"',
         "created": str(int(time.time())),
@@ -315,6 +308,197 @@ def completion_body(
         out.append(values[name])
         out.append(literal)
     return "".join(out).encode()
+
+
+def _reply(
+    body: dict[str, Any], reply_tokens: int, cache_min: int, cache_block: int
+) -> tuple[str, int, str, int, int]:
+    """(text, completion tokens, finish_reason, prompt tokens, cached tokens)."""
+    words = 0
+    last_user = ""
+    for message in body["messages"]:
+        text = _content_text(message.get("content"))
+        words += len(text.split())
+        if message.get("role") == "user":
+            last_user = text
+    prompt_tokens = max(1, (words * 13 + 9) // 10)
+    n = reply_tokens
+    finish = "stop"
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    if isinstance(limit, int) and 0 < limit < n:
+        n, finish = limit, "length"
+    source = last_user.split() or ["there"]
+    content = " ".join(["Hi", *islice(cycle(source), n - 1)])
+    cached = prompt_tokens - prompt_tokens % cache_block if prompt_tokens >= cache_min else 0
+    return content, n, finish, prompt_tokens, cached
+
+
+def _tool_to_call(body: dict[str, Any]) -> str | None:
+    """The function a request with tools gets a call of, or None."""
+    tools = body.get("tools")
+    choice = body.get("tool_choice")
+    if not isinstance(tools, list) or not tools or choice == "none":
+        return None
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+        if isinstance(name, str):
+            return name
+    first = tools[0] if isinstance(tools[0], dict) else {}
+    name = (first.get("function") or {}).get("name")
+    return name if isinstance(name, str) else "tool"
+
+
+def _json_mode(body: dict[str, Any]) -> bool:
+    fmt = body.get("response_format")
+    return isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema")
+
+
+def _usage_doc(prompt_tokens: int, n: int, cached: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": n,
+        "total_tokens": prompt_tokens + n,
+        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def _answer_parts(
+    body: dict[str, Any], seq: int, reply_tokens: int, cache_min: int, cache_block: int
+) -> tuple[str | None, dict[str, Any] | None, str, dict[str, Any]]:
+    """(content, tool call, finish_reason, usage) of a request's answer."""
+    content, n, finish, prompt_tokens, cached = _reply(body, reply_tokens, cache_min, cache_block)
+    usage = _usage_doc(prompt_tokens, n, cached)
+    tool = _tool_to_call(body)
+    if tool is not None:
+        call = {
+            "id": f"call_fake{seq:012d}",
+            "type": "function",
+            "function": {"name": tool, "arguments": json.dumps({"text": content})},
+        }
+        return None, call, "tool_calls", usage
+    if _json_mode(body):
+        content = json.dumps({"reply": content})
+    return content, None, finish, usage
+
+
+def _answer_doc(
+    kind: str,
+    model: str,
+    body: dict[str, Any],
+    seq: int,
+    reply_tokens: int,
+    cache_min: int,
+    cache_block: int,
+) -> dict[str, Any]:
+    content, call, finish, usage = _answer_parts(body, seq, reply_tokens, cache_min, cache_block)
+    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+    if call is not None:
+        message["tool_calls"] = [call]
+    choice: dict[str, Any] = {
+        "index": 0,
+        "message": message,
+        "logprobs": None,
+        "finish_reason": finish,
+    }
+    doc: dict[str, Any] = {
+        "id": f"chatcmpl-fake{seq:012d}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [choice],
+        "usage": usage,
+        "system_fingerprint": "fp_fake",
+    }
+    if kind == "azure":
+        choice["content_filter_results"] = _SAFE_FILTER
+        doc["prompt_filter_results"] = [{"prompt_index": 0, "content_filter_results": _SAFE_FILTER}]
+    return doc
+
+
+def stream_events(
+    kind: str,
+    model: str,
+    body: dict[str, Any],
+    seq: int,
+    reply_tokens: int,
+    cache_min: int,
+    cache_block: int,
+) -> list[bytes]:
+    """The SSE events of a streamed answer, as OpenAI (and Azure) send them.
+
+    A role chunk, one content chunk per word (or one tool-call chunk), a chunk with the
+    finish_reason, the usage chunk when ``stream_options.include_usage`` is set (every
+    chunk then carries ``"usage": null``), then ``[DONE]``. Azure first sends a chunk
+    with the prompt filter results and an empty model.
+    """
+    content, call, finish, usage = _answer_parts(body, seq, reply_tokens, cache_min, cache_block)
+    options = body.get("stream_options")
+    with_usage = isinstance(options, dict) and options.get("include_usage") is True
+    head: dict[str, Any] = {
+        "id": f"chatcmpl-fake{seq:012d}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": "fp_fake",
+    }
+    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": "", "refusal": None}]
+    if call is not None:
+        deltas.append({"tool_calls": [{"index": 0, **call}]})
+    else:
+        assert content is not None
+        words = content.split(" ")
+        deltas.extend({"content": w if i == 0 else " " + w} for i, w in enumerate(words))
+    chunks: list[dict[str, Any]] = []
+    if kind == "azure":
+        filters = [{"prompt_index": 0, "content_filter_results": _SAFE_FILTER}]
+        chunks.append({**head, "model": "", "choices": [], "prompt_filter_results": filters})
+    for delta in deltas:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
+        chunks.append({**head, "choices": [choice]})
+    last = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}
+    chunks.append({**head, "choices": [last]})
+    if with_usage:
+        for chunk in chunks:
+            chunk["usage"] = None
+        chunks.append({**head, "choices": [], "usage": usage})
+    events = [b"data: " + dumps(chunk) + b"\n\n" for chunk in chunks]
+    events.append(b"data: [DONE]\n\n")
+    return events
+
+
+def sse_chunk(event: bytes) -> bytes:
+    """One event as a chunk of a chunked HTTP body."""
+    return f"{len(event):x}\r\n".encode() + event + b"\r\n"
+
+
+def stream_response(
+    events: Iterable[bytes], *, close: bool, request_id: str, kind: str, complete: bool = True
+) -> bytes:
+    """An HTTP/1.1 ``text/event-stream`` response, one chunk per event.
+
+    Not ``complete``: without the final zero-length chunk (the ``stream_drop`` fault
+    then closes the connection, as an upstream that dies mid-answer)."""
+    head = [
+        "HTTP/1.1 200 OK",
+        "content-type: text/event-stream; charset=utf-8",
+        "transfer-encoding: chunked",
+        f"x-request-id: {request_id}",
+    ]
+    if kind == "azure":
+        head.append(f"apim-request-id: {request_id}")
+    if close:
+        head.append("connection: close")
+    out = [("\r\n".join(head) + "\r\n\r\n").encode("latin-1")]
+    out.extend(map(sse_chunk, events))
+    if complete:
+        out.append(b"0\r\n\r\n")
+    return b"".join(out)
 
 
 def response(

@@ -332,7 +332,7 @@ def test_invalid_requests_are_400(srv: FakeLLM) -> None:
         b"[]",
         json.dumps({"messages": USER_MSG}).encode(),  # no model
         json.dumps({"model": "m", "messages": []}).encode(),
-        json.dumps({"model": "m", "messages": USER_MSG, "stream": True}).encode(),
+        json.dumps({"model": "m", "messages": USER_MSG, "stream": "yes"}).encode(),
     ):
         status, payload = post(body)
         assert status == 400, body

@@ -21,6 +21,7 @@
 | GET /api/v2/costs/alerts, POST .../{id}/ack | alerts.history, ack | alerts list/ack |
 | GET /metrics | Metrics.exposition | |
 | GET /dashboard[/campaigns[/{id}], /costs, /alerts, /export] | the routes' services, as HTML | |
+| POST /v1/chat/completions, GET /v1/models | gateway.chat_completion, gateway.models | |
 
 A new area (thresholds, alerts, forecast, budgets, dashboard, the /v1 gateway) is a new
 module here with a ``router``, listed in ``ROUTERS``.
@@ -81,6 +82,7 @@ def routers() -> list[APIRouter]:
         metrics,
         optimization,
         reports,
+        v1,
     )
 
     return [
@@ -92,4 +94,5 @@ def routers() -> list[APIRouter]:
         optimization.router,
         metrics.router,
         dashboard.router,
+        v1.router,
     ]

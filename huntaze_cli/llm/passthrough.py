@@ -1,0 +1,401 @@
+"""Chat completions passed through as they are: the call path of the /v1 gateway.
+
+A campaign message is a few fields the orchestrator builds; a gateway request is whatever
+an OpenAI client sent (content parts, tools and tool calls, response_format, seed, n,
+fields this code has never heard of). So the body travels as a dict, and only ``model``
+is rewritten (to the Azure deployment) and, for streams, ``stream_options.include_usage``
+set, so the upstream reports the usage every attempt is priced from. The answer travels
+back as the upstream's bytes: a non-streaming body is parsed once for its usage and
+served model, a stream is forwarded event by event and read only for its usage chunk.
+
+The call goes through the provider's own SDK client (``max_retries=0``, one pooled client
+per provider) with its low-level ``post``: the SDK's typed ``create`` would reject unknown
+fields and spend CPU building models of the response nobody reads here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from huntaze_cli.llm.types import (
+    Completion,
+    GenerationRequest,
+    ProviderFailure,
+    UpstreamEvents,
+    Usage,
+)
+from huntaze_cli.text import one_line
+
+# The SDK returns the raw HTTP response, unread, when a request carries this header.
+_RAW_HEADERS = {"X-Stainless-Raw-Response": "stream"}
+_USAGE_NULL = re.compile(rb'"usage"\s*:\s*null')
+_MESSAGE_LIMIT = 300
+
+Classify = Callable[[BaseException], ProviderFailure]
+
+
+def _as_failure(exc: BaseException) -> ProviderFailure:
+    return ProviderFailure("connection", one_line(exc, _MESSAGE_LIMIT))
+
+
+def upstream_body(request: GenerationRequest, deployment: str | None) -> dict[str, Any]:
+    """The body sent upstream: the client's, the model mapped, usage asked for streams."""
+    assert request.body is not None
+    body = dict(request.body)
+    body["model"] = deployment or request.model
+    if request.stream:
+        options = body.get("stream_options")
+        body["stream_options"] = {
+            **(options if isinstance(options, dict) else {}),
+            "include_usage": True,
+        }
+    return body
+
+
+def _response_class() -> type[Any]:
+    """The HTTP response class of the SDK's transport (httpx2 in openai 3, httpx before)."""
+    try:
+        import httpx2
+
+        return httpx2.Response
+    except ImportError:  # pragma: no cover - older SDKs
+        import httpx
+
+        return httpx.Response
+
+
+_RESPONSE: type[Any] | None = None
+
+
+async def send(client: Any, body: dict[str, Any], *, timeout: float) -> Any:
+    """POST the body with the SDK client; the raw response, its body not read yet.
+
+    A non-2xx status raises the SDK's APIStatusError (its body read), as ``create`` would.
+    """
+    global _RESPONSE
+    if _RESPONSE is None:
+        _RESPONSE = _response_class()
+    return await client.post(
+        "/chat/completions",
+        cast_to=_RESPONSE,
+        body=body,
+        options={"timeout": timeout, "headers": _RAW_HEADERS},
+    )
+
+
+def parse_body(raw: bytes, *, deployment: str | None) -> Completion:
+    """The Completion of a non-streaming answer (usage, served model); the body kept as is.
+
+    A body that is not a completion, or has no usage, is ``malformed``; an answer withheld
+    by the content filter is ``content_filter`` (billed, so its usage is kept).
+    """
+    try:
+        doc = json.loads(raw)
+    except ValueError as exc:
+        raise ProviderFailure(
+            "malformed", f"unreadable completion: {one_line(exc, _MESSAGE_LIMIT)}"
+        ) from None
+    if not isinstance(doc, dict):
+        raise ProviderFailure("malformed", "2xx response that is not a JSON object")
+    usage = read_usage(doc.get("usage"))
+    choices = doc.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise ProviderFailure("malformed", "2xx response with no choices", usage=usage)
+    first = choices[0]
+    if isinstance(first, dict) and first.get("finish_reason") == "content_filter":
+        raise ProviderFailure(
+            "content_filter", "the output was withheld by the content filter", usage=usage
+        )
+    served = doc.get("model")
+    return Completion(
+        text="",
+        usage=usage,
+        deployment=deployment,
+        response_model=served if isinstance(served, str) and served else None,
+        raw=raw,
+    )
+
+
+def read_usage(raw: Any) -> Usage:
+    """The Usage of an OpenAI ``usage`` object; ``malformed`` when absent or unreadable."""
+    if not isinstance(raw, dict):
+        raise ProviderFailure("malformed", "2xx response with no usage")
+    details = raw.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return Usage(
+        input_tokens=_count(raw.get("prompt_tokens")),
+        cached_input_tokens=0 if cached is None else _count(cached),
+        output_tokens=_count(raw.get("completion_tokens")),
+    )
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ProviderFailure("malformed", f"2xx response with unreadable usage: {value!r:.40}")
+
+
+class UpstreamStream:
+    """One attempt's upstream SSE stream, forwarded event by event.
+
+    ``open`` reads up to the first event, so an upstream that fails before sending
+    anything fails the attempt while the orchestrator may still fall back; after that,
+    events go to the client as they come. Usage and the served model are read on the
+    way (only the usage chunk and the first chunk are parsed). A stream that breaks
+    after its first event raises ProviderFailure from the iteration, with what usage
+    was seen; ``aclose`` (the client went away) closes the upstream connection.
+    """
+
+    def __init__(
+        self,
+        response: Any,
+        *,
+        classify: Classify,
+        deployment: str | None,
+        forward_usage: bool = True,
+    ) -> None:
+        self._response = response
+        self._classify = classify
+        # Usage was asked for on the client's behalf: its chunk (no choices) goes to a
+        # client that asked for it only, as code reading choices[0] would trip on it.
+        self._forward_usage = forward_usage
+        self.deployment = deployment
+        self._chunks: AsyncIterator[bytes] = response.aiter_bytes()
+        self._buffer = b""
+        self._first: list[bytes] = []
+        self.usage: Usage | None = None
+        self.response_model: str | None = None
+        self.done = False
+        self.closed = False
+
+    async def open(self) -> None:
+        """Read until the first event: raises ProviderFailure if none comes."""
+        try:
+            async for event in self._events():
+                self._first.append(event)
+                if self._first_chunk(event):
+                    return
+        except BaseException:
+            await self.aclose()
+            raise
+        await self.aclose()
+        raise ProviderFailure("malformed", "the stream ended before its first event")
+
+    def _first_chunk(self, event: bytes) -> bool:
+        """Note the model of the first chunk; True once a data event was seen."""
+        data = _data(event)
+        if data is None:
+            return False
+        if data.startswith(b'{"error"'):
+            raise _stream_error(data)
+        if data != b"[DONE]":
+            try:
+                doc = json.loads(data)
+            except ValueError:
+                raise ProviderFailure("malformed", "unreadable first stream chunk") from None
+            model = doc.get("model") if isinstance(doc, dict) else None
+            if isinstance(model, str) and model:
+                self.response_model = model
+            self._note_usage(data)
+        return True
+
+    async def _events(self) -> AsyncIterator[bytes]:
+        """The upstream's SSE events (without their blank-line terminator)."""
+        try:
+            async for chunk in self._chunks:
+                self._buffer += chunk.replace(b"\r\n", b"\n") if b"\r" in chunk else chunk
+                while True:
+                    end = self._buffer.find(b"\n\n")
+                    if end < 0:
+                        break
+                    event, self._buffer = self._buffer[:end], self._buffer[end + 2 :]
+                    if event:
+                        yield event
+        except ProviderFailure:
+            raise
+        except Exception as exc:
+            raise self._classify(exc) from None
+        if self._buffer.strip():
+            event, self._buffer = self._buffer.strip(b"\n"), b""
+            yield event
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        """Every event, each as SSE bytes (``data: ...\\n\\n``); ProviderFailure if the
+        upstream breaks off before ``[DONE]`` (or its last chunk)."""
+        try:
+            for event in self._first:
+                yield event + b"\n\n"
+            self._first = []
+            async for event in self._events():
+                data = _data(event)
+                if data is not None:
+                    if data == b"[DONE]":
+                        self.done = True
+                    elif data.startswith(b'{"error"'):
+                        raise _stream_error(data)
+                    elif b'"usage"' in data and self._note_usage(data) and not self._forward_usage:
+                        continue
+                yield event + b"\n\n"
+        finally:
+            await self.aclose()
+        if not self.done and self.usage is None:
+            raise ProviderFailure("connection", "the upstream stream broke off before its end")
+        self.done = True
+
+    def _note_usage(self, data: bytes) -> bool:
+        """Read the usage of a chunk that has some; True if it was a usage-only chunk."""
+        if b'"usage"' not in data or _USAGE_NULL.search(data):
+            return False
+        try:
+            doc = json.loads(data)
+            self.usage = read_usage(doc.get("usage"))
+        except (ValueError, AttributeError, ProviderFailure):
+            return False  # unreadable: the attempt is priced from what was seen
+        return not doc.get("choices")
+
+    async def aclose(self) -> None:
+        if not self.closed:
+            self.closed = True
+            await self._response.aclose()
+
+
+def _data(event: bytes) -> bytes | None:
+    """The payload of an event's ``data:`` line(s), or None for a comment/other field."""
+    if event.startswith(b"data:"):
+        if b"\n" not in event:
+            return event[5:].strip()
+        lines = [line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:")]
+        return b"\n".join(lines)
+    return None
+
+
+def _stream_error(data: bytes) -> ProviderFailure:
+    """An ``{"error": ...}`` event in a stream: the upstream failed mid-answer."""
+    try:
+        error = json.loads(data).get("error") or {}
+        message = str(error.get("message") or "error event in the stream")
+    except (ValueError, AttributeError):
+        message = "error event in the stream"
+    return ProviderFailure("server_error", f"server_error (stream): {one_line(message, 200)}")
+
+
+async def complete(
+    client: Any,
+    request: GenerationRequest,
+    *,
+    deployment: str | None,
+    timeout: float,
+    classify: Classify,
+) -> Completion:
+    """One pass-through attempt: the raw answer, or an open stream (first event read).
+
+    ``classify`` turns whatever the call raised into the attempt's ProviderFailure
+    (``providers.classify``, with the provider's key to scrub).
+    """
+    body = upstream_body(request, deployment)
+    options = request.body.get("stream_options") if request.body else None
+    asked = isinstance(options, dict) and options.get("include_usage") is True
+    try:
+        response = await send(client, body, timeout=timeout)
+    except Exception as exc:
+        raise classify(exc) from None
+    if request.stream:
+        stream = UpstreamStream(
+            response, classify=classify, deployment=deployment, forward_usage=asked
+        )
+        await stream.open()
+        return Completion(
+            text="",
+            usage=Usage(),
+            deployment=deployment,
+            response_model=stream.response_model,
+            stream=stream,
+        )
+    try:
+        raw = await response.aread()
+    except Exception as exc:
+        raise classify(exc) from None
+    finally:
+        await response.aclose()
+    return parse_body(raw, deployment=deployment)
+
+
+class _Replay:
+    """A finished HTTP body as ``UpstreamStream`` reads one (the simulated provider)."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        yield self._body
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def simulated_answer(request: GenerationRequest, completion: Completion) -> Completion:
+    """The offline simulator's answer in OpenAI's shapes (a body, or a stream of chunks)."""
+    import time
+
+    usage = {
+        "prompt_tokens": completion.usage.input_tokens,
+        "completion_tokens": completion.usage.output_tokens,
+        "total_tokens": completion.usage.input_tokens + completion.usage.output_tokens,
+    }
+    head = {"id": "chatcmpl-simulated", "created": int(time.time()), "model": request.model}
+    if not request.stream:
+        message = {"role": "assistant", "content": completion.text}
+        choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        doc = {**head, "object": "chat.completion", "choices": [choice], "usage": usage}
+        return parse_body(json.dumps(doc).encode(), deployment=None)
+    chunk = {**head, "object": "chat.completion.chunk"}
+    events = [
+        {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]},
+        {**chunk, "choices": [{"index": 0, "delta": {"content": completion.text}}]},
+        {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+        {**chunk, "choices": [], "usage": usage},
+    ]
+    body = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+    stream = UpstreamStream(
+        _Replay(body + b"data: [DONE]\n\n"), classify=_as_failure, deployment=None
+    )
+    await stream.open()
+    return Completion(text="", usage=Usage(), response_model=request.model, stream=stream)
+
+
+class RecordingStream:
+    """A pass-through stream that reports how it ended, exactly once.
+
+    ``on_end(None)`` after its last event, ``on_end(failure)`` when the upstream broke
+    off, ``on_end(cancelled)`` when ``aclose`` comes first (the client went away); the
+    orchestrator records the attempt then, with the usage the stream reported.
+    """
+
+    def __init__(
+        self, upstream: UpstreamEvents, on_end: Callable[[ProviderFailure | None], None]
+    ) -> None:
+        self._upstream = upstream
+        self._on_end = on_end
+        self._ended = False
+
+    def _end(self, failure: ProviderFailure | None) -> None:
+        if not self._ended:
+            self._ended = True
+            self._on_end(failure)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for event in self._upstream:
+                yield event
+        except ProviderFailure as failure:
+            self._end(failure)
+            raise
+        self._end(None)
+
+    async def aclose(self) -> None:
+        """Close the upstream (cancelling the call if it still runs) and record."""
+        self._end(ProviderFailure("cancelled", "the client closed the stream before its end"))
+        await self._upstream.aclose()

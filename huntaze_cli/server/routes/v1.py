@@ -1,0 +1,163 @@
+"""POST /v1/chat/completions and GET /v1/models: the OpenAI-compatible gateway.
+
+Any OpenAI SDK pointed at ``http://host:8787/v1`` is routed by the daemon's orchestrator
+(``services.gateway``). A non-streaming answer is the upstream's body as it came; a
+stream is forwarded event by event (SSE, OpenAI's chunks, the usage chunk last). Either
+way the response headers say who served it: ``X-Huntaze-Provider``, and for a complete
+answer ``X-Huntaze-Cost-Usd`` (a stream's cost is known only at its end: it is in the
+ledger). Errors are OpenAI's ``{"error": {message, type, param, code}}``, statuses from
+``server.errors.gateway_error``.
+
+The hot path stays lean: the body is parsed once with ``json``, no model is built of it
+or of the answer, the SDK clients are the orchestrator's pooled ones, and cost events go
+to its batching ledger writer (written off the loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from huntaze_cli.errors import HuntazeError, InputError
+from huntaze_cli.jsondoc import dump_json
+from huntaze_cli.money import nano_to_decimal
+from huntaze_cli.server.errors import gateway_error
+
+if TYPE_CHECKING:
+    from huntaze_cli.llm.types import GenerationResult, RecordedStream
+    from huntaze_cli.server.asgi import Receive, Scope, Send
+    from huntaze_cli.server.runtime import Runtime
+
+router = APIRouter(tags=["gateway"])
+
+JSON = "application/json"
+_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def _tenant(request: Request) -> str:
+    """The tenant whose ledger the request's attempts land in."""
+    return "default"
+
+
+def error_response(exc: HuntazeError) -> Response:
+    status, body = gateway_error(exc)
+    headers = {"www-authenticate": "Bearer"} if status == 401 else None
+    return Response(dump_json(body), status_code=status, media_type=JSON, headers=headers)
+
+
+@router.post(
+    "/v1/chat/completions",
+    responses={
+        200: {"description": "a chat.completion, or an SSE stream of chat.completion.chunk"},
+        400: {"description": "invalid request (OpenAI error body)"},
+        404: {"description": "no configured provider serves the model"},
+        429: {"description": "rate limited upstream, or a budget's hard limit"},
+        502: {"description": "every attempt failed"},
+        503: {"description": "no provider could be tried"},
+    },
+)
+async def chat_completions(request: Request) -> Response:
+    """One chat completion through the orchestrator: OpenAI's request and answer."""
+    from huntaze_cli.services import gateway
+
+    runtime: Runtime = request.app.state.runtime
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        return error_response(InputError("the request body is not valid JSON"))
+    headers = request.headers
+    try:
+        assert runtime.generator is not None
+        result = await gateway.chat_completion(
+            runtime.generator,
+            body,
+            tenant=_tenant(request),
+            account=headers.get("x-huntaze-account"),
+            campaign=headers.get("x-huntaze-campaign"),
+        )
+    except HuntazeError as exc:
+        return error_response(exc)
+    if result.stream is not None:
+        return EventStream(result.stream, headers={"x-huntaze-provider": result.provider})
+    assert result.raw is not None
+    return Response(result.raw, media_type=JSON, headers=_served_headers(result))
+
+
+def _served_headers(result: GenerationResult) -> dict[str, str]:
+    headers = {"x-huntaze-provider": result.provider}
+    if result.priced:
+        headers["x-huntaze-cost-usd"] = format(nano_to_decimal(result.cost_nano), "f")
+    return headers
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> Response:
+    """The models routable with the configured providers and deployments."""
+    from huntaze_cli.services import gateway
+
+    runtime: Runtime = request.app.state.runtime
+    assert runtime.generator is not None
+    return Response(dump_json(gateway.models(runtime.generator)), media_type=JSON)
+
+
+class EventStream(Response):
+    """An SSE response that forwards a pass-through stream and notices a hang-up at once.
+
+    The stream is pumped to the client while the request's ``receive`` is watched; a
+    disconnect cancels the pump and closes the stream, which closes the upstream
+    connection (cancelling the call) and records the attempt. A stream that breaks
+    after its first event ends with an ``{"error": ...}`` event, as OpenAI's does.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(self, stream: RecordedStream, *, headers: dict[str, str]) -> None:
+        # Not Response.__init__: it would declare a Content-Length for the empty body.
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [
+            (name.encode("latin-1"), value.encode("latin-1"))
+            for name, value in {
+                "content-type": "text/event-stream; charset=utf-8",
+                **_SSE_HEADERS,
+                **headers,
+            }.items()
+        ]
+        self.stream = stream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        pump = asyncio.ensure_future(self._pump(send))
+        watch = asyncio.ensure_future(_disconnect(receive))
+        try:
+            await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pump, watch):
+                task.cancel()
+            await asyncio.gather(pump, watch, return_exceptions=True)
+            await self.stream.aclose()
+        if not pump.cancelled() and pump.exception() is not None:
+            raise pump.exception()  # type: ignore[misc]  # Guard logs it
+
+    async def _pump(self, send: Send) -> None:
+        from huntaze_cli.llm.types import ProviderFailure
+
+        try:
+            async for event in self.stream:
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+        except ProviderFailure as failure:
+            error = {"message": failure.message, "type": "api_error", "code": failure.kind}
+            event = b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _disconnect(receive: Receive) -> None:
+    while True:
+        message: dict[str, Any] = dict(await receive())
+        if message["type"] == "http.disconnect":
+            return
