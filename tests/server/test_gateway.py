@@ -33,7 +33,9 @@ def upstream() -> Iterator[FakeLLM]:
         yield server
 
 
-def write_config(tmp_path: Path, upstream: FakeLLM, *, openai_provider: bool = True) -> Path:
+def write_config(
+    tmp_path: Path, upstream: FakeLLM, *, openai_provider: bool = True, extra: str = ""
+) -> Path:
     config = tmp_path / "gateway.toml"
     order = '["azure", "openai"]' if openai_provider else '["azure"]'
     text = (
@@ -47,7 +49,7 @@ def write_config(tmp_path: Path, upstream: FakeLLM, *, openai_provider: bool = T
             f'[providers.openai]\nkind = "openai"\nbase_url = "{upstream.openai_base_url}"\n'
             'api_key_env = "FAKE_KEY"\n'
         )
-    config.write_text(text)
+    config.write_text(text + extra)
     return config
 
 
@@ -55,8 +57,10 @@ def write_config(tmp_path: Path, upstream: FakeLLM, *, openai_provider: bool = T
 def gateway(
     serve: Callable[..., Served], upstream: FakeLLM, tmp_path: Path
 ) -> Callable[..., Served]:
-    def start(*, env: dict[str, str] | None = None, openai_provider: bool = True) -> Served:
-        config = write_config(tmp_path, upstream, openai_provider=openai_provider)
+    def start(
+        *, env: dict[str, str] | None = None, openai_provider: bool = True, extra: str = ""
+    ) -> Served:
+        config = write_config(tmp_path, upstream, openai_provider=openai_provider, extra=extra)
         return serve(
             worker=False,
             env={"HUNTAZE_CONFIG": str(config), "FAKE_KEY": "upstream-secret", **(env or {})},
@@ -365,3 +369,13 @@ def test_a_token_guards_the_gateway_with_openai_401s(gateway: Callable[..., Serv
     assert denied.value.code == "invalid_api_key"
     answer = sdk(served, key="s3cret").chat.completions.create(model=MODEL, messages=HELLO)
     assert answer.choices[0].message.content
+
+
+def test_a_tenant_tokens_calls_are_booked_to_its_tenant(gateway: Callable[..., Served]) -> None:
+    served = gateway(
+        env={"GW_ADMIN": "admin-secret", "GW_A": "a-secret"},
+        extra='\n[server]\ntoken_env = "GW_ADMIN"\n\n[tenants.agency_a]\ntoken_env = "GW_A"\n',
+    )
+    sdk(served, key="a-secret").chat.completions.create(model=MODEL, messages=HELLO)
+    sdk(served, key="admin-secret").chat.completions.create(model=MODEL, messages=HELLO)
+    assert sorted(e.tenant for e in events(served, 2)) == ["agency_a", "default"]

@@ -154,6 +154,8 @@ def _body_for(template: str) -> dict[str, Any]:
         return campaign(1, account="creator_b", tenant="agency_a", name="posted by B")
     if template.startswith("/api/v2/costs/thresholds/"):
         return {"scope": {"tenant": "agency_a"}, "limit_usd": "1"}
+    if template == "/v1/chat/completions":
+        return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi agency_a"}]}
     raise AssertionError(f"{template}: add a body aimed at tenant A to _body_for")
 
 
@@ -177,6 +179,9 @@ def test_every_route_keeps_tenant_b_out_of_tenant_a(world: dict[str, Any]) -> No
         for who in (anonymous, wrong):
             response = who.request(method, path, **kwargs)
             assert response.status_code == 401, what
+            if path.startswith("/v1/"):  # OpenAI's error shape, which its SDKs read
+                assert response.json()["error"]["code"] == "invalid_api_key", what
+                continue
             assert response.json()["detail"].startswith("missing or wrong bearer token"), what
         response = b.request(method, path, **kwargs)
         assert response.status_code in (200, 202, 403, 404, 409), f"{what}: {response.text}"
@@ -184,6 +189,11 @@ def test_every_route_keeps_tenant_b_out_of_tenant_a(world: dict[str, Any]) -> No
             assert response.json()["tenant"] == "agency_b"  # forced to the token's tenant
             for marker in markers:
                 assert marker not in response.text
+            continue
+        if method == "POST" and path == "/v1/chat/completions":
+            # B's own completion (its usage is B's): booked to B, whatever it asks.
+            assert response.status_code == 200, response.text
+            assert "creator_a" not in response.text and world["campaign_id"] not in response.text
             continue
         _assert_no_trace(response, markers, what)
     # Routes and mounts outside the OpenAPI document (a dashboard, static files).

@@ -25,6 +25,7 @@ from fastapi.responses import Response
 from huntaze_cli.errors import HuntazeError, InputError
 from huntaze_cli.jsondoc import dump_json
 from huntaze_cli.money import nano_to_decimal
+from huntaze_cli.server.auth import tenant_scope
 from huntaze_cli.server.errors import gateway_error
 
 if TYPE_CHECKING:
@@ -39,8 +40,9 @@ _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
 def _tenant(request: Request) -> str:
-    """The tenant whose ledger the request's attempts land in."""
-    return "default"
+    """The tenant the request's attempts are booked to: its token's (the admin's, or
+    no token at all, books to ``default``, the tenant of untagged spend)."""
+    return tenant_scope(request) or "default"
 
 
 def error_response(exc: HuntazeError) -> Response:
@@ -51,6 +53,29 @@ def error_response(exc: HuntazeError) -> Response:
 
 @router.post(
     "/v1/chat/completions",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                JSON: {
+                    "schema": {
+                        "type": "object",
+                        "required": ["model", "messages"],
+                        "properties": {
+                            "model": {"type": "string"},
+                            "messages": {"type": "array", "items": {"type": "object"}},
+                            "stream": {"type": "boolean"},
+                        },
+                        "additionalProperties": True,
+                    },
+                    "example": {
+                        "model": "gpt-4o-mini",
+                        "messages": [{"role": "user", "content": "Hi!"}],
+                    },
+                }
+            },
+        }
+    },
     responses={
         200: {"description": "a chat.completion, or an SSE stream of chat.completion.chunk"},
         400: {"description": "invalid request (OpenAI error body)"},
