@@ -55,35 +55,20 @@ def upstream_body(request: GenerationRequest, deployment: str | None) -> dict[st
     return body
 
 
-def _response_class() -> type[Any]:
-    """The HTTP response class of the SDK's transport (httpx2 in openai 3, httpx before)."""
-    try:
-        import httpx2
-
-        return httpx2.Response
-    except ImportError:  # pragma: no cover - older SDKs
-        import httpx
-
-        return httpx.Response
-
-
-_RESPONSE: type[Any] | None = None
-
-
 async def send(client: Any, body: dict[str, Any], *, timeout: float) -> Any:
-    """POST the body with the SDK client; the raw response, its body not read yet.
+    """POST the body with the SDK client; the raw HTTP response, its body not read yet.
 
-    A non-2xx status raises the SDK's APIStatusError (its body read), as ``create`` would.
+    With the raw-response header the SDK hands back its response wrapper unparsed (as
+    ``with_streaming_response`` does); a non-2xx status raises the SDK's APIStatusError
+    (its body read), as ``create`` would.
     """
-    global _RESPONSE
-    if _RESPONSE is None:
-        _RESPONSE = _response_class()
-    return await client.post(
+    wrapper = await client.post(
         "/chat/completions",
-        cast_to=_RESPONSE,
+        cast_to=object,
         body=body,
         options={"timeout": timeout, "headers": _RAW_HEADERS},
     )
+    return wrapper.http_response
 
 
 def parse_body(raw: bytes, *, deployment: str | None) -> Completion:
