@@ -18,8 +18,12 @@
    >= 0.9, at most one false alarm per 30 days per series. The spike series' level change
    is +40 % (a change the detector should stay quiet about: a spike is >= 1.8 x the usual).
 3. Latency: `huntaze costs forecast --json` whole process on a 1M-event ledger, cold (the
-   first of the day: imports statsmodels and fits) and warm (later ones: the cache).
-   Target <= 1.5 s.
+   first of the day with no `serve` or `worker` running: imports statsmodels and fits)
+   and warm (later ones, or the first with `serve`/`worker` running: the cache), on a
+   ledger of 30 days (the backtest's windows are too young for the model) and one of 90
+   (every window but the first replays the model), where `--by account` (12 accounts
+   modelled) is timed too. Importing statsmodels alone is about 1.1 s of CPU, printed
+   for scale. Target <= 1.5 s.
 """
 
 from __future__ import annotations
@@ -162,26 +166,36 @@ def _timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     return wall_s, cpu
 
 
-def latency(runs: int) -> dict[str, tuple[float, float]]:
-    """Median (wall, CPU) of `costs forecast --json` cold and warm, and `costs stats
-    --json` for scale (the machine is shared: CPU time moves less than wall time)."""
-    data_dir = HERE / ".data" / "ledger"
-    build_ledger(1_000_000, data_dir)
+def latency(runs: int, days: int) -> dict[str, tuple[float, float]]:
+    """Median (wall, CPU) of `costs forecast --json` cold and warm (and `--by account` on
+    the long ledger), and `costs stats --json` for scale (the machine is shared: CPU time
+    moves less than wall time)."""
+    data_dir = HERE / ".data" / ("ledger" if days == 30 else f"ledger-{days}d")
+    build_ledger(1_000_000, data_dir, days=days)
     env = _env(data_dir)
     cache = data_dir / "huntaze" / "forecast-cache"
     exe = shutil.which("huntaze") or str(Path(sys.executable).parent / "huntaze")
     forecast = [exe, "costs", "forecast", "--json"]
-    out: dict[str, list[tuple[float, float]]] = {"cold": [], "warm": [], "stats": []}
+    commands = {"cold": forecast, "warm": forecast}
+    if days > 30:
+        commands["cold_by"] = [*forecast, "--by", "account"]
+        commands["warm_by"] = commands["cold_by"]
+    commands["stats"] = [exe, "costs", "stats", "--json"]
+    commands["import"] = [sys.executable, "-c", IMPORT_STATSMODELS]
+    out: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
     _timed(forecast, env)  # page cache
     for _ in range(runs):
-        shutil.rmtree(cache, ignore_errors=True)
-        out["cold"].append(_timed(forecast, env))
-        out["warm"].append(_timed(forecast, env))
-        out["stats"].append(_timed([exe, "costs", "stats", "--json"], env))
+        for name, cmd in commands.items():
+            if name.startswith("cold"):
+                shutil.rmtree(cache, ignore_errors=True)
+            out[name].append(_timed(cmd, env))
     return {
         name: (statistics.median(w for w, _ in rows), statistics.median(c for _, c in rows))
         for name, rows in out.items()
     }
+
+
+IMPORT_STATSMODELS = "from statsmodels.tsa.exponential_smoothing.ets import ETSModel"
 
 
 def main() -> None:
@@ -190,7 +204,9 @@ def main() -> None:
     parser.add_argument("--spike-series", type=int, default=8, help="hourly series per shape")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument(
-        "--parts", default="accuracy,spikes,latency", help="comma-separated parts to run"
+        "--parts",
+        default="accuracy,spikes,latency,latency90",
+        help="comma-separated parts to run (latency: 30-day ledger, latency90: 90 days)",
     )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
@@ -199,7 +215,9 @@ def main() -> None:
     if "spikes" in parts:
         bench_spikes(args.spike_series)
     if "latency" in parts:
-        bench_latency(args.runs)
+        bench_latency(args.runs, 30)
+    if "latency90" in parts:
+        bench_latency(args.runs, 90)
 
 
 def bench_accuracy(months: int) -> None:
@@ -256,19 +274,25 @@ def bench_spikes(series: int) -> None:
     print()
 
 
-def bench_latency(runs: int) -> None:
-    results = latency(runs)
+def bench_latency(runs: int, days: int) -> None:
+    results = latency(runs, days)
     names = {
         "cold": "costs forecast, cold (first of the day: fits)",
         "warm": "costs forecast, warm (cached fit)",
+        "cold_by": "costs forecast --by account, cold",
+        "warm_by": "costs forecast --by account, warm",
         "stats": "costs stats (for scale: target 250 ms)",
+        "import": "importing statsmodels' ETS alone (for scale)",
     }
+    print(f"1M events over {days} days:")
     for key, (wall_s, cpu) in results.items():
         ratio = wall_s / TARGET_LATENCY_S
-        verdict = "" if key == "stats" else ("  meets" if ratio <= 1 else "  MISSES")
-        print(f"{names[key]:<48} 1M events: wall {wall_s * 1000:>6.0f} ms, "
-              f"CPU {cpu * 1000:>5.0f} ms  (target <= {TARGET_LATENCY_S * 1000:.0f} ms wall, "
-              f"x{ratio:.2f}){verdict}")  # fmt: skip
+        verdict = "" if key in ("stats", "import") else ("  meets" if ratio <= 1 else "  MISSES")
+        target = f"(target <= {TARGET_LATENCY_S * 1000:.0f} ms wall, x{ratio:.2f}){verdict}"
+        print(
+            f"  {names[key]:<46} wall {wall_s * 1000:>6.0f} ms, CPU {cpu * 1000:>5.0f} ms  {target}"
+        )
+    print()
 
 
 if __name__ == "__main__":

@@ -65,13 +65,15 @@ def bench_writes(total: int) -> float:
     return total / elapsed
 
 
-def build_ledger(events: int, data_dir: Path, *, extra: Sequence[str] = ()) -> Path:
-    """A ledger of ``events`` events over 30 days, built with `huntaze costs import`.
+def build_ledger(events: int, data_dir: Path, *, extra: Sequence[str] = (), days: int = 30) -> Path:
+    """A ledger of ``events`` events over ``days`` days, built with `huntaze costs import`
+    (the raw events' retention raised to keep them all).
 
     ``extra`` goes to gen_events.py (``--experiment NAME`` tags every event with an arm).
     """
     db = data_dir / "huntaze" / "ledger.db"
-    stamp = data_dir / f"built-{events}-{datetime.now(UTC).date()}"
+    span = "" if days == 30 else f"-{days}d"
+    stamp = data_dir / f"built-{events}{span}-{datetime.now(UTC).date()}"
     if stamp.exists() and db.exists():
         return db
     shutil.rmtree(data_dir, ignore_errors=True)
@@ -85,7 +87,7 @@ def build_ledger(events: int, data_dir: Path, *, extra: Sequence[str] = ()) -> P
             "--events",
             str(events),
             "--days",
-            "29.9",
+            str(days - 0.1),
             "--accounts",
             "40",
             "--campaigns",
@@ -94,10 +96,12 @@ def build_ledger(events: int, data_dir: Path, *, extra: Sequence[str] = ()) -> P
         ],
         stdout=subprocess.PIPE,
     )
+    env = _env(data_dir)
+    env["HUNTAZE_LEDGER__RETENTION_DAYS"] = str(max(30, days + 1))
     subprocess.run(
         [sys.executable, "-m", "huntaze_cli", "costs", "import", "-", "--json"],
         stdin=gen.stdout,
-        env=_env(data_dir),
+        env=env,
         check=True,
         stdout=subprocess.DEVNULL,
     )
