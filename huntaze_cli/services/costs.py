@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, TextIO
 from huntaze_cli.errors import UsageError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from huntaze_cli.costs.anomaly_report import AnomalyReport
     from huntaze_cli.costs.compare import CompareReport
     from huntaze_cli.costs.finance import FinanceReport
@@ -144,21 +146,53 @@ def warm_forecast(services: Services) -> date:
 async def keep_forecast_warm(services: Services, stopping: Callable[[], bool]) -> None:
     """Warm today's forecast now and again on each new day of ``[thresholds] timezone``,
     until ``stopping()``, so the first `costs forecast` of a day (CLI or HTTP) does not
-    import statsmodels and fit. `serve` and `worker` run it in the background; the fit
-    runs in a thread. A failure is logged and retried on the next look."""
+    import statsmodels and fit. `serve` and `worker` run it in the background.
+
+    The fit runs in a child process (`huntaze costs forecast`), not a thread: statsmodels,
+    pandas and scipy add some 100 MB to whatever imports them, and a daemon that stays
+    under its idle memory budget must not hold them for a cache it only fills once a day.
+    A failure is logged and retried on the next look."""
     import asyncio
     import logging
 
     log = logging.getLogger("huntaze.forecast")
     warmed: date | None = None
     while not stopping():
-        today = datetime.now(UTC).astimezone(services.config().thresholds.tz).date()
+        config = services.config()
+        today = datetime.now(UTC).astimezone(config.thresholds.tz).date()
         if today != warmed:
-            try:
-                warmed = await asyncio.to_thread(warm_forecast, services)
-            except Exception as exc:  # best effort: a cold cache only costs the next call
-                log.warning("warming the forecast failed", extra={"error": str(exc)})
+            error = await _forecast_in_child(config.source)
+            if error is None:
+                warmed = today
+            else:  # best effort: a cold cache only costs the next call
+                log.warning("warming the forecast failed", extra={"error": error})
         await asyncio.sleep(WARM_CHECK_S)
+
+
+async def _forecast_in_child(source: Path | None) -> str | None:
+    """Run `huntaze costs forecast --json` in a child process on the same config; None
+    when it succeeded, else the last line it wrote on stderr."""
+    import asyncio
+    import sys
+
+    argv = [sys.executable, "-m", "huntaze_cli"]
+    if source is not None:
+        argv += ["--config", str(source)]
+    argv += ["costs", "forecast", "--json"]
+    child = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        _, err = await child.communicate()
+    except asyncio.CancelledError:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+        raise
+    if child.returncode == 0:
+        return None
+    lines = err.decode(errors="replace").strip().splitlines()
+    return lines[-1] if lines else f"exit status {child.returncode}"
 
 
 def anomalies(

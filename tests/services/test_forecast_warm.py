@@ -70,3 +70,40 @@ def test_a_running_worker_warms_the_forecast_and_still_stops_cleanly() -> None:
     assert worker.returncode == 0, err
     assert list(cache.glob("*.npz"))
     assert _forecast_in_a_new_process() == "cached"
+
+
+# The daemon's own warm-up loop, one round, in a fresh interpreter: says whether the
+# warming process itself imported statsmodels.
+WARM_ONCE_AND_SAY_IF_IMPORTED = """
+import asyncio, sys
+from huntaze_cli.services import Services, costs
+
+async def main():
+    services = Services()
+    rounds = []
+    def stopping():
+        rounds.append(1)
+        return len(rounds) > 1
+    costs.WARM_CHECK_S = 0
+    try:
+        await costs.keep_forecast_warm(services, stopping)
+    finally:
+        services.close()
+
+asyncio.run(main())
+print("imported" if "statsmodels" in sys.modules else "clean", file=sys.stderr)
+"""
+
+
+def test_the_daemon_warms_the_forecast_without_holding_statsmodels() -> None:
+    """The fit runs in a child process: serve stays within its idle memory budget."""
+    record(hourly_events(30))
+    done = subprocess.run(
+        [sys.executable, "-c", WARM_ONCE_AND_SAY_IF_IMPORTED],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stderr.strip().splitlines()[-1] == "clean"
+    assert list(load_config().forecast_cache_dir.glob("*.npz"))
+    assert _forecast_in_a_new_process() == "cached"
