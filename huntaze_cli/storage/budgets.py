@@ -17,6 +17,9 @@ contract suite (tests/storage/test_reservation_contract.py) on SQLite and on Dyn
   reservation expired still adds its cost to ``spent``.
 * ``settle`` is called once per reservation (the orchestrator does); settling twice would
   count the cost twice.
+* A refusal is remembered (``refused_nano``, the amount that found no room) until the
+  next reservation of that budget period is held, so reports can say a budget is
+  blocking calls even while a little of it is left.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Protocol
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """``amount_nano`` to hold against ``budget`` in ``period``, which may not pass ``limit_nano``."""
+    """``amount_nano`` to hold against ``budget`` in ``period``, up to ``limit_nano``."""
 
     budget: str
     period: str
@@ -42,6 +45,7 @@ class BudgetUsage:
 
     spent_nano: int = 0
     reserved_nano: int = 0
+    refused_nano: int = 0  # the last refused amount, 0 once a reservation was held again
 
     @property
     def used_nano(self) -> int:

@@ -74,13 +74,17 @@ def test_reserve_holds_until_the_limit_then_refuses(make_store: MakeStore) -> No
     refused = store.reserve("r3", [claim(1)], ttl_s=60)
     assert refused.refused == "b"
     assert refused.used_nano["b"] == 1_000
-    assert store.usage("b", MONTH) == BudgetUsage(spent_nano=0, reserved_nano=1_000)
+    assert store.usage("b", MONTH) == BudgetUsage(0, 1_000, refused_nano=1)
+    # Held again (after a settlement freed room): the refusal is forgotten.
+    store.settle([Settlement("r2", [claim(400)], 0)])
+    assert store.reserve("r4", [claim(1)], ttl_s=60).held
+    assert store.usage("b", MONTH) == BudgetUsage(0, 601, refused_nano=0)
 
 
 def test_an_amount_above_the_limit_is_refused_on_an_empty_budget(make_store: MakeStore) -> None:
     store = make_store()
     assert store.reserve("r1", [claim(LIMIT + 1)], ttl_s=60).refused == "b"
-    assert store.usage("b", MONTH) == BudgetUsage()
+    assert store.usage("b", MONTH) == BudgetUsage(refused_nano=LIMIT + 1)
 
 
 def test_reserve_is_all_or_nothing_across_budgets(make_store: MakeStore) -> None:
@@ -90,7 +94,7 @@ def test_reserve_is_all_or_nothing_across_budgets(make_store: MakeStore) -> None
     assert answer.refused == "small"
     # The budget that had room holds nothing for the refused call.
     assert store.usage("big", MONTH) == BudgetUsage()
-    assert store.usage("small", MONTH) == BudgetUsage(0, 90)
+    assert store.usage("small", MONTH) == BudgetUsage(0, 90, refused_nano=50)
 
 
 def test_settle_swaps_the_reservation_for_the_real_cost(make_store: MakeStore) -> None:
@@ -103,6 +107,8 @@ def test_settle_swaps_the_reservation_for_the_real_cost(make_store: MakeStore) -
     # The room came back: 1000 - 123 fits, one more does not.
     assert store.reserve("r2", [claim(877, "a")], ttl_s=60).held
     assert store.reserve("r3", [claim(1, "a")], ttl_s=60).refused == "a"
+    store.settle([Settlement("r2", [claim(877, "a")], 877)])
+    assert store.usage("a", MONTH) == BudgetUsage(1_000, 0, refused_nano=1)
 
 
 def test_periods_and_budgets_are_independent(make_store: MakeStore) -> None:
@@ -119,7 +125,7 @@ def test_a_dead_reservation_counts_until_its_ttl_then_is_released(make_store: Ma
     assert store.reserve("dead", [claim(800)], ttl_s=30).held
     clock.advance(29)
     assert store.reserve("r2", [claim(300)], ttl_s=30).refused == "b"
-    assert store.usage("b", MONTH) == BudgetUsage(0, 800)
+    assert store.usage("b", MONTH) == BudgetUsage(0, 800, refused_nano=300)
     clock.advance(2)
     assert store.reserve("r3", [claim(300)], ttl_s=30).held
     assert store.usage("b", MONTH) == BudgetUsage(0, 300)
@@ -167,4 +173,4 @@ def test_stores_sharing_a_backend_never_pass_the_limit(make_store: MakeStore) ->
     for thread in threads:
         thread.join()
     assert len(held) == LIMIT // 70
-    assert stores[0].usage("b", MONTH) == BudgetUsage(0, 70 * (LIMIT // 70))
+    assert stores[0].usage("b", MONTH) == BudgetUsage(0, 70 * (LIMIT // 70), refused_nano=70)

@@ -45,7 +45,9 @@ if TYPE_CHECKING:
     from huntaze_cli.config import Config
 
 _RAW = frozenset({"TransactionCanceledException", "ConditionalCheckFailedException"})
-_RETRY_REASONS = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
+_RETRY_REASONS = frozenset(
+    {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
+)
 _RETRY_CODES = THROTTLE_CODES | {"TransactionInProgressException", "TransactionConflictException"}
 _MAX_CONFLICTS = 50
 # Counters outlive any month; a reservation item outlives its expiry by a day (TTL is
@@ -111,6 +113,7 @@ class DynamoDBReservationStore:
         self._db.ensure_ready()
         for claim in claims:
             if claim.amount_nano > claim.limit_nano:
+                self._note_refusal(claim)
                 return Reservation(claim.budget, {claim.budget: self._used(claim)})
         released: set[str] = set()
         for conflicts in range(_MAX_CONFLICTS):
@@ -131,6 +134,7 @@ class DynamoDBReservationStore:
             if failed:
                 claim = failed[0]
                 if claim.budget in released:
+                    self._note_refusal(claim)
                     return Reservation(claim.budget, {claim.budget: self._used(claim)})
                 released.add(claim.budget)
                 self._release_expired(claim.budget, claim.period, now_us)
@@ -173,7 +177,9 @@ class DynamoDBReservationStore:
         self._db.ensure_ready()
         self._release_expired(budget, period, seconds_to_micros(self._clock.time()))
         item = self._counters(budget, period)
-        return BudgetUsage(_num(item, "spent_nano"), _num(item, "reserved_nano"))
+        return BudgetUsage(
+            _num(item, "spent_nano"), _num(item, "reserved_nano"), _num(item, "refused_nano")
+        )
 
     def close(self) -> None:
         self._db.close()
@@ -195,7 +201,7 @@ class DynamoDBReservationStore:
                 "TableName": self.table,
                 "Key": self._counters_key(claim.budget, claim.period),
                 "UpdateExpression": "ADD used_nano :a, reserved_nano :a, spent_nano :zero "
-                "SET expires_at = :ttl",
+                "SET expires_at = :ttl, refused_nano = :zero",
                 "ConditionExpression": "attribute_not_exists(used_nano) OR used_nano <= :room",
                 "ExpressionAttributeValues": {
                     ":a": _n(claim.amount_nano),
@@ -273,6 +279,18 @@ class DynamoDBReservationStore:
         item: dict[str, Any] = found.get("Item") or {}
         return item
 
+    def _note_refusal(self, claim: Claim) -> None:
+        self._db.call(
+            "update_item",
+            TableName=self.table,
+            Key=self._counters_key(claim.budget, claim.period),
+            UpdateExpression="SET refused_nano = :r, expires_at = :ttl",
+            ExpressionAttributeValues={
+                ":r": _n(claim.amount_nano),
+                ":ttl": _n(self._counter_ttl()),
+            },
+        )
+
     def _used(self, claim: Claim) -> int:
         return _num(self._counters(claim.budget, claim.period), "used_nano")
 
@@ -281,9 +299,7 @@ class DynamoDBReservationStore:
         return {claim.budget: self._used(claim) for claim in claims}
 
     def _release_expired(self, budget: str, period: str, now_us: int) -> None:
-        for item in self._db.query_iter(
-            _pk(budget, period)["S"], between=("R#", "R#\uffff")
-        ):
+        for item in self._db.query_iter(_pk(budget, period)["S"], between=("R#", "R#\uffff")):
             expires_us = int(item["expires_us"]["N"])
             if expires_us >= now_us:
                 continue

@@ -34,6 +34,7 @@ BUDGET_MIGRATIONS: list[Migration] = [
             period TEXT NOT NULL,
             spent_nano INTEGER NOT NULL DEFAULT 0,
             reserved_nano INTEGER NOT NULL DEFAULT 0,
+            refused_nano INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (budget, period)
         ) WITHOUT ROWID;
         CREATE TABLE reservations (
@@ -49,10 +50,18 @@ BUDGET_MIGRATIONS: list[Migration] = [
     ),
 ]
 
-_USAGE = "SELECT spent_nano, reserved_nano FROM budget_periods WHERE budget = ? AND period = ?"
+_USAGE = (
+    "SELECT spent_nano, reserved_nano, refused_nano FROM budget_periods "
+    "WHERE budget = ? AND period = ?"
+)
 _HOLD = (
     "INSERT INTO budget_periods (budget, period, reserved_nano) VALUES (?, ?, ?) "
-    "ON CONFLICT (budget, period) DO UPDATE SET reserved_nano = reserved_nano + excluded.reserved_nano"
+    "ON CONFLICT (budget, period) DO UPDATE SET "
+    "reserved_nano = reserved_nano + excluded.reserved_nano, refused_nano = 0"
+)
+_REFUSED = (
+    "INSERT INTO budget_periods (budget, period, refused_nano) VALUES (?, ?, ?) "
+    "ON CONFLICT (budget, period) DO UPDATE SET refused_nano = excluded.refused_nano"
 )
 _NOTE = "INSERT INTO reservations (id, budget, period, amount_nano, expires_us) VALUES (?,?,?,?,?)"
 _TAKE = "DELETE FROM reservations WHERE id = ? AND budget = ? RETURNING amount_nano"
@@ -87,12 +96,13 @@ class SQLiteReservationStore:
         with self._db.write("reserving budget") as conn:
             now_us = seconds_to_micros(self._clock.time())
             for claim in claims:
-                spent, reserved = self._read(conn, claim)
+                spent, reserved, _ = self._read(conn, claim)
                 if spent + reserved + claim.amount_nano > claim.limit_nano:
                     reserved -= self._release_expired(conn, claim.budget, claim.period, now_us)
                     if spent + reserved + claim.amount_nano > claim.limit_nano:
-                        # Nothing was written for the claims before it: roll back anyway,
-                        # the expired ones released above stay released (committed).
+                        # Nothing was held for the claims before it; the expired ones
+                        # released above stay released.
+                        conn.execute(_REFUSED, (claim.budget, claim.period, claim.amount_nano))
                         refused = Reservation(claim.budget, {claim.budget: spent + reserved})
                         break
                 used[claim.budget] = spent + reserved + claim.amount_nano
@@ -108,9 +118,9 @@ class SQLiteReservationStore:
         return refused
 
     @staticmethod
-    def _read(conn: sqlite3.Connection, claim: Claim) -> tuple[int, int]:
+    def _read(conn: sqlite3.Connection, claim: Claim) -> tuple[int, int, int]:
         row = conn.execute(_USAGE, (claim.budget, claim.period)).fetchone()
-        return (int(row[0]), int(row[1])) if row else (0, 0)
+        return (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
 
     @staticmethod
     def _release_expired(conn: sqlite3.Connection, budget: str, period: str, now_us: int) -> int:
@@ -128,16 +138,14 @@ class SQLiteReservationStore:
                     row = conn.execute(_TAKE, (settlement.reservation_id, claim.budget)).fetchone()
                     # Gone: it expired and was released; the money was spent all the same.
                     held = int(row[0]) if row else 0
-                    conn.execute(
-                        _SETTLE, (claim.budget, claim.period, settlement.cost_nano, held)
-                    )
+                    conn.execute(_SETTLE, (claim.budget, claim.period, settlement.cost_nano, held))
 
     def usage(self, budget: str, period: str) -> BudgetUsage:
         probe = Claim(budget, period, 0, 0)
         with self._db.write("reading budget usage") as conn:
             self._release_expired(conn, budget, period, seconds_to_micros(self._clock.time()))
-            spent, reserved = self._read(conn, probe)
-        return BudgetUsage(spent, reserved)
+            spent, reserved, refused = self._read(conn, probe)
+        return BudgetUsage(spent, reserved, refused)
 
     def close(self) -> None:
         self._db.close()
