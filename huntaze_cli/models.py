@@ -282,7 +282,7 @@ class ThresholdResult(_Report):
 
     name: str
     kind: str = "spend"
-    source: str = "global"  # global | config | stored
+    source: str = "global"  # global | config | budget | stored
     scope: dict[str, str] = Field(default_factory=dict)
     period: str  # the period's label: 2026-12-03 or 2026-12
     period_unit: str = "day"  # day | month
