@@ -93,10 +93,10 @@ def all_rules(config: Config, stored: Iterable[AlertRule] = ()) -> list[Rule]:
     for rule in config.thresholds.rules:
         rules.append(from_config(rule, default_channels=channels, source="config"))
         taken.add(rule.name)
-    for rule in budget_rules(config, channels):
-        if rule.name not in taken:
-            rules.append(rule)
-            taken.add(rule.name)
+    for derived in budget_rules(config, channels):
+        if derived.name not in taken:
+            rules.append(derived)
+            taken.add(derived.name)
     for rule in stored:
         if rule.name not in taken:
             rules.append(from_config(rule, default_channels=channels, source="stored"))
