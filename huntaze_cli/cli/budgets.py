@@ -57,6 +57,7 @@ def _render(console: Console, report: BudgetList) -> None:
                 for b in report.budgets
             ],
             right=["limit", "spent", "reserved", "remaining"],
+            whole=["budget", "state"],
         )
     )
 
