@@ -80,3 +80,10 @@ def test_the_route_answers_what_the_command_prints(
         doc.pop("generated_at")
     assert answer == cli
     assert answer["budgets"][0]["spent_nano"] == 123_456_789
+
+
+def test_a_tenant_quota_is_a_monthly_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUNTAZE_TENANTS__AGENCY_B__QUOTA_USD_MONTH", "300")
+    (quota,) = run("budgets", "list", "--json").json()["budgets"]
+    assert quota["name"] == "quota:agency_b" and quota["scope"] == {"tenant": "agency_b"}
+    assert (quota["period"], quota["limit_nano"]) == ("month", 300_000_000_000)
