@@ -42,12 +42,13 @@ class Batcher(Generic[T]):
         # (which, while a slow write holds the lock, would be a task per item).
         self._full_flush_pending = False
         self._warn = warn
+        self._writing = 0
         self.written = 0
 
     @property
     def pending(self) -> int:
-        """Items not written yet."""
-        return len(self._buffer)
+        """Items not written yet, those of a write in progress included."""
+        return len(self._buffer) + self._writing
 
     def add(self, item: T) -> None:
         self._buffer.append(item)
@@ -80,11 +81,14 @@ class Batcher(Generic[T]):
                 return
             batch, self._buffer = self._buffer, []
             self._full_flush_pending = False
+            self._writing = len(batch)
             try:
                 await asyncio.to_thread(self._write, batch)
             except BackendError:
                 self._buffer[:0] = batch
                 raise
+            finally:
+                self._writing = 0
             self.written += len(batch)
             self.written_batch(batch)
 
