@@ -82,6 +82,9 @@ _RELEASE = (
 class SQLiteReservationStore:
     """The ``ReservationStore`` protocol on one SQLite file; safe across threads and processes."""
 
+    # A reservation is one short local transaction: callers may make it on the event loop.
+    inline = True
+
     def __init__(self, path: Path, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.path = Path(path)
         self._clock = clock
