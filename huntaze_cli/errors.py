@@ -15,7 +15,8 @@ daemon to statuses in ``huntaze_cli.server.errors``.
     ├── BackendError                  exit 1   HTTP 503   ledger, queue, rate-limit store, AWS
     ├── ProviderError                 exit 1   HTTP 502   every provider attempt failed
     ├── DeliveryError                 exit 1   HTTP 502   the delivery sink failed
-    └── AlertError                    exit 1   HTTP 502   an alert channel could not send
+    ├── AlertError                    exit 1   HTTP 502   an alert channel could not send
+    └── BudgetExceeded                exit 3   HTTP 429   a budget has no room for the next call
 
 Errors about one input carry it as data: ``field`` (the parameter's name, e.g. ``since``
 or ``recipients``) and ``value``. The core never names a CLI flag: where a message refers
@@ -104,3 +105,14 @@ class DeliveryError(HuntazeError):
 
 class AlertError(HuntazeError):
     """An alert channel (email, SES, Slack, SNS, webhook) could not send an alert."""
+
+
+class BudgetExceeded(HuntazeError):
+    """A budget in scope has no room for a call's worst-case cost: generation pauses.
+
+    Raised before the provider is called, so nothing was spent; ``budget`` names it.
+    """
+
+    def __init__(self, message: str, *, budget: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.budget = budget

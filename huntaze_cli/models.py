@@ -41,6 +41,7 @@ EVENT_FIELDS = (
     "tenant",
     "experiment",
     "arm",
+    "budget_action",
 )
 
 
@@ -72,6 +73,8 @@ class CostEvent(BaseModel):
     # Set when an experiment assigned the request to one of its arms.
     experiment: str | None = Field(None, max_length=128)
     arm: str | None = Field(None, max_length=128)
+    # Set when a budget changed the call: "downgrade:<from>-><to>" or "throttle".
+    budget_action: str | None = Field(None, max_length=600)
 
     @field_validator(
         "campaign_id",
@@ -82,6 +85,7 @@ class CostEvent(BaseModel):
         "experiment",
         "arm",
         "response_model",
+        "budget_action",
     )
     @classmethod
     def _empty_is_none(cls, value: str | None) -> str | None:
@@ -156,6 +160,7 @@ class CostEvent(BaseModel):
             "tenant": self.tenant,
             "experiment": self.experiment,
             "arm": self.arm,
+            "budget_action": self.budget_action,
         }
 
     def to_json(self) -> str:
@@ -277,7 +282,7 @@ class ThresholdResult(_Report):
 
     name: str
     kind: str = "spend"
-    source: str = "global"  # global | config | stored
+    source: str = "global"  # global | config | budget | stored
     scope: dict[str, str] = Field(default_factory=dict)
     period: str  # the period's label: 2026-12-03 or 2026-12
     period_unit: str = "day"  # day | month
@@ -368,7 +373,13 @@ class HealthReport(_Report):
 # --- campaigns -------------------------------------------------------------------------
 
 CampaignState = Literal[
-    "estimating", "generating", "delivering", "completed", "completed_with_errors", "cancelled"
+    "estimating",
+    "generating",
+    "paused_budget",
+    "delivering",
+    "completed",
+    "completed_with_errors",
+    "cancelled",
 ]
 
 
@@ -403,6 +414,8 @@ class CampaignReport(_Report):
     resumed: bool = False
     # Why generation stopped early (every provider's circuit open, ...); resumable.
     error: str | None = None
+    # With state paused_budget: the budget in scope that has no room (or the fullest).
+    paused_by: str | None = None
     created_at: datetime
     updated_at: datetime
 

@@ -179,6 +179,7 @@ def test_example_config_is_current_valid_and_complete() -> None:
     expected = _model_keys(Config) - {"providers", "pricing.overrides", "experiments", "tenants"}
     from huntaze_cli.config import (
         AlertRule,
+        Budget,
         ExperimentConfig,
         PriceOverride,
         ProviderConfig,
@@ -189,6 +190,8 @@ def test_example_config_is_current_valid_and_complete() -> None:
     expected |= {f"experiments.{k}" for k in _model_keys(ExperimentConfig)}
     expected.discard("thresholds.rules")
     expected |= {f"thresholds.rules.{k}" for k in AlertRule.model_fields}
+    expected.discard("budgets.rules")
+    expected |= {f"budgets.rules.{k}" for k in Budget.model_fields}
     expected |= {f"providers.{k}" for k in _model_keys(ProviderConfig)}
     expected |= {f"pricing.overrides.{k}" for k in _model_keys(PriceOverride)}
     assert expected - documented == set()

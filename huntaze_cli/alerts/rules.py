@@ -26,7 +26,8 @@ from huntaze_cli.costs.periods import Period, day_period, month_period
 from huntaze_cli.money import pct, round_to_nano
 from huntaze_cli.storage.ledger import SCOPE_FIELDS, Counters, Ledger
 
-RuleSource = str  # "global" | "config" | "stored"
+RuleSource = str  # "global" | "config" | "budget" | "stored"
+BUDGET_RULE_PREFIX = "budget:"
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,10 @@ def all_rules(config: Config, stored: Iterable[AlertRule] = ()) -> list[Rule]:
     for rule in config.thresholds.rules:
         rules.append(from_config(rule, default_channels=channels, source="config"))
         taken.add(rule.name)
+    for derived in budget_rules(config, channels):
+        if derived.name not in taken:
+            rules.append(derived)
+            taken.add(derived.name)
     for rule in stored:
         if rule.name not in taken:
             rules.append(from_config(rule, default_channels=channels, source="stored"))
@@ -99,9 +104,31 @@ def all_rules(config: Config, stored: Iterable[AlertRule] = ()) -> list[Rule]:
     return rules
 
 
+def budget_rules(config: Config, channels: Sequence[str]) -> list[Rule]:
+    """A budget with ``on_soft = "alert"`` alerts through a spend rule of its own, named
+    ``budget:<budget>``, at ``soft_pct`` and at 100 % of its limit."""
+    from huntaze_cli.budgets import budgets_in_force
+
+    return [
+        Rule(
+            f"{BUDGET_RULE_PREFIX}{budget.name}",
+            "spend",
+            budget.scope.as_dict(),
+            budget.period,
+            round_to_nano(budget.limit_usd),
+            tuple(sorted({budget.soft_pct, 100})),
+            tuple(channels),
+            "budget",
+        )
+        for budget in budgets_in_force(config)
+        if budget.on_soft == "alert"
+    ]
+
+
 def config_rule_names(config: Config) -> set[str]:
     """Names a stored rule may not take (and that `thresholds delete` must refuse)."""
-    return set(GLOBAL_RULES) | {rule.name for rule in config.thresholds.rules}
+    names = set(GLOBAL_RULES) | {rule.name for rule in config.thresholds.rules}
+    return names | {rule.name for rule in budget_rules(config, ())}
 
 
 @dataclass

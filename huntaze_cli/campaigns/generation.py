@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 from huntaze_cli.campaigns.file import LoadedCampaign, render
 from huntaze_cli.campaigns.offload import off_loop, off_loop_on
 from huntaze_cli.config import Config
-from huntaze_cli.errors import BackendError, ConfigError, HuntazeError, NotFoundError
+from huntaze_cli.errors import (
+    BackendError,
+    BudgetExceeded,
+    ConfigError,
+    HuntazeError,
+    NotFoundError,
+)
 from huntaze_cli.llm.types import GenerationRequest, Message
 from huntaze_cli.models import (
     CampaignReport,
@@ -49,6 +55,11 @@ FLUSH_EVERY = 256
 GENERATION_LEASE_S = 60.0
 TENANT_SCAN = 1000  # a tenant's `status` looks for its campaigns among this many recent ones
 OWNER = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+# States of a campaign whose messages are still to be written (paused_budget: by a budget
+# with no room; it resumes by itself).
+GENERATING_STATES = ("estimating", "generating", "paused_budget")
 
 
 class GenerationBusy(HuntazeError):
@@ -274,7 +285,7 @@ def _by_key(store: CampaignStore, idempotency_key: str) -> CampaignRow | None:
 
 def needs_generation(store: CampaignStore, campaign: CampaignRow) -> bool:
     """Whether some message of the campaign still has to be written (or queued)."""
-    return campaign.state in ("estimating", "generating") or store.needs_generation(campaign.id)
+    return campaign.state in GENERATING_STATES or store.needs_generation(campaign.id)
 
 
 def _check_provider(config: Config, provider: str) -> None:
@@ -308,6 +319,9 @@ async def generate_campaign(
     Generation failures are recorded on the message (dead, with the error; a resume
     tries them again). A configuration error (no usable provider), or every provider's
     circuit open (ProvidersDown), stops the campaign: what is left stays pending.
+    A budget with no room (BudgetExceeded) stops it as ``paused_budget``, what is left
+    pending; `worker` and `serve` try it again (``orphaned`` lists it) and it goes on by
+    itself once the period turns or the limit is raised.
     Raises GenerationBusy when another live process is generating it.
     """
     if not await off_loop(store.claim_generation, campaign.id, OWNER, lease_s=lease_s):
@@ -335,7 +349,8 @@ async def generate_orphans(
 ) -> list[str]:
     """Finish campaigns left generating by a process that stopped; their ids.
 
-    Used by `worker` and `serve`. A campaign another process claims first is skipped;
+    Used by `worker` and `serve`, also for campaigns paused by a budget. A campaign
+    another process claims first, or still paused by its budget, is skipped;
     ProvidersDown and ConfigError propagate (nothing else could be generated either).
     """
     finished = []
@@ -347,7 +362,7 @@ async def generate_orphans(
             await generate_campaign(
                 store, queue, orchestrator, campaign, concurrency=concurrency, lease_s=lease_s
             )
-        except GenerationBusy:
+        except (GenerationBusy, BudgetExceeded):
             continue
         finished.append(campaign_id)
     return finished
@@ -423,7 +438,7 @@ async def _generate(
                 request = assigner.apply(request, message.recipient_id)
             try:
                 result = await orchestrator.generate(request)
-            except ProvidersDown as exc:
+            except (ProvidersDown, BudgetExceeded) as exc:
                 # Nothing can be served now: stop, leaving the rest pending to resume.
                 fatal.append(exc)
                 return
@@ -452,6 +467,8 @@ async def _generate(
         producer_task.cancel()
         await flush()  # also when cancelled (the daemon stopping): keep what was written
     if fatal:
+        if isinstance(fatal[0], BudgetExceeded):
+            await off_loop(store.set_state, campaign.id, "paused_budget")
         raise fatal[0]
     await off_loop(store.set_state, campaign.id, "delivering")
     await off_loop(store.refresh_state, campaign.id)

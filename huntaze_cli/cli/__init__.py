@@ -97,6 +97,7 @@ def _root(
 def _register() -> None:
     from huntaze_cli.cli import (
         alerts,
+        budgets,
         campaigns,
         config_cmd,
         costs,
@@ -115,6 +116,7 @@ def _register() -> None:
     app.add_typer(costs.app, name="costs")
     thresholds.register(app)
     alerts.register(app)
+    budgets.register(app)
     app.add_typer(config_cmd.app, name="config")
 
 

@@ -55,7 +55,9 @@ def send_campaign(
     worker` (or the same command with the same --idempotency-key) finishes it.
 
     Exit 0 when every message was sent (or queued with --no-wait), 1 when some failed
-    for good (see `huntaze status`), 2 for an invalid campaign file.
+    for good (see `huntaze status`), 2 for an invalid campaign file, 3 when a budget
+    has no room: the campaign is paused_budget, the rest stays pending, and a `worker`
+    or `serve` goes on by itself when the period turns or the limit is raised.
 
     Example: huntaze send-campaign examples/quickstart.toml --idempotency-key nov-ppv
     """
@@ -106,21 +108,29 @@ def resume(
 
 def _finish(st: Services, started: Started, *, wait: bool, as_json: bool) -> None:
     """Generate, deliver (unless not ``wait``), report; the exit code of the outcome."""
-    from huntaze_cli.cli.exit_codes import for_campaign
-    from huntaze_cli.errors import ProviderError
+    from huntaze_cli.cli.exit_codes import WARNING, for_campaign
+    from huntaze_cli.errors import BudgetExceeded, ProviderError
     from huntaze_cli.services import campaigns
 
     campaign = started.campaign
-    error: ProviderError | None = None
+    error: ProviderError | BudgetExceeded | None = None
     try:
         interrupted = _run(_send(st, started, wait=wait))
     except ProviderError as exc:  # every provider's circuit open: the rest stays pending
+        interrupted, error = False, exc
+    except BudgetExceeded as exc:  # paused: queued messages go on with a worker
         interrupted, error = False, exc
     final = campaigns.report(st, campaign.id, resumed=started.resumed)
     if error is not None:
         final.error = error.message
     emit(final, as_json=as_json, render=lambda console: _render_campaign(console, final))
     finish = f"`huntaze resume {campaign.id}`"
+    if isinstance(error, BudgetExceeded):
+        sys.stderr.write(f"paused: {error.message}\n")
+        sys.stderr.write(
+            f"hint: {error.hint}; a running `huntaze worker` or `serve` resumes it, or {finish}\n"
+        )
+        raise typer.Exit(WARNING)
     if error is not None:
         sys.stderr.write(f"error: {error.message}\n")
         sys.stderr.write(f"hint: the rest stays pending; {finish} finishes it\n")
@@ -433,6 +443,8 @@ def _render_campaign(console: Console, report: CampaignReport) -> None:
         ("estimated", estimated),
         ("eta", f"{report.eta_seconds:,.0f} s"),
     ]
+    if report.paused_by:
+        figures.append(("paused by budget", report.paused_by))
     console.print(table(None, ["", "value"], figures, right=["value"]))
     if report.providers:
         console.print(

@@ -3,7 +3,7 @@
 0    success: sent, healthy, within thresholds
 1    operational failure; unhealthy; some messages failed for good; alert unsent
 2    bad input: usage error, invalid campaign file, invalid config
-3    warning state: health degraded, a threshold breached
+3    warning state: health degraded, a threshold breached, a budget paused a campaign
 130  interrupted (Ctrl-C); the rest stays queued
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from huntaze_cli.errors import ConfigError, HuntazeError, InputError, UsageError
+from huntaze_cli.errors import BudgetExceeded, ConfigError, HuntazeError, InputError, UsageError
 
 if TYPE_CHECKING:
     from huntaze_cli.models import CampaignReport
@@ -27,7 +27,10 @@ _HEALTH = {"healthy": OK, "unhealthy": FAILED, "degraded": WARNING}
 
 
 def for_error(exc: HuntazeError) -> int:
-    """2 for what the user can fix in their input or config, 1 for everything else."""
+    """2 for what the user can fix in their input or config, 3 for a budget with no room,
+    1 for everything else."""
+    if isinstance(exc, BudgetExceeded):
+        return WARNING
     return BAD_INPUT if isinstance(exc, UsageError | InputError | ConfigError) else FAILED
 
 

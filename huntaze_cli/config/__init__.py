@@ -31,6 +31,7 @@ from huntaze_cli.config.alerting import (
     RuleScope,
     ThresholdsConfig,
 )
+from huntaze_cli.config.budgets import Budget, BudgetsConfig, BudgetScope
 from huntaze_cli.config.experiments import _NAME, ArmConfig, ExperimentConfig, ExperimentScope
 from huntaze_cli.config.section import (
     APP_NAME,
@@ -77,6 +78,9 @@ __all__ = [
     "ArmConfig",
     "AutoRoutingConfig",
     "BackoffConfig",
+    "Budget",
+    "BudgetScope",
+    "BudgetsConfig",
     "CampaignsConfig",
     "Config",
     "DeliveryConfig",
@@ -125,6 +129,7 @@ class Config(_Section):
     experiments: dict[str, ExperimentConfig] = Field(
         default_factory=dict, description="experiment name = arms, split, scope"
     )
+    budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
     tenants: dict[str, TenantConfig] = Field(
         default_factory=dict, description="tenant name = token_env, quotas, markup_pct"
     )

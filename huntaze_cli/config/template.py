@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from huntaze_cli.config import (
     AlertRule,
     ArmConfig,
+    Budget,
     Config,
     ExperimentConfig,
     ExperimentScope,
@@ -72,6 +73,19 @@ TABLE_ARRAY_EXAMPLES: dict[str, tuple[type[BaseModel], dict[str, Any]]] = {
             "limit_usd": 20,
             "levels": [50, 80, 100],
             "channels": ["slack", "email"],
+        },
+    ),
+    "budgets.rules": (
+        Budget,
+        {
+            "name": "agency_a-month",
+            "scope": {"tenant": "agency_a"},
+            "period": "month",
+            "limit_usd": 300,
+            "soft_pct": 80,
+            "on_soft": "downgrade",
+            "downgrade": {"gpt-4o": "gpt-4o-mini"},
+            "throttle_concurrency": 2,
         },
     ),
 }

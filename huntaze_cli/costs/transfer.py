@@ -128,7 +128,7 @@ def csv_records(
 
 _NULLABLE = {
     "deployment", "response_model", "error_kind", "route_reason", "campaign_id", "account",
-    "experiment", "arm", "cost_usd",
+    "experiment", "arm", "budget_action", "cost_usd",
 }  # fmt: skip
 
 

@@ -94,6 +94,7 @@ class AttemptRecorder:
             "tenant": request.tenant,
             "experiment": request.experiment,
             "arm": request.arm,
+            "budget_action": request.budget_action,
         }
         fields.update(outcome)
         return CostEvent.model_construct(**fields)  # type: ignore[arg-type]

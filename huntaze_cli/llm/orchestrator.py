@@ -22,9 +22,11 @@ from huntaze_cli.clock import SYSTEM_CLOCK, Clock
 from huntaze_cli.config import Config
 from huntaze_cli.errors import ConfigError, HuntazeError, ProviderError
 from huntaze_cli.llm.accounting import AttemptRecorder
+from huntaze_cli.llm.budget_gate import UNBOUNDED_OUTPUT_TOKENS
 from huntaze_cli.llm.circuit import CircuitBreaker
 from huntaze_cli.llm.ledger_writer import LedgerWriter, new_attempt_id
 from huntaze_cli.llm.routing import HealthWindow, LatencyTracker, Router
+from huntaze_cli.llm.tokens import estimate_input_tokens
 from huntaze_cli.llm.types import (
     Attempt,
     Completion,
@@ -32,10 +34,12 @@ from huntaze_cli.llm.types import (
     GenerationResult,
     Provider,
     ProviderFailure,
+    Usage,
 )
 from huntaze_cli.retry import backoff_s
 
 if TYPE_CHECKING:
+    from huntaze_cli.llm.budget_gate import BudgetGate
     from huntaze_cli.llm.pricing import PriceBook
     from huntaze_cli.observability.cloudwatch import CallMetricsPublisher
     from huntaze_cli.observability.metrics import Metrics
@@ -87,8 +91,10 @@ class Orchestrator:
         cloudwatch: CallMetricsPublisher | None = None,
         clock: Clock = SYSTEM_CLOCK,
         journal: CostJournal | None = None,
+        budget: BudgetGate | None = None,
     ) -> None:
         self.config = config
+        self.budget = budget
         self.routing = config.routing
         self.providers = dict(providers)
         self.prices = prices
@@ -141,8 +147,10 @@ class Orchestrator:
         ledger: Ledger | None,
         metrics: Metrics | None = None,
         warn: Callable[[str], None] | None = None,
+        budget: BudgetGate | None = None,
     ) -> Orchestrator:
-        """Everything built from config: providers, price book, shared breaker state."""
+        """Everything built from config: providers, price book, shared breaker state;
+        ``budget`` (built by the services from [budgets]) gates every attempt."""
         from huntaze_cli.llm.pricing import PriceBook
         from huntaze_cli.llm.providers import build_providers
         from huntaze_cli.storage import open_provider_state
@@ -177,6 +185,7 @@ class Orchestrator:
             warn=warn,
             cloudwatch=cloudwatch,
             journal=journal,
+            budget=budget,
         )
 
     def _unit_price(self, provider: str, model: str) -> Decimal | None:
@@ -186,6 +195,15 @@ class Orchestrator:
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         """Write one message; raises GenerationFailed when no attempt succeeds."""
         self._adopt_shared_state()
+        throttle = None
+        if self.budget is not None:
+            request, throttle = await self.budget.soft(request)
+        if throttle is not None:
+            async with throttle:
+                return await self._generate(request)
+        return await self._generate(request)
+
+    async def _generate(self, request: GenerationRequest) -> GenerationResult:
         async with self._semaphore:
             try:
                 result = await self._attempts(request)
@@ -196,6 +214,16 @@ class Orchestrator:
             if self.metrics:
                 self.metrics.generations.labels("ok").inc()
             return result
+
+    def worst_case_nano(self, request: GenerationRequest, provider: Provider) -> int | None:
+        """The most an attempt of ``request`` on ``provider`` can cost: estimated input
+        tokens at the input price plus ``max_tokens`` at the output price (None: unpriced)."""
+        price = self.prices.price(provider.name, provider.kind, request.model)
+        if price is None:
+            return None
+        output = request.max_tokens or UNBOUNDED_OUTPUT_TOKENS
+        usage = Usage(input_tokens=estimate_input_tokens(request), output_tokens=output)
+        return self.prices.cost_nano(price, usage)
 
     def _adopt_shared_state(self) -> None:
         """Every few seconds: open the breakers other processes (hosts) opened."""
@@ -218,6 +246,7 @@ class Orchestrator:
         plan = self.router.plan(request)
         # A pass-through request names the providers that serve its model.
         excluded = set() if request.only is None else set(plan.order) - request.only
+        budget = self.budget
         ready_at: dict[str, float] = {}
         failures_on: dict[str, int] = {}
         attempts: list[Attempt] = []
@@ -262,6 +291,15 @@ class Orchestrator:
                     self.metrics.fallbacks.labels(previous, pick, last.kind).inc()
             provider = self.providers[pick]
             breaker = self.breakers[pick]
+            hold = None
+            if budget is not None:
+                try:
+                    hold = await budget.reserve(
+                        request, provider=pick, worst_nano=self.worst_case_nano(request, provider)
+                    )
+                except BaseException:
+                    breaker.release()  # nothing was called: a half-open probe is not used
+                    raise
             attempt_id = new_attempt_id()
             self.recorder.begin(request, provider, attempt_id, reason)
             started = time.perf_counter()
@@ -269,18 +307,19 @@ class Orchestrator:
                 completion = await provider.complete(request, timeout=timeout)
             except ProviderFailure as failure:
                 latency_ms = (time.perf_counter() - started) * 1000
-                attempts.append(
-                    self.recorder.record(
-                        request,
-                        provider,
-                        attempt_id,
-                        reason,
-                        latency_ms,
-                        failure.usage,
-                        None,
-                        failure,
-                    )
+                failed = self.recorder.record(
+                    request,
+                    provider,
+                    attempt_id,
+                    reason,
+                    latency_ms,
+                    failure.usage,
+                    None,
+                    failure,
                 )
+                attempts.append(failed)
+                if hold is not None and budget is not None:
+                    budget.settle(hold, failed.cost_nano)
                 last, previous = failure, pick
                 if failure.kind == "auth":
                     breaker.failure(failure.kind, failure.message, misconfigured=True)
@@ -304,6 +343,8 @@ class Orchestrator:
             except ConfigError as exc:
                 # The provider cannot be used at all (a missing key): not an attempt.
                 self.recorder.forget(attempt_id)
+                if hold is not None and budget is not None:
+                    budget.settle(hold, 0)
                 breaker.failure("auth", exc.message, misconfigured=True)
                 excluded.add(pick)
                 config_errors.append(exc)
@@ -327,6 +368,8 @@ class Orchestrator:
                 None,
             )
             attempts.append(attempt)
+            if hold is not None and budget is not None:
+                budget.settle(hold, attempt.cost_nano)
             return self._result(request, provider, completion, attempt, attempts)
         if config_errors and not attempts:
             raise config_errors[0]
@@ -444,6 +487,8 @@ class Orchestrator:
     async def aclose(self) -> None:
         """Write every pending cost event and metric, then close provider clients."""
         try:
+            if self.budget is not None:
+                await self.budget.aclose()
             await self.recorder.aclose()
         finally:
             for provider in self.providers.values():

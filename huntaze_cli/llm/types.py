@@ -52,6 +52,7 @@ class GenerationRequest:
     body: dict[str, Any] | None = None
     stream: bool = False
     only: frozenset[str] | None = None
+    budget_action: str | None = None  # set when a budget changed the call (ledger field)
 
 
 @dataclass(slots=True)

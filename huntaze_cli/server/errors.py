@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from huntaze_cli.errors import (
     AlertError,
     BackendError,
+    BudgetExceeded,
     ConfigError,
     ConflictError,
     DeliveryError,
@@ -42,6 +43,7 @@ _STATUS: tuple[tuple[type[HuntazeError], int], ...] = (
     (ProviderError, 502),
     (DeliveryError, 502),
     (AlertError, 502),
+    (BudgetExceeded, 429),
 )
 
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from huntaze_cli.observability.metrics import Metrics
     from huntaze_cli.sinks import Sink
     from huntaze_cli.storage.alerts import AlertStore
+    from huntaze_cli.storage.budgets import ReservationStore
     from huntaze_cli.storage.campaigns import CampaignStore
     from huntaze_cli.storage.ledger import Ledger
     from huntaze_cli.storage.queue import DeliveryQueue
@@ -86,6 +87,11 @@ class Services:
 
         return self._get("alert_store", open_alert_store)
 
+    def reservations(self) -> ReservationStore:
+        from huntaze_cli.storage import open_reservation_store
+
+        return self._get("reservations", open_reservation_store)
+
     def store(self) -> CampaignStore:
         from huntaze_cli.storage import open_campaign_store
 
@@ -126,12 +132,18 @@ class Services:
         decides whether cost events are written (``[flags] cost_tracking``).
         """
         from huntaze_cli.llm.orchestrator import Orchestrator
+        from huntaze_cli.services.budgets import budget_gate
 
         ledger = self.ledger()
         if wrap_ledger is not None:
             ledger = wrap_ledger(ledger)
+        config = config or self.config()
         return Orchestrator.from_config(
-            config or self.config(), ledger=ledger, metrics=metrics, warn=warn
+            config,
+            ledger=ledger,
+            metrics=metrics,
+            warn=warn,
+            budget=budget_gate(self, config, warn=warn),
         )
 
     def close(self) -> None:

@@ -231,6 +231,10 @@ def report(
     result = campaign_report(services.config(), services.store(), services.ledger(), campaign_id)
     if resumed is not None:
         result.resumed = resumed
+    if result.state == "paused_budget":
+        from huntaze_cli.services.budgets import paused_by
+
+        result.paused_by = paused_by(services, result.tenant, result.account, result.campaign_id)
     return result
 
 

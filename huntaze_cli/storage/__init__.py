@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from huntaze_cli.clock import Clock
     from huntaze_cli.config import Config
     from huntaze_cli.storage.alerts import AlertStore
+    from huntaze_cli.storage.budgets import ReservationStore
     from huntaze_cli.storage.campaigns import CampaignStore
     from huntaze_cli.storage.ledger import Ledger
     from huntaze_cli.storage.providers import ProviderStateStore
@@ -85,3 +86,14 @@ def open_alert_store(config: Config) -> AlertStore:
     from huntaze_cli.storage.sqlite.alerts import SQLiteAlertStore
 
     return SQLiteAlertStore.from_config(config)
+
+
+def open_reservation_store(config: Config) -> ReservationStore:
+    """Budget reservations, kept where the ledger is (a file beside it, or its table)."""
+    if config.ledger.backend == "dynamodb":
+        from huntaze_cli.storage.aws.dynamodb_budgets import DynamoDBReservationStore
+
+        return DynamoDBReservationStore.from_config(config)
+    from huntaze_cli.storage.sqlite.budgets import SQLiteReservationStore
+
+    return SQLiteReservationStore.from_config(config)

@@ -157,7 +157,8 @@ class CampaignStore(Protocol):
         ...
 
     def orphaned(self, *, limit: int = 10) -> list[str]:
-        """Campaigns left generating with no live lease, oldest first (at most ``limit``)."""
+        """Campaigns left generating, or paused by a budget (``paused_budget``), with no
+        live lease, oldest first (at most ``limit``): a worker tries them again."""
         ...
 
     # --- messages --------------------------------------------------------------------

@@ -75,6 +75,7 @@ AdminOnly = Depends(require_admin)
 def routers() -> list[APIRouter]:
     from huntaze_cli.server.routes import (
         alerts,
+        budgets,
         campaigns,
         costs,
         dashboard,
@@ -91,6 +92,7 @@ def routers() -> list[APIRouter]:
         costs.router,
         reports.router,
         alerts.router,
+        budgets.router,
         optimization.router,
         metrics.router,
         dashboard.router,

@@ -285,17 +285,19 @@ class DynamoDBCampaignStore:
         return item["gen_owner"]["S"] if live else None
 
     def orphaned(self, *, limit: int = 10) -> list[str]:
-        """Among the 100 newest campaigns (the ``lists`` index), those generating with no
-        live lease, oldest first. An ``estimating`` campaign is one whose creator died
-        while storing its recipients: it is not generated from half its list."""
+        """Among the 100 newest campaigns (the ``lists`` index), those generating (or paused
+        by a budget) with no live lease, oldest first. An ``estimating`` campaign is one
+        whose creator died while storing its recipients: it is not generated from half
+        its list."""
         now = self._t.clock.time()
         found = []
         for campaign in reversed(self.recent(100)):
-            if campaign.state != "generating":
+            if campaign.state not in ("generating", "paused_budget"):
                 continue
             item = self._t.item(*campaign_key(campaign.id))  # the index may lag the lease
             lease_until = lease_until_of(item) if item else now
-            if item and item["state"]["S"] == "generating" and lease_until < now:
+            state = item["state"]["S"] if item else None
+            if state in ("generating", "paused_budget") and lease_until < now:
                 found.append(campaign.id)
                 if len(found) == limit:
                     break

@@ -48,7 +48,7 @@ MAX_SORT_KEY_BYTES = 1000
 
 _OPTIONAL_EVENT_FIELDS = (
     "deployment", "response_model", "error_kind", "route_reason", "campaign_id", "account",
-    "experiment", "arm",
+    "experiment", "arm", "budget_action",
 )  # fmt: skip
 _INT_EVENT_FIELDS = ("input_tokens", "cached_input_tokens", "output_tokens", "cost_nano")
 
@@ -413,6 +413,7 @@ def _size_estimate(event: CostEvent) -> int:
             event.tenant,
             event.experiment,
             event.arm,
+            event.budget_action,
         )
         if value
     )

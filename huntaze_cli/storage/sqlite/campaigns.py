@@ -423,10 +423,11 @@ class SQLiteCampaignStore:
         return str(rows[0][0]) if rows else None
 
     def orphaned(self, *, limit: int = 10) -> list[str]:
-        """Campaigns left generating with no live lease, oldest first."""
+        """Campaigns left generating (or paused by a budget) with no live lease, oldest first."""
         rows = self._read(
             "SELECT c.id FROM campaigns c LEFT JOIN generation_leases l ON l.campaign_id = c.id "
-            "WHERE c.state IN ('estimating', 'generating') AND (l.until IS NULL OR l.until < ?) "
+            "WHERE c.state IN ('estimating', 'generating', 'paused_budget') "
+            "AND (l.until IS NULL OR l.until < ?) "
             "ORDER BY c.created_at LIMIT ?",
             (self._now(), limit),
         )

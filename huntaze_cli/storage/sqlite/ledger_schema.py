@@ -198,6 +198,8 @@ LEDGER_MIGRATIONS: list[Migration] = [
         FROM events GROUP BY 1, 2, 3, 4, 5, 6;
         """,
     ),
+    # What a budget changed about a call (a downgraded model, a throttle); no rollup.
+    ("ledger_006_budget_action", "ALTER TABLE events ADD COLUMN budget_action TEXT;"),
 ]
 
 
