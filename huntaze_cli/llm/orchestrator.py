@@ -356,7 +356,9 @@ class Orchestrator:
             breaker.success()
             self.latency.observe(pick, latency_ms)
             if completion.stream is not None:
-                return self._streamed(request, provider, completion, attempt_id, reason, started)
+                return self._streamed(
+                    request, provider, completion, attempt_id, reason, started, hold
+                )
             attempt = self.recorder.record(
                 request,
                 provider,
@@ -428,9 +430,11 @@ class Orchestrator:
         attempt_id: str,
         reason: str,
         started: float,
+        hold: object | None,
     ) -> GenerationResult:
-        """A stream's first event came: its attempt is recorded when it ends (its usage
-        comes last), fails, or is closed by a client that went away."""
+        """A stream's first event came: its attempt is recorded, and its budget hold
+        settled, when it ends (its usage comes last), fails, or is closed by a client
+        that went away."""
         from huntaze_cli.llm.passthrough import RecordingStream
 
         assert completion.stream is not None
@@ -438,7 +442,7 @@ class Orchestrator:
 
         def ended(failure: ProviderFailure | None) -> None:
             usage = upstream.usage or (failure.usage if failure else completion.usage)
-            self.recorder.record(
+            attempt = self.recorder.record(
                 request,
                 provider,
                 attempt_id,
@@ -448,6 +452,8 @@ class Orchestrator:
                 upstream.response_model,
                 failure,
             )
+            if hold is not None and self.budget is not None:
+                self.budget.settle(hold, attempt.cost_nano)
 
         return GenerationResult(
             text="",

@@ -75,7 +75,8 @@ def gateway_error(exc: HuntazeError) -> tuple[int, dict[str, Any]]:
     """The status and OpenAI-shaped body for an error of a /v1 request.
 
     400 for a body that cannot be routed, 404 for a model no provider serves, 429 when
-    the last provider tried was rate limited, the upstream's own 4xx status when it
+    the last provider tried was rate limited or a budget in scope is full
+    (``budget_exceeded``), the upstream's own 4xx status when it
     refused the request, 502 when every attempt failed, 503 when no provider could be
     tried at all (circuits open, none configured). Messages are the scrubbed ones of
     the HuntazeError tree: never a key.
@@ -94,6 +95,9 @@ def gateway_error(exc: HuntazeError) -> tuple[int, dict[str, Any]]:
             status = upstream
             if upstream == 404:
                 code = "model_not_found"
+    elif isinstance(exc, BudgetExceeded):
+        # OpenAI answers a spent quota with 429 too; the code names our cause.
+        status, type_, code = 429, "insufficient_quota", "budget_exceeded"
     elif isinstance(exc, ConfigError):
         status, type_, code = 503, "api_error", "no_provider_configured"
     else:

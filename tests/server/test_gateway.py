@@ -379,3 +379,46 @@ def test_a_tenant_tokens_calls_are_booked_to_its_tenant(gateway: Callable[..., S
     sdk(served, key="a-secret").chat.completions.create(model=MODEL, messages=HELLO)
     sdk(served, key="admin-secret").chat.completions.create(model=MODEL, messages=HELLO)
     assert sorted(e.tenant for e in events(served, 2)) == ["agency_a", "default"]
+
+
+BUDGETED = (
+    '\n[server]\ntoken_env = "GW_ADMIN"\n\n[tenants.agency_a]\ntoken_env = "GW_A"\n\n'
+    "[budgets]\nreservation_ttl_s = 600\n\n"
+    '[[budgets.rules]]\nname = "agency_a-day"\nscope = { tenant = "agency_a" }\n'
+    'period = "day"\nlimit_usd = "{limit}"\n'
+)
+TOKENS = {"GW_ADMIN": "admin-secret", "GW_A": "a-secret"}
+
+
+def test_a_full_budget_answers_429_budget_exceeded(
+    gateway: Callable[..., Served], upstream: FakeLLM
+) -> None:
+    served = gateway(env=TOKENS, extra=BUDGETED.replace("{limit}", "0.000001"))
+    with pytest.raises(openai.RateLimitError) as refused:
+        sdk(served, key="a-secret").chat.completions.create(model=MODEL, messages=HELLO)
+    assert refused.value.code == "budget_exceeded"
+    assert "agency_a-day" in refused.value.message
+    assert upstream.count() == 0  # refused before any provider was called
+    # The budget covers agency_a only: the admin's traffic goes on.
+    answer = sdk(served, key="admin-secret").chat.completions.create(model=MODEL, messages=HELLO)
+    assert answer.choices[0].message.content
+
+
+def test_a_streamed_call_settles_its_budget_reservation(gateway: Callable[..., Served]) -> None:
+    served = gateway(env=TOKENS, extra=BUDGETED.replace("{limit}", "1"))
+    stream = sdk(served, key="a-secret").chat.completions.create(
+        model=MODEL, messages=HELLO, stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    [event] = events(served, 1)
+
+    def settled() -> dict[str, Any] | None:
+        answer = httpx.get(
+            served.url + "/api/v2/costs/budgets",
+            headers={"Authorization": "Bearer admin-secret"},
+        )
+        [budget] = [b for b in answer.json()["budgets"] if b["name"] == "agency_a-day"]
+        return budget if budget["reserved_nano"] == 0 and budget["spent_nano"] else None
+
+    budget = wait_for(settled)
+    assert budget["spent_nano"] == event.cost_nano > 0
