@@ -489,5 +489,8 @@ class CountingLimiter:
             self._metrics.ratelimit_wait.observe(grant.retry_after_s)
         return grant
 
+    def take_quota(self, key: str, period: str, limit: int, *, expires_at: Any) -> bool:
+        return self._limiter.take_quota(key, period, limit, expires_at=expires_at)
+
     def close(self) -> None:
         self._limiter.close()
