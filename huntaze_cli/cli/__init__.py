@@ -101,6 +101,7 @@ def _register() -> None:
         config_cmd,
         costs,
         health,
+        invoices,
         optimization,
         reports,
         serve,
@@ -112,6 +113,7 @@ def _register() -> None:
     serve.register(app)
     optimization.register(app, costs.app)
     reports.register(costs.app)
+    invoices.register(costs.app)
     app.add_typer(costs.app, name="costs")
     thresholds.register(app)
     alerts.register(app)
