@@ -33,7 +33,7 @@ class Alert:
 
     alert_id: str
     rule: str
-    kind: str  # spend | forecast | anomaly | test
+    kind: str  # spend | forecast | anomaly | test | invoice
     scope: dict[str, str]
     period: str  # day | month
     period_label: str  # 2026-12-03 | 2026-12
@@ -55,7 +55,12 @@ class Alert:
         return self.kind == "test"
 
     def headline(self) -> str:
-        """One line: rule, scope, observed vs limit."""
+        """One line: rule, scope, observed vs limit (an invoice: its total)."""
+        if self.kind == "invoice":
+            return (
+                f"invoice {self.period_label} for {scope_label(self.scope)}: "
+                f"{format_usd(self.observed_nano, 2)} (`huntaze costs invoice`)"
+            )
         what = {
             "forecast": "is forecast to reach",
             "anomaly": "spend anomaly at",
@@ -127,8 +132,14 @@ class Notice:
             out += [
                 alert.headline(),
                 f"  kind: {alert.kind}; period {alert.period_label} ({self.timezone})",
-                f"  limit:    {format_usd(alert.limit_nano)}",
-                f"  observed: {format_usd(alert.observed_nano)}",
+                *(
+                    [f"  total:    {format_usd(alert.observed_nano)}"]
+                    if alert.kind == "invoice"
+                    else [
+                        f"  limit:    {format_usd(alert.limit_nano)}",
+                        f"  observed: {format_usd(alert.observed_nano)}",
+                    ]
+                ),
             ]
             if alert.contributors:
                 out.append("  top contributors:")

@@ -6,7 +6,9 @@ another. For each message: take a rate-limit slot (waiting if the window is full
 wait longer than the lease returns the message to the queue instead), hand it to the
 sink stamped with the slot's time, then record the outcome in the campaign store before
 acking the queue, so a crash at any point leaves the message leasable again and the
-idempotency key makes the replay harmless.
+idempotency key makes the replay harmless. A tenant with a daily quota
+(``campaigns.quota``) gets at most that many deliveries a day; its other messages go
+back to the queue, due when its day turns.
 
 Every store, queue, limiter and sink call runs off the event loop (``offload``), so the
 loop stays free for whatever shares it (the HTTP API of `huntaze serve`). What the worker
@@ -26,6 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from huntaze_cli.campaigns.offload import off_loop
+from huntaze_cli.campaigns.quota import DeliveryQuotas
 from huntaze_cli.clock import SYSTEM_CLOCK, Clock
 from huntaze_cli.config import Config
 from huntaze_cli.errors import ConfigError, DeliveryError
@@ -46,6 +49,7 @@ class WorkerStats:
     retried: int = 0
     dead: int = 0
     released: int = 0
+    over_quota: int = 0  # put back until the tenant's day turns
     stale: int = 0  # an outcome not recorded: the lease had passed to another worker
 
 
@@ -76,6 +80,7 @@ class DeliveryWorker:
         self.poll_s = poll_s
         self.on_event = on_event
         self.stats = WorkerStats()
+        self.quotas = DeliveryQuotas(config, limiter, store)
         self.worker_id = f"w_{secrets.token_hex(4)}"
         self.clock = clock
         self.started_at = clock.now()
@@ -162,6 +167,15 @@ class DeliveryWorker:
                     await off_loop(self.queue.release, rest, delay_s=0)
                     self.stats.released += 1
                 return
+            if self.quotas.active:
+                wait = await asyncio.to_thread(
+                    self.quotas.take, lease.item.campaign_id, now=self.clock.now()
+                )
+                if wait > 0:
+                    await off_loop(self.queue.release, lease, delay_s=wait)
+                    self.stats.over_quota += 1
+                    self._emit("over_quota", lease)
+                    continue
             await self._deliver(lease, grant.at or self.clock.now())
 
     async def _deliver(self, lease: Lease, sent_at: datetime) -> None:

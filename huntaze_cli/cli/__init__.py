@@ -102,6 +102,7 @@ def _register() -> None:
         config_cmd,
         costs,
         health,
+        invoices,
         optimization,
         reports,
         serve,
@@ -113,6 +114,7 @@ def _register() -> None:
     serve.register(app)
     optimization.register(app, costs.app)
     reports.register(costs.app)
+    invoices.register(costs.app)
     app.add_typer(costs.app, name="costs")
     thresholds.register(app)
     alerts.register(app)

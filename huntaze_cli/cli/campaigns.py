@@ -348,6 +348,7 @@ def worker(
         "retried": stats.retried,
         "dead": stats.dead,
         "released": stats.released,
+        "over_quota": stats.over_quota,
     }
     emit(
         result,

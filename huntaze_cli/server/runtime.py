@@ -50,6 +50,7 @@ T = TypeVar("T")
 STATS_TTL_S = 1.0
 WORKER_STOP_S = 20.0  # a webhook delivery in flight may take its timeout (10 s) to finish
 WORKER_RESTART_S = 5.0
+BILLING_EVERY_S = 3600.0  # how often serve looks for a closed month to invoice
 # Sections whose backends are opened once at start: a change needs a restart.
 RESTART_SECTIONS = ("ledger", "queue", "rate_limit", "delivery", "server")
 
@@ -76,8 +77,10 @@ class Runtime:
         self.loop = Services.with_config(config, config_path=config_path)
         # Alert evaluation runs in its own thread with its own connections.
         self.checks = Services.with_config(config, config_path=config_path)
-        # So does fitting the day's forecast ahead of the first request.
+        # So does fitting the day's forecast ahead of the first request, and the monthly
+        # billing run.
         self.forecasts = Services.with_config(config, config_path=config_path)
+        self.billing = Services.with_config(config, config_path=config_path)
         self.store_lock = threading.Lock()
         self.metrics_lock = threading.Lock()
         self.stats = StatsCache(STATS_TTL_S)
@@ -87,6 +90,7 @@ class Runtime:
         self._orphan_task: asyncio.Task[None] | None = None
         self._alerts_task: asyncio.Task[None] | None = None
         self._forecast_task: asyncio.Task[None] | None = None
+        self._billing_task: asyncio.Task[None] | None = None
         self._generations: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self._opened = False
@@ -141,6 +145,7 @@ class Runtime:
         self._forecast_task = asyncio.create_task(
             costs.keep_forecast_warm(self.forecasts, self._stopping.is_set)
         )
+        self._billing_task = asyncio.create_task(self._bill())
         _on_signal("SIGHUP", self.reload)
         log.info(
             "daemon started",
@@ -158,6 +163,8 @@ class Runtime:
             self._alerts_task.cancel()
         if self._forecast_task is not None:
             self._forecast_task.cancel()  # a fit in its thread finishes on its own
+        if self._billing_task is not None:
+            self._billing_task.cancel()
         if self.worker is not None and self._worker_task is not None:
             self.worker.stop()
             try:
@@ -177,6 +184,7 @@ class Runtime:
             self.http.close()
             self.checks.close()
             self.forecasts.close()
+            self.billing.close()
             self._opened = False
         log.info("daemon stopped")
 
@@ -237,6 +245,27 @@ class Runtime:
                     log.error("evaluating alert rules failed", extra={"error": exc.message})
             try:  # a reload may turn the evaluation on: look again a minute later
                 await asyncio.wait_for(self._stopping.wait(), interval if interval > 0 else 60)
+            except TimeoutError:
+                continue
+
+    async def _bill(self) -> None:
+        """Once the month has closed, write every tenant's invoice under the data dir and
+        announce it (services.invoices.bill_closed_month: once across restarts and hosts);
+        looked at on start and every ``BILLING_EVERY_S``."""
+        from huntaze_cli.services.invoices import bill_closed_month
+
+        while not self._stopping.is_set():
+            if self.config.tenants:
+                try:
+                    run = await asyncio.to_thread(bill_closed_month, self.billing)
+                    for path in run.written:
+                        log.info("invoice written", extra={"path": path})
+                    for error in run.errors:
+                        log.warning("invoice not done", extra={"error": error})
+                except HuntazeError as exc:
+                    log.error("billing run failed", extra={"error": exc.message})
+            try:
+                await asyncio.wait_for(self._stopping.wait(), BILLING_EVERY_S)
             except TimeoutError:
                 continue
 
@@ -314,6 +343,7 @@ class Runtime:
         self.loop.reload(config)
         self.checks.reload(config)
         self.forecasts.reload(config)
+        self.billing.reload(config)
         assert self.generator is not None
         self.generator.swap(orchestrator)
         self.stats.invalidate()
@@ -488,6 +518,9 @@ class CountingLimiter:
             self._metrics.ratelimit_acquires.labels("wait").inc()
             self._metrics.ratelimit_wait.observe(grant.retry_after_s)
         return grant
+
+    def take_quota(self, key: str, period: str, limit: int, *, expires_at: Any) -> bool:
+        return self._limiter.take_quota(key, period, limit, expires_at=expires_at)
 
     def close(self) -> None:
         self._limiter.close()

@@ -5,6 +5,10 @@ slots, across every process sharing the backend (a sliding-window log: the grant
 of the last ``messages`` slots). A worker takes a slot immediately before it hands a
 message to the sink and stamps the message's ``sent_at`` with the slot's time; a
 message that may not go yet waits, it is never dropped. Accounts are independent.
+
+The same store keeps delivery quotas (``take_quota``): a counter per key and period
+(a tenant's deliveries of one day, ``[tenants.<name>] quota_messages_day``) raised only
+while it is below the limit, atomically across every process and host sharing it.
 """
 
 from __future__ import annotations
@@ -38,6 +42,15 @@ class RateLimiter(Protocol):
 
         Never blocks; waiting is the caller's job. ``now`` is for tests only; the
         implementation stamps grants with its own clock otherwise.
+        """
+        ...
+
+    def take_quota(self, key: str, period: str, limit: int, *, expires_at: datetime) -> bool:
+        """Count one against ``key`` in ``period`` if fewer than ``limit`` are counted.
+
+        True when counted; False (and nothing written) when the quota is used up. The
+        check and the count are one atomic step across processes and hosts, so no two
+        callers ever take the last unit. ``expires_at``: when the counter may be dropped.
         """
         ...
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -94,6 +95,7 @@ def _aim(world: dict[str, Any]) -> dict[str, str]:
         "name": EXPERIMENT,  # /experiments/{name}; thresholds/{name} gets RULE_A below
         "alert_id": world["alert_id"],
         "by": "tenant",
+        "month": "last",
     }
 
 
@@ -242,6 +244,17 @@ def test_a_tenant_sees_its_own_and_the_admin_sees_all(world: dict[str, Any]) -> 
     assert a.get("/api/health/hybrid-orchestrator").status_code == 200
     deep = a.get("/api/health/hybrid-orchestrator", params={"deep": "true"})
     assert deep.status_code == 403
+    # Invoices: a tenant gets its own (this month's, with A's spend), never another's.
+    month = {"month": datetime.now(UTC).strftime("%Y-%m")}
+    own = a.get("/api/v2/costs/invoice", params=month)
+    assert own.status_code == 200 and own.json()["tenant"] == "agency_a"
+    assert own.json()["subtotal_nano"] == rows_a[0]["cost_nano"]
+    assert a.get("/api/v2/costs/invoice", params={**month, "tenant": "agency_b"}).status_code == 404
+    as_admin = admin.get("/api/v2/costs/invoice", params={**month, "tenant": "agency_a"})
+    assert as_admin.json() == own.json()
+    assert admin.get("/api/v2/costs/invoice", params=month).status_code == 422
+    pdf = a.get("/api/v2/costs/invoice", params={**month, "format": "pdf"})
+    assert pdf.headers["content-type"] == "application/pdf" and pdf.content.startswith(b"%PDF")
     # An Idempotency-Key of A's campaign does not hand it to B.
     key = {"Idempotency-Key": "shared-key"}
     assert a.post("/api/v2/campaigns/hybrid", json=campaign(1), headers=key).status_code == 202

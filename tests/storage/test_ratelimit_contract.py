@@ -59,18 +59,24 @@ def make_limiter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Mak
         from moto import mock_aws
 
         from huntaze_cli.storage.aws.dynamodb_ratelimit import DynamoDBRateLimiter
+        from huntaze_testing import moto_dynamodb
 
-        with mock_aws():
+        # Conditional writes atomic, as DynamoDB makes them (racing-writer tests).
+        undo = moto_dynamodb.install()
+        try:
+            with mock_aws():
 
-            def make_dynamodb(**options: Any) -> RateLimiter:
-                options.setdefault("messages", MESSAGES)
-                options.setdefault("per_seconds", PER)
-                made.append(
-                    DynamoDBRateLimiter(TABLE, region=REGION, create_tables=True, **options)
-                )
-                return made[-1]
+                def make_dynamodb(**options: Any) -> RateLimiter:
+                    options.setdefault("messages", MESSAGES)
+                    options.setdefault("per_seconds", PER)
+                    made.append(
+                        DynamoDBRateLimiter(TABLE, region=REGION, create_tables=True, **options)
+                    )
+                    return made[-1]
 
-            yield make_dynamodb
+                yield make_dynamodb
+        finally:
+            undo()
     for limiter in made:
         limiter.close()
 
@@ -325,7 +331,8 @@ def test_sqlite_records_its_migration_and_prunes_idle_accounts(tmp_path: Path) -
     granted(limiter.acquire("active", now=at(0)))
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT name FROM _migrations").fetchall() == [
-            ("ratelimit_001_windows",)
+            ("ratelimit_001_windows",),
+            ("ratelimit_002_quotas",),
         ]
         rows = dict(conn.execute("SELECT account, grants FROM windows").fetchall())
     assert rows == {"idle": str(micros(at(0))), "active": str(micros(at(0)))}
@@ -381,6 +388,58 @@ def test_sqlite_threads_sharing_one_limiter_stay_within_the_limit(tmp_path: Path
     for thread in threads:
         thread.join()
     assert sum(g.granted for g in results) == 4
+    limiter.close()
+
+
+# --- delivery quotas --------------------------------------------------------------------
+
+
+def test_a_quota_counts_to_its_limit_per_key_and_period(make_limiter: MakeLimiter) -> None:
+    first, second = make_limiter(), make_limiter()  # two processes' views of one store
+    tomorrow = at(86_400)
+    taken = [
+        (first, second)[n % 2].take_quota("tenant:a", "2026-03-01", 3, expires_at=tomorrow)
+        for n in range(5)
+    ]
+    assert taken == [True, True, True, False, False]
+    # Another period and another key count on their own.
+    assert first.take_quota("tenant:a", "2026-03-02", 3, expires_at=tomorrow)
+    assert second.take_quota("tenant:b", "2026-03-01", 1, expires_at=tomorrow)
+    assert not first.take_quota("tenant:b", "2026-03-01", 1, expires_at=tomorrow)
+    # A raised limit lets more through; rate-limit windows are untouched by quotas.
+    assert first.take_quota("tenant:a", "2026-03-01", 4, expires_at=tomorrow)
+    granted(first.acquire("tenant:a", now=at(0)))
+
+
+def test_racing_writers_never_take_more_than_the_quota(make_limiter: MakeLimiter) -> None:
+    limiters = [make_limiter() for _ in range(4)]
+    results: list[bool] = []
+    lock = threading.Lock()
+
+    def take(limiter: RateLimiter) -> None:
+        for _ in range(10):
+            ok = limiter.take_quota("tenant:race", "2026-03-01", 17, expires_at=at(86_400))
+            with lock:
+                results.append(ok)
+
+    threads = [threading.Thread(target=take, args=(lim,)) for lim in limiters for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 80 and sum(results) == 17
+
+
+def test_sqlite_drops_expired_quota_counters(tmp_path: Path) -> None:
+    clock = ManualClock(T0)
+    limiter = SQLiteRateLimiter(tmp_path / "rl.db", clock=clock)
+    assert limiter.take_quota("tenant:a", "2026-03-01", 5, expires_at=at(3600))
+    clock.advance(7200)
+    granted(limiter.acquire("any"))  # an acquire prunes (at most hourly per process)
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "rl.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM quotas").fetchone() == (0,)
     limiter.close()
 
 

@@ -16,6 +16,7 @@
 | GET /api/v2/costs/report | costs.finance_report, render_report | costs report |
 | GET /api/v2/costs/optimize | optimization.optimize_report | costs optimize |
 | GET /api/v2/costs/roi | optimization.roi | costs roi |
+| GET /api/v2/costs/invoice | invoices.invoice | costs invoice |
 | GET /api/v2/experiments/{name} | optimization.experiment_report | experiments report NAME |
 | GET, PUT, DELETE /api/v2/costs/thresholds[/{name}] | alerts.*_rule(s) | thresholds ... |
 | GET /api/v2/costs/alerts, POST .../{id}/ack | alerts.history, ack | alerts list/ack |
@@ -80,6 +81,7 @@ def routers() -> list[APIRouter]:
         costs,
         dashboard,
         health,
+        invoices,
         metrics,
         optimization,
         reports,
@@ -91,6 +93,7 @@ def routers() -> list[APIRouter]:
         health.router,
         costs.router,
         reports.router,
+        invoices.router,
         alerts.router,
         budgets.router,
         optimization.router,

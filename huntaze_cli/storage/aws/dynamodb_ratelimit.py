@@ -22,6 +22,11 @@ clock is behind is raised to it), so the stamps keep the window rule exactly. Ho
 closely the stamps follow real time across hosts is as good as their clocks' sync (NTP
 keeps that to milliseconds).
 
+Quotas (``take_quota``): one item per key and period, ``pk = QUOTA#<key>``, ``sk = <period>``,
+raised by a conditional UpdateItem (``ADD used 1`` if ``used < limit``): the check and
+the count are one write, so two hosts never both take the last unit; ``expires_at`` lets
+TTL drop it. IAM: ``dynamodb:UpdateItem`` too.
+
 IAM actions on ``arn:aws:dynamodb:<region>:<account>:table/<table>``: always
 ``dynamodb:GetItem`` and ``dynamodb:PutItem``; with ``[rate_limit] create_tables = true``
 also ``dynamodb:DescribeTable``, ``dynamodb:CreateTable``, ``dynamodb:DescribeTimeToLive``
@@ -158,6 +163,27 @@ class DynamoDBRateLimiter:
             # Another writer took a slot first; decide again on what it wrote.
             self._clock.sleep(_CONFLICT_PAUSE_S * random.random())
         return Grant(False, retry_after_s=_CONGESTED_RETRY_S * (1 + random.random()))
+
+    def take_quota(self, key: str, period: str, limit: int, *, expires_at: datetime) -> bool:
+        """Count one against ``key`` in ``period`` unless ``limit`` are counted already."""
+        self._db.ensure_ready()
+        try:
+            self._db.call(
+                "update_item",
+                TableName=self.table,
+                Key={"pk": {"S": f"QUOTA#{key}"}, "sk": {"S": period}},
+                UpdateExpression="ADD used :one SET #exp = :exp",
+                ConditionExpression="attribute_not_exists(used) OR used < :limit",
+                ExpressionAttributeNames={"#exp": TTL_ATTRIBUTE},
+                ExpressionAttributeValues={
+                    ":one": {"N": "1"},
+                    ":limit": {"N": str(limit)},
+                    ":exp": {"N": str(int(expires_at.timestamp()) + 1)},
+                },
+            )
+        except ClientError:  # the condition failed: the quota is used up
+            return False
+        return True
 
     def close(self) -> None:
         """Release the HTTP connection pool."""

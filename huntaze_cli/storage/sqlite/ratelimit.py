@@ -21,6 +21,9 @@ order they commit. Should a clock still go back (a test clock, a stepped system 
 Grants that left the window are dropped from the row as it is rewritten; rows of accounts
 idle for a day are deleted now and then.
 
+Quotas (``take_quota``) are rows of ``quotas`` by (key, period): read and raised in one
+``BEGIN IMMEDIATE`` transaction, deleted by the same pruning once they expire.
+
 ``next_slot`` (ratelimit.py) is the decision itself, shared with the DynamoDB limiter so both apply
 the same rule to the same stored list.
 """
@@ -65,6 +68,18 @@ RATELIMIT_MIGRATIONS: list[Migration] = [
         ) WITHOUT ROWID;
         """,
     ),
+    (
+        "ratelimit_002_quotas",
+        """
+        CREATE TABLE quotas (
+            key TEXT NOT NULL,
+            period TEXT NOT NULL,
+            used INTEGER NOT NULL,
+            expires_us INTEGER NOT NULL,
+            PRIMARY KEY (key, period)
+        ) WITHOUT ROWID;
+        """,
+    ),
 ]
 
 _SELECT = "SELECT grants FROM windows WHERE account = ?"
@@ -75,6 +90,12 @@ _UPSERT = (
 _PRUNE = (
     "DELETE FROM windows WHERE account IN (SELECT account FROM windows WHERE last_us < ? LIMIT ?)"
 )
+_QUOTA_USED = "SELECT used FROM quotas WHERE key = ? AND period = ?"
+_QUOTA_TAKE = (
+    "INSERT INTO quotas (key, period, used, expires_us) VALUES (?, ?, 1, ?) "
+    "ON CONFLICT (key, period) DO UPDATE SET used = used + 1"
+)
+_QUOTA_PRUNE = "DELETE FROM quotas WHERE expires_us < ?"
 
 
 class SQLiteRateLimiter:
@@ -131,6 +152,15 @@ class SQLiteRateLimiter:
             return refusal(slot.wait_us)
         return Grant(True, at=from_micros(slot.at_us))
 
+    def take_quota(self, key: str, period: str, limit: int, *, expires_at: datetime) -> bool:
+        """Count one against ``key`` in ``period`` unless ``limit`` are counted already."""
+        with self._db.write("counting a delivery quota") as conn:
+            row = conn.execute(_QUOTA_USED, (key, period)).fetchone()
+            if row is not None and row[0] >= limit:
+                return False
+            conn.execute(_QUOTA_TAKE, (key, period, micros(expires_at)))
+        return True
+
     def _maybe_prune(self, conn: sqlite3.Connection, now_us: int) -> None:
         """Delete, at most hourly per process, rows of accounts idle for a day.
 
@@ -142,6 +172,7 @@ class SQLiteRateLimiter:
             return
         self._next_prune = self._clock.monotonic() + _PRUNE_EVERY_S
         cutoff = now_us - self._per_us - IDLE_MARGIN_US
+        conn.execute(_QUOTA_PRUNE, (now_us,))
         if conn.execute(_PRUNE, (cutoff, _PRUNE_CHUNK)).rowcount >= _PRUNE_CHUNK:
             # More to go: the next acquire takes the next chunk, so no transaction
             # holds the write lock for long.
