@@ -270,14 +270,7 @@ class DynamoDBReservationStore:
         )
 
     def _counters(self, budget: str, period: str) -> dict[str, Any]:
-        found = self._db.call(
-            "get_item",
-            TableName=self.table,
-            Key=self._counters_key(budget, period),
-            ConsistentRead=True,
-        )
-        item: dict[str, Any] = found.get("Item") or {}
-        return item
+        return self._db.get(self._counters_key(budget, period)) or {}
 
     def _note_refusal(self, claim: Claim) -> None:
         self._db.call(
