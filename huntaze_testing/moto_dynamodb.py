@@ -10,6 +10,10 @@
    copies back: O(table size) per transaction, and a rollback also undoes whatever other
    clients wrote meanwhile. Here the backup is the touched items only, and a rollback
    restores just those.
+3. **Queries that cost what they read.** moto answers a Query on a table by listing and
+   sorting every item of the table, then keeping the partition asked for: O(table size)
+   under the lock of (1), where DynamoDB reads the one partition. Here a Query on a
+   table (not an index) lists that partition only.
 
 ``install()`` patches moto in this process (the in-process ``mock_aws`` backend and a
 ``ThreadedMotoServer`` started here alike) and returns a function that undoes it.
@@ -93,6 +97,27 @@ def install() -> Callable[[], None]:
 
     patch(models, "copy", _NoTableCopies)
     patch(DynamoDBBackend, "transact_write_items", transact)
+
+    asked = threading.local()  # the partition the Query running in this thread reads
+    table_query = Table.query
+    table_items = Table.all_items
+
+    def query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        asked.partition = hash_key if index_name is None and self.range_key_attr else None
+        try:
+            return table_query(self, hash_key, *args, **kwargs)
+        finally:
+            asked.partition = None
+
+    def all_items(self: Table) -> Any:
+        partition = getattr(asked, "partition", None)
+        if partition is None:
+            return table_items(self)
+        return sorted(self.items.get(partition, {}).values(), key=lambda item: item.range_key)
+
+    patch(Table, "query", query)
+    patch(Table, "all_items", all_items)
 
     def undo() -> None:
         for owner, name, old in reversed(saved):
