@@ -170,12 +170,15 @@ class DynamoDBTable:
         projection: tuple[str, ...] | None = None,
         forward: bool = True,
         limit: int | None = None,
+        where: tuple[str, dict[str, Any]] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Every item of one partition (optionally a sort-key range), page by page.
 
         ``between`` keeps sort keys in ``[lo, hi]``, ``after`` those above it; ``forward``
         false reads from the highest sort key down; ``limit`` stops after that many items
-        (and asks for no larger pages). Table reads are strongly consistent (a report
+        (and asks for no larger pages). ``where`` is a filter expression and its values:
+        DynamoDB still reads every item of the range, but returns only those matching.
+        Table reads are strongly consistent (a report
         right after a write must see it); index reads cannot be.
         """
         if limit is not None and limit <= 0:
@@ -202,6 +205,9 @@ class DynamoDBTable:
             params["KeyConditionExpression"] += " AND #s > :after"
             params["ExpressionAttributeNames"]["#s"] = key[1]
             params["ExpressionAttributeValues"][":after"] = {"S": after}
+        if where is not None:
+            params["FilterExpression"] = where[0]
+            params["ExpressionAttributeValues"].update(where[1])
         if index is not None:
             params["IndexName"] = index
         else:
@@ -234,6 +240,45 @@ class DynamoDBTable:
 
     # --- transactions ----------------------------------------------------------------
 
+    def commit(
+        self,
+        items: list[dict[str, Any]],
+        *,
+        retry_reasons: frozenset[str] = TRANSACTION_RETRY_REASONS,
+    ) -> list[str] | None:
+        """One TransactWriteItems: None when it committed, else the code of each item's
+        cancellation reason (``"None"`` for an item that was not the cause) when a
+        condition failed. Cancelled for a conflict or throttling, or throttled, it is
+        retried after a jittered pause, up to ``max_retries`` times; anything else (those
+        retries run out included) is raised as a BackendError.
+        """
+        retries = 0
+        while True:
+            try:
+                self.client.transact_write_items(TransactItems=items)
+            except ClientError as exc:
+                code = error_code(exc)
+                if code == "TransactionCanceledException":
+                    reasons = [
+                        reason.get("Code") or "None"
+                        for reason in exc.response.get("CancellationReasons") or []
+                    ]
+                    retryable = any(reason in retry_reasons for reason in reasons)
+                    if retryable and retries < self.max_retries:
+                        self.backoff(retries)
+                        retries += 1
+                        continue
+                    if not retryable and "ConditionalCheckFailed" in reasons:
+                        return reasons
+                elif code in self._retry_codes and retries < self.max_retries:
+                    self.backoff(retries)
+                    retries += 1
+                    continue
+                raise self.error(exc, "TransactWriteItems") from exc
+            except BotoCoreError as exc:
+                raise self.error(exc, "TransactWriteItems") from exc
+            return None
+
     def transact(
         self,
         writes: Sequence[T],
@@ -246,44 +291,26 @@ class DynamoDBTable:
         ``items`` turns the writes still pending into the transaction: its first
         ``len(pending)`` items are theirs, in order (conditional Puts or Updates), and it
         may add more (rollups, a counter shard) sized to them. A write whose condition
-        failed is dropped and the rest tried again; a transaction cancelled for a conflict
-        or throttling, or a call throttled, is retried after a jittered pause, up to
-        ``max_retries`` times; anything else is raised as a BackendError.
+        failed is dropped and the rest tried again; conflicts and throttling are retried
+        as ``commit`` does.
         """
         pending = list(writes)
-        retries = 0
         while pending:
-            try:
-                self.client.transact_write_items(TransactItems=items(pending))
-            except ClientError as exc:
-                code = error_code(exc)
-                if code == "TransactionCanceledException":
-                    reasons = [
-                        reason.get("Code") or "None"
-                        for reason in exc.response.get("CancellationReasons") or []
-                    ]
-                    failed = {
-                        i
-                        for i, reason in enumerate(reasons[: len(pending)])
-                        if reason == "ConditionalCheckFailed"
-                    }
-                    retryable = any(reason in retry_reasons for reason in reasons)
-                    if failed:
-                        pending = [w for i, w in enumerate(pending) if i not in failed]
-                    if retryable and retries < self.max_retries:
-                        self.backoff(retries)
-                        retries += 1
-                        continue
-                    if failed and not retryable:
-                        continue
-                elif code in self._retry_codes and retries < self.max_retries:
-                    self.backoff(retries)
-                    retries += 1
-                    continue
-                raise self.error(exc, "TransactWriteItems") from exc
-            except BotoCoreError as exc:
-                raise self.error(exc, "TransactWriteItems") from exc
-            return pending
+            reasons = self.commit(items(pending), retry_reasons=retry_reasons)
+            if reasons is None:
+                return pending
+            failed = {
+                i
+                for i, reason in enumerate(reasons[: len(pending)])
+                if reason == "ConditionalCheckFailed"
+            }
+            if not failed:
+                # Only an item added by ``items`` failed its condition: nothing to drop.
+                raise BackendError(
+                    f"DynamoDB table {self.name!r} at {self.endpoint()}: TransactWriteItems "
+                    f"was cancelled ({', '.join(reasons)})"
+                )
+            pending = [w for i, w in enumerate(pending) if i not in failed]
         return []
 
     # --- batch writes ----------------------------------------------------------------
