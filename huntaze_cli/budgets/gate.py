@@ -5,9 +5,16 @@ in one atomic step of the reservation store, or raises ``BudgetExceeded`` naming
 budget with no room; ``settle`` queues the real cost and a background flush settles
 queued attempts in batches (one store transaction each), off the event loop. Until its
 settlement is flushed an attempt's worst case stays reserved, which only ever errs on
-the side of the limit. A refusal first settles what is queued and waits for this
-process's calls in flight on that budget, asking again after each, so neither batching
-nor concurrency pauses a campaign while its own calls would give room back.
+the side of the limit.
+
+A refusal is final only when the budget's settled spend leaves no room for the call.
+When calls in flight hold the room (this process's or another's, on this host or
+another) the call waits for them: it settles what is queued, then asks the store again
+when one of this process's calls settles or after a jittered pause that doubles up to
+``WAIT_MAX_S``, one waiter per budget and process at a time, for at most ``ttl_s`` (by
+then every reservation it waited for has settled or expired). So neither batching nor
+concurrency, here or elsewhere, pauses a campaign while the calls in flight would give
+room back.
 
 ``soft`` applies each covering budget's ``on_soft`` once it is past ``soft_pct``:
 ``downgrade`` swaps the model by the budget's map, ``throttle`` hands back a semaphore of
@@ -23,6 +30,7 @@ import asyncio
 import dataclasses
 import itertools
 import os
+import random
 from collections.abc import Callable, Sequence
 from zoneinfo import ZoneInfo
 
@@ -34,10 +42,19 @@ from huntaze_cli.errors import BudgetExceeded, ConfigError
 from huntaze_cli.llm.batching import Batcher
 from huntaze_cli.llm.types import GenerationRequest
 from huntaze_cli.money import nano_to_usd
-from huntaze_cli.storage.budgets import Claim, ReservationStore, Settlement
+from huntaze_cli.storage.budgets import (
+    BudgetUsage,
+    Claim,
+    Reservation,
+    ReservationStore,
+    Settlement,
+)
 
 SETTLE_EVERY_S = 0.05
 SETTLE_BATCH = 128
+# A call refused while calls in flight hold the room asks again after these pauses.
+WAIT_FIRST_S = 0.02
+WAIT_MAX_S = 0.5
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -74,6 +91,7 @@ class BudgetGate:
         self._scoped: dict[tuple[str | None, str | None, str | None], tuple[Limit, ...]] = {}
         self._periods: dict[str, Period] = {}
         self._used: dict[str, tuple[str, int]] = {}  # budget -> (period label, used nano)
+        self._reading: dict[tuple[str, str], asyncio.Future[BudgetUsage]] = {}
         self._throttles: dict[str, asyncio.Semaphore] = {}
         self._settlements: Batcher[Settlement] = Batcher(
             store.settle,
@@ -82,9 +100,9 @@ class BudgetGate:
             interval_s=SETTLE_EVERY_S,
             warn=warn,
         )
-        # budget -> this process's calls holding (or asking for) a reservation on it
-        self._inflight: dict[str, int] = {}
-        self._changed = asyncio.Event()  # set (and replaced) whenever a count drops
+        self._settled = asyncio.Event()  # set (and replaced) whenever a call settles
+        # budget -> the lock its waiters for room queue on: one asks the store at a time
+        self._waiting: dict[str, asyncio.Lock] = {}
         self._prefix = os.urandom(6).hex()
         self._ids = itertools.count()
 
@@ -108,9 +126,19 @@ class BudgetGate:
         known = self._used.get(limit.name)
         if known is not None and known[0] == label:
             return known[1]
-        usage = await asyncio.to_thread(self.store.usage, limit.name, label)
-        self._used[limit.name] = (label, usage.used_nano)
-        return usage.used_nano
+        # Calls starting together share one read of the store.
+        key = (limit.name, label)
+        reading = self._reading.get(key)
+        if reading is None:
+            reading = self._reading[key] = asyncio.ensure_future(
+                asyncio.to_thread(self.store.usage, limit.name, label)
+            )
+            reading.add_done_callback(lambda _: self._reading.pop(key, None))
+        usage = await asyncio.shield(reading)
+        known = self._used.get(limit.name)
+        if known is None or known[0] != label:
+            self._used[limit.name] = known = (label, usage.used_nano)
+        return known[1]
 
     # --- the protocol ----------------------------------------------------------------
 
@@ -162,39 +190,65 @@ class BudgetGate:
             for limit in limits
         )
         reservation_id = f"{self._prefix}{next(self._ids):x}"
-        while True:
-            # Counted from before the call: a hold committed in the store is never
-            # missing from the count another refused call looks at.
-            self._count(claims, +1)
-            if self._inline:
-                answer = self.store.reserve(reservation_id, claims, ttl_s=self.ttl_s)
-            else:
-                answer = await asyncio.to_thread(
-                    self.store.reserve, reservation_id, claims, ttl_s=self.ttl_s
-                )
-            for claim in claims:
-                if claim.budget in answer.used_nano:
-                    self._used[claim.budget] = (claim.period, answer.used_nano[claim.budget])
-            if answer.refused is None:
-                break
-            self._count(claims, -1)
-            # Calls of this process still hold worst cases on that budget: once they
-            # settle there may be room, so wait for them rather than pause with room
-            # to spare. Every count ends with a notification, so this wait ends.
-            if self._settlements.pending:
-                await self._settlements.flush_quietly()
-            elif self._inflight.get(answer.refused):
-                await self._changed.wait()
-            else:
-                raise self._exceeded(answer.refused, claims, answer.used_nano, worst_nano)
+        answer = await self._ask(reservation_id, claims)
+        if answer.refused is not None:
+            # Every reservation in flight now has settled or expired by then.
+            deadline = asyncio.get_running_loop().time() + self.ttl_s
+            lock = self._waiting.get(answer.refused)
+            if lock is None:
+                lock = self._waiting[answer.refused] = asyncio.Lock()
+            contended = lock.locked()
+            async with lock:
+                if contended:  # the waiter before this one may have seen room come back
+                    answer = await self._ask(reservation_id, claims)
+                await self._wait_for_room(reservation_id, claims, answer, worst_nano, deadline)
         return Hold(reservation_id, claims)
 
-    def _count(self, claims: tuple[Claim, ...], step: int) -> None:
+    async def _ask(self, reservation_id: str, claims: tuple[Claim, ...]) -> Reservation:
+        if self._inline:
+            answer = self.store.reserve(reservation_id, claims, ttl_s=self.ttl_s)
+        else:
+            answer = await asyncio.to_thread(
+                self.store.reserve, reservation_id, claims, ttl_s=self.ttl_s
+            )
         for claim in claims:
-            self._inflight[claim.budget] = self._inflight.get(claim.budget, 0) + step
-        if step < 0:
-            self._changed.set()
-            self._changed = asyncio.Event()
+            if claim.budget in answer.used_nano:
+                self._used[claim.budget] = (claim.period, answer.used_nano[claim.budget])
+        return answer
+
+    async def _wait_for_room(
+        self,
+        reservation_id: str,
+        claims: tuple[Claim, ...],
+        answer: Reservation,
+        worst_nano: int,
+        deadline: float,
+    ) -> None:
+        """Ask again until the claims are held; raise when settled spend leaves no room,
+        or when ``deadline`` (the event loop's time) has passed."""
+        loop = asyncio.get_running_loop()
+        pause = WAIT_FIRST_S
+        while answer.refused is not None:
+            name = answer.refused
+            claim = next(c for c in claims if c.budget == name)
+            used = answer.used_nano.get(name, 0)
+            spent = used - answer.reserved_nano.get(name, 0)
+            if self._settlements.pending:
+                # This process's settled calls still hold their worst cases.
+                await self._settlements.flush_quietly()
+                if not self._settlements.pending:
+                    answer = await self._ask(reservation_id, claims)
+                    continue
+            if spent + claim.amount_nano > claim.limit_nano or loop.time() >= deadline:
+                raise self._exceeded(name, claims, answer.used_nano, worst_nano)
+            # Calls in flight hold the room: wait for one of ours to settle, or a while
+            # for other processes' calls, then ask the store again.
+            settled = self._settled
+            try:
+                await asyncio.wait_for(settled.wait(), pause * random.uniform(0.5, 1.0))
+            except TimeoutError:
+                pause = min(pause * 2, WAIT_MAX_S)
+            answer = await self._ask(reservation_id, claims)
 
     def _exceeded(
         self, name: str, claims: tuple[Claim, ...], used: dict[str, int], worst_nano: int
@@ -213,7 +267,8 @@ class BudgetGate:
     def settle(self, hold: object, cost_nano: int) -> None:
         assert isinstance(hold, Hold)
         self._settlements.add(Settlement(hold.reservation_id, hold.claims, cost_nano))
-        self._count(hold.claims, -1)
+        self._settled.set()
+        self._settled = asyncio.Event()
         for claim in hold.claims:
             known = self._used.get(claim.budget)
             if known is not None and known[0] == claim.period:

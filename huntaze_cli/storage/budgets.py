@@ -25,7 +25,7 @@ contract suite (tests/storage/test_reservation_contract.py) on SQLite and on Dyn
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -58,11 +58,14 @@ class Reservation:
 
     ``used_nano`` holds, per budget claimed, spent + reserved as the store saw it: after
     the reservation when it was held, before it when refused (for the budget that
-    refused; the others may be missing).
+    refused; the others may be missing). ``reserved_nano`` holds, for the budget that
+    refused, the part of it calls in flight hold: when settled spend alone leaves room
+    for the claim, the room may come back as they settle.
     """
 
     refused: str | None
     used_nano: dict[str, int]
+    reserved_nano: dict[str, int] = field(default_factory=dict)
 
     @property
     def held(self) -> bool:

@@ -106,7 +106,9 @@ class SQLiteReservationStore:
                         # Nothing was held for the claims before it; the expired ones
                         # released above stay released.
                         conn.execute(_REFUSED, (claim.budget, claim.period, claim.amount_nano))
-                        refused = Reservation(claim.budget, {claim.budget: spent + reserved})
+                        refused = Reservation(
+                            claim.budget, {claim.budget: spent + reserved}, {claim.budget: reserved}
+                        )
                         break
                 used[claim.budget] = spent + reserved + claim.amount_nano
             else:
