@@ -15,16 +15,19 @@ the sum is kept as an attribute of its own and every write moves it with its par
 
 ``reserve`` is one ``TransactWriteItems``: per budget, an ``UpdateItem`` adding the amount
 under the condition ``used_nano <= limit - amount`` and a ``Put`` of the reservation
-item; DynamoDB applies all of them or none. When a condition fails the expired
-reservations of that budget are released and the reservation is tried once more.
+item; DynamoDB applies all of them or none. When a condition fails, one ``UpdateItem``
+notes the refusal and returns the budget's counters: if settled spend alone leaves room
+and calls in flight hold some, the expired reservations of that budget are released
+(one Query of its partition) and, if any was, the reservation is tried once more.
 ``settle`` is one transaction per call: delete the reservation (condition: it still
 exists) and move the counters; if it had expired and was released already, only the
 cost is added. Releasing an expired reservation is the same pair, conditional on the
-reservation still being there, so two hosts never release one twice.
+reservation still being there, so two hosts never release one twice. Transactions go
+through ``DynamoDBTable.commit``, which retries conflicts and throttling with backoff.
 
-IAM actions on the ledger table: ``dynamodb:TransactWriteItems`` (with ``UpdateItem``,
-``PutItem``, ``DeleteItem`` and ``ConditionCheck`` on it), ``dynamodb:GetItem`` and
-``dynamodb:Query``.
+IAM actions on the ledger table: ``dynamodb:UpdateItem``, ``dynamodb:PutItem`` and
+``dynamodb:DeleteItem`` (``TransactWriteItems`` is authorised as these),
+``dynamodb:GetItem`` and ``dynamodb:Query``.
 """
 
 from __future__ import annotations
@@ -36,20 +39,20 @@ from botocore.exceptions import ClientError
 
 from huntaze_cli.clock import SYSTEM_CLOCK, US_PER_S, Clock, seconds_to_micros
 from huntaze_cli.errors import BackendError
-from huntaze_cli.storage.aws.client import THROTTLE_CODES, error_code
 from huntaze_cli.storage.aws.dynamodb_ledger import TABLE
-from huntaze_cli.storage.aws.dynamodb_table import DynamoDBTable
+from huntaze_cli.storage.aws.dynamodb_table import (
+    TRANSACTION_RETRY_CODES,
+    DynamoDBTable,
+    kept_failing,
+)
 from huntaze_cli.storage.budgets import BudgetUsage, Claim, Reservation, Settlement
 
 if TYPE_CHECKING:
     from huntaze_cli.config import Config
 
-_RAW = frozenset({"TransactionCanceledException", "ConditionalCheckFailedException"})
-_RETRY_REASONS = frozenset(
-    {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
-)
-_RETRY_CODES = THROTTLE_CODES | {"TransactionInProgressException", "TransactionConflictException"}
-_MAX_CONFLICTS = 50
+# Conflicting writers (every process moves the same counters item) are retried this
+# many times, with backoff from 20 ms to 1 s, before an error.
+_MAX_RETRIES = 12
 # Counters outlive any month; a reservation item outlives its expiry by a day (TTL is
 # only the clean-up: expiry itself is decided by ``expires_us``).
 _COUNTER_KEEP_S = 400 * 86_400
@@ -91,10 +94,11 @@ class DynamoDBReservationStore:
             create=create_tables,
             connect_timeout=2,
             read_timeout=5,
-            max_retries=8,
+            max_retries=_MAX_RETRIES,
             base_s=0.02,
             max_s=1.0,
-            raw_codes=_RAW,
+            retry_codes=TRANSACTION_RETRY_CODES,
+            explain=_explain,
         )
 
     @classmethod
@@ -113,42 +117,39 @@ class DynamoDBReservationStore:
         self._db.ensure_ready()
         for claim in claims:
             if claim.amount_nano > claim.limit_nano:
-                self._note_refusal(claim)
-                return Reservation(claim.budget, {claim.budget: self._used(claim)})
-        released: set[str] = set()
-        for conflicts in range(_MAX_CONFLICTS):
+                return self._refuse(claim)
+        released = False
+        while True:
             now_us = seconds_to_micros(self._clock.time())
             expires_us = now_us + seconds_to_micros(ttl_s)
             items: list[dict[str, Any]] = []
             for claim in claims:
                 items.append(self._hold(claim))
                 items.append(self._note(reservation_id, claim, expires_us))
-            reasons = self._transact(items)
+            reasons = self._db.commit(items)
             if reasons is None:
                 return Reservation(None, self._after(claims))
             failed = [
                 claims[i // 2]
                 for i, reason in enumerate(reasons)
-                if i % 2 == 0 and reason.get("Code") == "ConditionalCheckFailed"
+                if i % 2 == 0 and reason == "ConditionalCheckFailed"
             ]
-            if failed:
-                claim = failed[0]
-                if claim.budget in released:
-                    self._note_refusal(claim)
-                    return Reservation(claim.budget, {claim.budget: self._used(claim)})
-                released.add(claim.budget)
-                self._release_expired(claim.budget, claim.period, now_us)
-                continue
-            if not any(reason.get("Code") in _RETRY_REASONS for reason in reasons):
+            if not failed:  # a reservation item of that id exists already
                 raise BackendError(
-                    f"DynamoDB table {self.table!r} at {self._db.endpoint()}: reserving "
-                    f"budget failed: {reasons}"
+                    f"DynamoDB table {self.table!r} at {self._db.endpoint()}: reservation "
+                    f"{reservation_id!r} was made already ({', '.join(reasons)})"
                 )
-            self._db.backoff(min(conflicts, 6))
-        raise BackendError(
-            f"DynamoDB table {self.table!r} at {self._db.endpoint()}: reserving budget kept "
-            "conflicting with other writers; retry later"
-        )
+            refusal = self._refuse(failed[0])
+            claim = failed[0]
+            reserved = refusal.reserved_nano[claim.budget]
+            spent = refusal.used_nano[claim.budget] - reserved
+            # Expired reservations matter only when they, not settled spend, fill it.
+            if released or not reserved or spent + claim.amount_nano > claim.limit_nano:
+                return refusal
+            released = True
+            need = spent + reserved + claim.amount_nano - claim.limit_nano
+            if not self._release_expired(claim.budget, claim.period, now_us, need=need):
+                return refusal
 
     def settle(self, settlements: Sequence[Settlement]) -> None:
         if not settlements:
@@ -167,16 +168,19 @@ class DynamoDBReservationStore:
                     }
                 )
                 items.append(self._move(claim, settlement.cost_nano, -claim.amount_nano))
-            if self._transact_retrying(items) is None:
+            if self._db.commit(items) is None:
                 continue
             # A reservation expired and was released: the money was spent all the same.
             for claim in settlement.claims:
-                self._transact_retrying([self._move(claim, settlement.cost_nano, 0)])
+                self._db.commit([self._move(claim, settlement.cost_nano, 0)])
 
     def usage(self, budget: str, period: str) -> BudgetUsage:
         self._db.ensure_ready()
-        self._release_expired(budget, period, seconds_to_micros(self._clock.time()))
         item = self._counters(budget, period)
+        if _num(item, "reserved_nano"):
+            # Expired or not, released here or by another writer meanwhile: read again.
+            self._release_expired(budget, period, seconds_to_micros(self._clock.time()))
+            item = self._counters(budget, period)
         return BudgetUsage(
             _num(item, "spent_nano"), _num(item, "reserved_nano"), _num(item, "refused_nano")
         )
@@ -245,35 +249,12 @@ class DynamoDBReservationStore:
 
     # --- calls -----------------------------------------------------------------------
 
-    def _transact(self, items: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
-        """Run one transaction: None when it committed, else its cancellation reasons."""
-        try:
-            self._db.call("transact_write_items", TransactItems=items)
-        except ClientError as exc:
-            if error_code(exc) != "TransactionCanceledException":
-                raise self._db.error(exc, "TransactWriteItems") from exc
-            reasons: list[dict[str, Any]] = exc.response.get("CancellationReasons") or []
-            return reasons or [{"Code": "TransactionConflict"}]
-        return None
-
-    def _transact_retrying(self, items: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
-        """``_transact``, retried while it conflicts with other writers; None: committed,
-        else the reasons of a failed condition."""
-        for conflicts in range(_MAX_CONFLICTS):
-            reasons = self._transact(items)
-            if reasons is None or not any(r.get("Code") in _RETRY_REASONS for r in reasons):
-                return reasons
-            self._db.backoff(min(conflicts, 6))
-        raise BackendError(
-            f"DynamoDB table {self.table!r} at {self._db.endpoint()}: a budget write kept "
-            "conflicting with other writers; retry later"
-        )
-
     def _counters(self, budget: str, period: str) -> dict[str, Any]:
         return self._db.get(self._counters_key(budget, period)) or {}
 
-    def _note_refusal(self, claim: Claim) -> None:
-        self._db.call(
+    def _refuse(self, claim: Claim) -> Reservation:
+        """Note the refused amount; the refusal, with the counters read in the same write."""
+        counters = self._db.call(
             "update_item",
             TableName=self.table,
             Key=self._counters_key(claim.budget, claim.period),
@@ -282,23 +263,37 @@ class DynamoDBReservationStore:
                 ":r": _n(claim.amount_nano),
                 ":ttl": _n(self._counter_ttl()),
             },
+            ReturnValues="ALL_NEW",
+        ).get("Attributes", {})
+        return Reservation(
+            claim.budget,
+            {claim.budget: _num(counters, "used_nano")},
+            {claim.budget: _num(counters, "reserved_nano")},
         )
-
-    def _used(self, claim: Claim) -> int:
-        return _num(self._counters(claim.budget, claim.period), "used_nano")
 
     def _after(self, claims: Sequence[Claim]) -> dict[str, int]:
         """spent + reserved per budget after a reservation (read back, one call each)."""
-        return {claim.budget: self._used(claim) for claim in claims}
+        return {
+            claim.budget: _num(self._counters(claim.budget, claim.period), "used_nano")
+            for claim in claims
+        }
 
-    def _release_expired(self, budget: str, period: str, now_us: int) -> None:
-        for item in self._db.query_iter(_pk(budget, period)["S"], between=("R#", "R#\uffff")):
+    def _release_expired(
+        self, budget: str, period: str, now_us: int, *, need: int | None = None
+    ) -> int:
+        """Release the reservations expired before ``now_us`` (or, given ``need``, enough
+        of them to free that much: other writers release the rest as they need to); the
+        amount this call released."""
+        released = 0
+        for item in self._db.query_iter(
+            _pk(budget, period)["S"],
+            between=("R#", "R#\uffff"),
+            where=("expires_us < :now", {":now": _n(now_us)}),
+        ):
             expires_us = int(item["expires_us"]["N"])
-            if expires_us >= now_us:
-                continue
             amount = int(item["amount_nano"]["N"])
             claim = Claim(budget, period, 0, amount)
-            self._transact_retrying(
+            reasons = self._db.commit(
                 [
                     {
                         "Delete": {
@@ -312,8 +307,18 @@ class DynamoDBReservationStore:
                 ]
             )
             # Another host releasing it at the same moment makes the condition fail: fine.
+            if reasons is None:
+                released += amount
+                if need is not None and released >= need:
+                    break
+        return released
 
 
 def _num(item: dict[str, Any], name: str) -> int:
     value = item.get(name)
     return int(value["N"]) if value else 0
+
+
+def _explain(exc: ClientError, action: str, table: DynamoDBTable) -> BackendError | None:
+    """A budget write that kept conflicting or throttling: nothing was held or settled."""
+    return kept_failing(exc, action, table, note="; that write of the budget did not happen")
