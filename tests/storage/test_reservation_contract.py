@@ -81,6 +81,20 @@ def test_reserve_holds_until_the_limit_then_refuses(make_store: MakeStore) -> No
     assert store.usage("b", MONTH) == BudgetUsage(0, 601, refused_nano=0)
 
 
+def test_a_refusal_says_what_calls_in_flight_hold(make_store: MakeStore) -> None:
+    store = make_store()
+    assert store.reserve("r1", [claim(300)], ttl_s=60).held
+    store.settle([Settlement("r1", [claim(300)], 250)])
+    assert store.reserve("r2", [claim(500)], ttl_s=60).held
+    refused = store.reserve("r3", [claim(400)], ttl_s=60)
+    # 250 spent and 500 in flight: settled spend alone would leave room for 400.
+    assert (refused.refused, refused.used_nano["b"], refused.reserved_nano["b"]) == (
+        "b",
+        750,
+        500,
+    )
+
+
 def test_an_amount_above_the_limit_is_refused_on_an_empty_budget(make_store: MakeStore) -> None:
     store = make_store()
     assert store.reserve("r1", [claim(LIMIT + 1)], ttl_s=60).refused == "b"
