@@ -11,8 +11,8 @@ A refusal is final only when the budget's settled spend leaves no room for the c
 When calls in flight hold the room (this process's or another's, on this host or
 another) the call waits for them: it settles what is queued, then asks the store again
 when one of this process's calls settles or after a jittered pause that doubles up to
-``WAIT_MAX_S``, one waiter per budget and process at a time, for at most ``ttl_s`` (by
-then every reservation it waited for has settled or expired). So neither batching nor
+``WAIT_MAX_S``, one waiter per budget and process at a time, for at most about ``ttl_s``
+(by then every reservation it waited for has settled or expired). So neither batching nor
 concurrency, here or elsewhere, pauses a campaign while the calls in flight would give
 room back.
 
@@ -192,8 +192,9 @@ class BudgetGate:
         reservation_id = f"{self._prefix}{next(self._ids):x}"
         answer = await self._ask(reservation_id, claims)
         if answer.refused is not None:
-            # Every reservation in flight now has settled or expired by then.
-            deadline = asyncio.get_running_loop().time() + self.ttl_s
+            # Every reservation in flight now has settled or expired by then, and the
+            # store was asked again after that.
+            deadline = asyncio.get_running_loop().time() + self.ttl_s + 2 * WAIT_MAX_S
             lock = self._waiting.get(answer.refused)
             if lock is None:
                 lock = self._waiting[answer.refused] = asyncio.Lock()
