@@ -95,6 +95,21 @@ def test_a_refusal_says_what_calls_in_flight_hold(make_store: MakeStore) -> None
     )
 
 
+def test_a_batch_handed_back_after_a_failed_write_counts_each_call_once(
+    make_store: MakeStore, request: pytest.FixtureRequest
+) -> None:
+    if "sqlite" in request.node.name:
+        pytest.skip("a SQLite batch is one transaction: it is never half written")
+    store = make_store()
+    claims = [claim(300)], [claim(300)]
+    for n, claimed in enumerate(claims):
+        assert store.reserve(f"r{n}", claimed, ttl_s=60).held
+    store.settle([Settlement("r0", claims[0], 100)])
+    # The batcher hands the whole batch back when a later settlement failed.
+    store.settle([Settlement("r0", claims[0], 100), Settlement("r1", claims[1], 200)])
+    assert store.usage("b", MONTH) == BudgetUsage(spent_nano=300, reserved_nano=0)
+
+
 def test_an_amount_above_the_limit_is_refused_on_an_empty_budget(make_store: MakeStore) -> None:
     store = make_store()
     assert store.reserve("r1", [claim(LIMIT + 1)], ttl_s=60).refused == "b"

@@ -21,7 +21,8 @@ and calls in flight hold some, the expired reservations of that budget are relea
 (one Query of its partition) and, if any was, the reservation is tried once more.
 ``settle`` is one transaction per call: delete the reservation (condition: it still
 exists) and move the counters; if it had expired and was released already, only the
-cost is added. Releasing an expired reservation is the same pair, conditional on the
+cost is added. A batch handed back after a failed write skips the calls this store
+settled already. Releasing an expired reservation is the same pair, conditional on the
 reservation still being there, so two hosts never release one twice. Transactions go
 through ``DynamoDBTable.commit``, which retries conflicts and throttling with backoff.
 
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 # Conflicting writers (every process moves the same counters item) are retried this
 # many times, with backoff from 20 ms to 1 s, before an error.
 _MAX_RETRIES = 12
+_SETTLED_KEPT = 4096  # far more than one batch of settlements (budgets/gate.py)
 # Counters outlive any month; a reservation item outlives its expiry by a day (TTL is
 # only the clean-up: expiry itself is decided by ``expires_us``).
 _COUNTER_KEEP_S = 400 * 86_400
@@ -86,6 +88,10 @@ class DynamoDBReservationStore:
     ) -> None:
         self.table = table
         self._clock = clock
+        # Reservations this store settled, oldest first: a batch whose write failed half
+        # way is handed back whole (llm/batching.py), and its settled part must not count
+        # twice (the reservation is gone, which otherwise means "expired, add the cost").
+        self._settled: dict[str, None] = {}
         self._db = DynamoDBTable(
             TABLE,
             table,
@@ -168,11 +174,14 @@ class DynamoDBReservationStore:
                     }
                 )
                 items.append(self._move(claim, settlement.cost_nano, -claim.amount_nano))
-            if self._db.commit(items) is None:
-                continue
-            # A reservation expired and was released: the money was spent all the same.
-            for claim in settlement.claims:
-                self._db.commit([self._move(claim, settlement.cost_nano, 0)])
+            if settlement.reservation_id in self._settled:
+                continue  # settled before a later one of its batch failed: not twice
+            if self._db.commit(items) is not None:
+                # A reservation expired and was released: the money was spent all the same.
+                self._db.commit([self._move(c, settlement.cost_nano, 0) for c in settlement.claims])
+            self._settled[settlement.reservation_id] = None
+            if len(self._settled) > _SETTLED_KEPT:
+                del self._settled[next(iter(self._settled))]
 
     def usage(self, budget: str, period: str) -> BudgetUsage:
         self._db.ensure_ready()
