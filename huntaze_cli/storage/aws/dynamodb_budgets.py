@@ -162,6 +162,8 @@ class DynamoDBReservationStore:
             return
         self._db.ensure_ready()
         for settlement in settlements:
+            if settlement.reservation_id in self._settled:
+                continue  # settled before a later one of its batch failed: not twice
             items: list[dict[str, Any]] = []
             for claim in settlement.claims:
                 items.append(
@@ -174,8 +176,6 @@ class DynamoDBReservationStore:
                     }
                 )
                 items.append(self._move(claim, settlement.cost_nano, -claim.amount_nano))
-            if settlement.reservation_id in self._settled:
-                continue  # settled before a later one of its batch failed: not twice
             if self._db.commit(items) is not None:
                 # A reservation expired and was released: the money was spent all the same.
                 self._db.commit([self._move(c, settlement.cost_nano, 0) for c in settlement.claims])
