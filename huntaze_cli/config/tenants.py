@@ -14,6 +14,7 @@ from decimal import Decimal
 from pydantic import Field, field_validator
 
 from huntaze_cli.config.section import MAX_USD, _Section
+from huntaze_cli.errors import UsageError
 
 # Tenant names are what campaign files and cost events carry (``tenant = "agency_a"``);
 # they also name invoice files, so no path separators.
@@ -66,3 +67,17 @@ def check_tenant_names(value: dict[str, TenantConfig]) -> dict[str, TenantConfig
         if not re.match(TENANT_NAME_PATTERN, name):
             raise ValueError(f"{name!r} is not a valid tenant name (letters, digits, _-.)")
     return value
+
+
+def configured_tenant(tenants: dict[str, TenantConfig], name: str) -> TenantConfig:
+    """``[tenants.<name>]``; a usage error on ``tenant`` listing the configured ones."""
+    found = tenants.get(name)
+    if found is None:
+        known = ", ".join(sorted(tenants)) or "none configured"
+        raise UsageError(
+            f"<tenant> {name!r} is not a configured tenant; configured: {known}",
+            field="tenant",
+            value=name,
+            hint="add [tenants.<name>] to the config",
+        )
+    return found

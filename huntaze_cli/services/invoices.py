@@ -46,6 +46,7 @@ def invoice(
     not name another one (not found, as a missing one). A tenant must be configured
     (``[tenants.<name>]``): its ``markup_pct`` is part of the invoice.
     """
+    from huntaze_cli.config.tenants import configured_tenant
     from huntaze_cli.costs.invoice import build_invoice, parse_month
 
     if scope is not None:
@@ -55,15 +56,7 @@ def invoice(
     if tenant is None:
         raise UsageError("<tenant> is required: name a tenant", field="tenant")
     config = services.config()
-    found = config.tenants.get(tenant)
-    if found is None:
-        known = ", ".join(sorted(config.tenants)) or "none configured"
-        raise UsageError(
-            f"<tenant> {tenant!r} is not a configured tenant; configured: {known}",
-            field="tenant",
-            value=tenant,
-            hint="add [tenants.<name>] to the config",
-        )
+    found = configured_tenant(config.tenants, tenant)
     now = now or datetime.now(UTC)
     chosen = parse_month(month, now=now, tz=config.thresholds.tz)
     return build_invoice(
