@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from pydantic import Field, field_validator
 
-from huntaze_cli.config.section import MAX_USD, _Section
+from huntaze_cli.config.section import MAX_USD, _AwsEndpoint, _Section
 from huntaze_cli.errors import UsageError
 
 # Tenant names are what campaign files and cost events carry (``tenant = "agency_a"``);
@@ -59,6 +59,27 @@ class TenantConfig(_Section):
     def _no_float_money(cls, value: object) -> object:
         # 0.1 as a float is not 0.1: read TOML floats through their text.
         return Decimal(repr(value)) if isinstance(value, float) else value
+
+
+# S3 bucket names: 3-63 lower-case letters, digits, dots and hyphens.
+_BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+
+
+class InvoicesConfig(_AwsEndpoint):
+    """Where the monthly billing run (`serve`, and `costs invoice --all-tenants` without
+    -o) puts every tenant's invoice: under the data dir, or in S3 when a bucket is set."""
+
+    s3_bucket: str | None = Field(
+        None,
+        pattern=_BUCKET,
+        description="S3 bucket for invoices; default: files under the data dir",
+        examples=["acme-invoices"],
+    )
+    s3_prefix: str = Field(
+        "invoices/",
+        max_length=512,
+        description="key prefix; objects are <prefix><YYYY-MM>/<tenant>-<YYYY-MM>.<format>",
+    )
 
 
 def check_tenant_names(value: dict[str, TenantConfig]) -> dict[str, TenantConfig]:
