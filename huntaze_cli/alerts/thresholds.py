@@ -161,6 +161,8 @@ def _outcome(config: Config, ledger: Ledger, obs: Observation, now: datetime) ->
             ledger,
             scope=rule.scope,
             limit_usd=nano_to_usd(rule.limit_nano, 9),
+            name=rule.name,
+            source=rule.source,
             now=now,
         )
         outcome.forecast_usd = figures.forecast_usd

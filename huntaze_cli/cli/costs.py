@@ -24,6 +24,14 @@ app = typer.Typer(
 )
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+TenantFlag = Annotated[
+    str | None,
+    typer.Option(
+        "--tenant",
+        help="Only this tenant's costs ([tenants.<name>]), as its API token sees them.",
+        show_default=False,
+    ),
+]
 Since = Annotated[
     str | None,
     typer.Option(
@@ -161,16 +169,17 @@ def _render_breakdown(console: Console, report: BreakdownReport) -> None:
 
 
 @app.command("stats")
-def stats_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+def stats_cmd(ctx: typer.Context, tenant: TenantFlag = None, as_json: JsonFlag = False) -> None:
     """Real-time figures: last hour, today, yesterday, month to date, per provider.
 
-    Days and months are counted in [thresholds] timezone; reads rollups only.
+    Days and months are counted in [thresholds] timezone; reads rollups only. With
+    --tenant, every figure (latency percentiles too) is that tenant's own.
 
     Example: huntaze costs stats --json | jq .thresholds.daily.used_pct
     """
     from huntaze_cli.services import costs
 
-    report = costs.stats(state(ctx))
+    report = costs.stats(state(ctx), tenant=tenant)
     emit(report, as_json=as_json, render=lambda console: _render_stats(console, report))
 
 
@@ -383,6 +392,7 @@ def forecast_cmd(
     level: Annotated[
         float, typer.Option("--level", help="Prediction interval, in percent (0 < level < 100).")
     ] = 80.0,
+    tenant: TenantFlag = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Month-end spend with a prediction interval and the chance of crossing the monthly limit.
@@ -390,13 +400,14 @@ def forecast_cmd(
     Days and the month are counted in [thresholds] timezone (per tenant, account and
     model: UTC days). Works from 7 days of history; every forecast carries a backtest of
     the method on the ledger's own history. The first forecast of a day fits the models;
-    later ones read a cache.
+    later ones read a cache. The limit is [thresholds] monthly_usd; with --tenant it is
+    that tenant's monthly budget (quota:<tenant>), or none; threshold.name says which.
 
     Example: huntaze costs forecast --by provider --level 90 --json
     """
     from huntaze_cli.services import costs
 
-    report = costs.forecast(state(ctx), by=by, level=level)
+    report = costs.forecast(state(ctx), by=by, level=level, tenant=tenant)
     emit(report, as_json=as_json, render=lambda console: _render_forecast(console, report))
 
 
@@ -428,7 +439,7 @@ def _render_forecast(console: Console, report: ForecastReport) -> None:
     if t is not None and t.probability_exceed_pct is not None:
         when = f", expected on {t.expected_breach_date}" if t.expected_breach_date else ""
         console.print(
-            f"monthly limit {money(t.limit_usd)}: {t.probability_exceed_pct:.1f}% chance "
+            f"monthly limit {t.name} {money(t.limit_usd)}: {t.probability_exceed_pct:.1f}% chance "
             f"of crossing it{when}"
         )
     if report.method == "insufficient_history":

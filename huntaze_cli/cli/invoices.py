@@ -47,7 +47,8 @@ def invoice_cmd(
             "-o",
             "--output",
             help="One tenant: the file to write (stdout otherwise; a PDF needs it). "
-            "--all-tenants: the directory (default <data dir>/invoices/<month>).",
+            "--all-tenants: the directory (default: [invoices] s3_bucket when set, else "
+            "<data dir>/invoices/<month>).",
             show_default=False,
         ),
     ] = None,
@@ -59,7 +60,9 @@ def invoice_cmd(
     tenant's markup_pct, total and unpriced requests, exact to the nano-dollar.
 
     The month is counted in [thresholds] timezone. --all-tenants writes every tenant's
-    invoice into a directory, <tenant>-<YYYY-MM>.<format>, for a monthly cron job.
+    invoice, <tenant>-<YYYY-MM>.<format>, for a monthly cron job: into -o DIR, else to
+    S3 when [invoices] s3_bucket is set (<s3_prefix><YYYY-MM>/...), else under the data
+    dir; it writes and does not announce (serve's own billing run does both, once).
 
     Example: huntaze costs invoice --tenant agency_a --month last --format pdf -o a.pdf
     """
@@ -75,12 +78,11 @@ def invoice_cmd(
 
         config = services.config()
         chosen = parse_month(month, now=datetime.now(UTC), tz=config.thresholds.tz)
-        directory = output or config.data_dir / "invoices" / chosen
         written = invoices.write_invoices(
-            services, month=chosen, formats=formats or list(INVOICE_FORMATS), directory=directory
+            services, month=chosen, formats=formats or list(INVOICE_FORMATS), directory=output
         )
         if as_json:
-            print_json({"month": chosen, "files": [str(path) for path in written]})
+            print_json({"month": chosen, "files": written})
         else:
             for path in written:
                 sys.stderr.write(f"wrote {path}\n")

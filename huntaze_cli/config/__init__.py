@@ -60,7 +60,7 @@ from huntaze_cli.config.sections import (
     RoutingConfig,
     ServerConfig,
 )
-from huntaze_cli.config.tenants import TenantConfig, check_tenant_names
+from huntaze_cli.config.tenants import InvoicesConfig, TenantConfig, check_tenant_names
 from huntaze_cli.errors import ConfigError
 
 __all__ = [
@@ -87,6 +87,7 @@ __all__ = [
     "ExperimentConfig",
     "ExperimentScope",
     "FlagsConfig",
+    "InvoicesConfig",
     "LedgerConfig",
     "MetricsConfig",
     "PriceOverride",
@@ -133,6 +134,7 @@ class Config(_Section):
     tenants: dict[str, TenantConfig] = Field(
         default_factory=dict, description="tenant name = token_env, quotas, markup_pct"
     )
+    invoices: InvoicesConfig = Field(default_factory=InvoicesConfig)
 
     @field_validator("tenants")
     @classmethod

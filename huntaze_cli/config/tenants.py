@@ -13,7 +13,8 @@ from decimal import Decimal
 
 from pydantic import Field, field_validator
 
-from huntaze_cli.config.section import MAX_USD, _Section
+from huntaze_cli.config.section import MAX_USD, _AwsEndpoint, _Section
+from huntaze_cli.errors import UsageError
 
 # Tenant names are what campaign files and cost events carry (``tenant = "agency_a"``);
 # they also name invoice files, so no path separators.
@@ -60,9 +61,44 @@ class TenantConfig(_Section):
         return Decimal(repr(value)) if isinstance(value, float) else value
 
 
+# S3 bucket names: 3-63 lower-case letters, digits, dots and hyphens.
+_BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+
+
+class InvoicesConfig(_AwsEndpoint):
+    """Where the monthly billing run (`serve`, and `costs invoice --all-tenants` without
+    -o) puts every tenant's invoice: under the data dir, or in S3 when a bucket is set."""
+
+    s3_bucket: str | None = Field(
+        None,
+        pattern=_BUCKET,
+        description="S3 bucket for invoices; default: files under the data dir",
+        examples=["acme-invoices"],
+    )
+    s3_prefix: str = Field(
+        "invoices/",
+        max_length=512,
+        description="key prefix; objects are <prefix><YYYY-MM>/<tenant>-<YYYY-MM>.<format>",
+    )
+
+
 def check_tenant_names(value: dict[str, TenantConfig]) -> dict[str, TenantConfig]:
     """Every ``[tenants.<name>]`` name is a valid tenant name."""
     for name in value:
         if not re.match(TENANT_NAME_PATTERN, name):
             raise ValueError(f"{name!r} is not a valid tenant name (letters, digits, _-.)")
     return value
+
+
+def configured_tenant(tenants: dict[str, TenantConfig], name: str) -> TenantConfig:
+    """``[tenants.<name>]``; a usage error on ``tenant`` listing the configured ones."""
+    found = tenants.get(name)
+    if found is None:
+        known = ", ".join(sorted(tenants)) or "none configured"
+        raise UsageError(
+            f"<tenant> {name!r} is not a configured tenant; configured: {known}",
+            field="tenant",
+            value=name,
+            hint="add [tenants.<name>] to the config",
+        )
+    return found

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -57,6 +57,10 @@ class Backtest(BaseModel):
 
 class ThresholdOutlook(BaseModel):
     limit_usd: float
+    # Which limit: ``global-monthly`` ([thresholds] monthly_usd) for the whole ledger, a
+    # tenant's monthly budget (``quota:<tenant>``) for a tenant's forecast.
+    name: str
+    source: str  # global | budget
     probability_exceed_pct: float | None
     expected_breach_date: date | None
 
@@ -89,6 +93,21 @@ class ForecastReport(ForecastFigures, _ReportHead):
     """The overall forecast (fields after the head) and one per group."""
 
     groups: list[ForecastFigures]
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastLimit:
+    """The monthly limit a forecast is compared with, and where it comes from."""
+
+    name: str
+    source: str
+    limit_nano: int
+
+
+def global_limit(config: Config) -> ForecastLimit | None:
+    """``[thresholds] monthly_usd`` as ``global-monthly``; None when it is 0 (no limit)."""
+    limit_nano = usd_to_nano(config.thresholds.monthly_usd, field="thresholds.monthly_usd")
+    return ForecastLimit("global-monthly", "global", limit_nano) if limit_nano else None
 
 
 def validate_level(level: float) -> float:
@@ -142,17 +161,23 @@ def forecast_report(
     now: datetime | None = None,
     clock: Clock = SYSTEM_CLOCK,
     cache: bool = True,
+    limit: ForecastLimit | Literal["global"] | None = "global",
 ) -> ForecastReport:
-    """Month-end forecast overall and, with ``by``, per provider/tenant/account/model."""
+    """Month-end forecast overall and, with ``by``, per provider/tenant/account/model.
+
+    The overall forecast is compared with ``limit``: the global monthly threshold by
+    default; a tenant's view passes that tenant's monthly budget, or None for none.
+    """
     by = validate_key(by)
     level_pct = validate_level(level_pct)
     now = (now or clock.now()).astimezone(UTC)
     tz = config.thresholds.tz
     month = _month(now, tz)
     store = _Cache(config.forecast_cache_dir if cache else None, clock=clock)
-    limit_nano = usd_to_nano(config.thresholds.monthly_usd, field="thresholds.monthly_usd")
+    if limit == "global":
+        limit = global_limit(config)
     total = daily_series(ledger, month.days)[None]
-    overall = _figures(total, month, level_pct, limit_nano or None, store)
+    overall = _figures(total, month, level_pct, limit, store)
     groups: list[ForecastFigures] = []
     if by:
         series = daily_series(ledger, month.days, by=by)
@@ -178,13 +203,15 @@ def forecast_scope(
     *,
     scope: Mapping[str, str],
     limit_usd: Any,
+    name: str = "scope",
+    source: str = "rule",
     level_pct: float = 80.0,
     now: datetime | None = None,
     clock: Clock = SYSTEM_CLOCK,
     cache: bool = True,
 ) -> ForecastFigures:
     """The forecast of one rule's scope against its limit: what a ``forecast`` rule
-    (month-end upper bound >= limit) evaluates."""
+    (month-end upper bound >= limit) evaluates; ``name`` and ``source`` say which rule."""
     now = (now or clock.now()).astimezone(UTC)
     month = _month(now, config.thresholds.tz)
     for key in scope:
@@ -192,15 +219,16 @@ def forecast_scope(
             validate_key(key, field="scope")
     series = daily_series(ledger, month.days, scope=scope)[None]
     limit_nano = usd_to_nano(limit_usd, field="limit_usd")
+    limit = ForecastLimit(name, source, limit_nano) if limit_nano else None
     store = _Cache(config.forecast_cache_dir if cache else None, clock=clock)
-    return _figures(series, month, validate_level(level_pct), limit_nano or None, store)
+    return _figures(series, month, validate_level(level_pct), limit, store)
 
 
 def _figures(
     values: Sequence[int],
     month: _Month,
     level_pct: float,
-    limit_nano: int | None,
+    limit: ForecastLimit | None,
     cache: _Cache,
     *,
     model: bool = True,
@@ -220,13 +248,13 @@ def _figures(
         today_spent=today_nano / NANO,
         today_left=month.today_left,
         level_pct=level_pct,
-        limit=None if limit_nano is None else limit_nano / NANO,
+        limit=None if limit is None else limit.limit_nano / NANO,
         spread=fc.spread_factor(windows, level_pct),
     )
     mape, coverage = fc.score(windows, level_pct)
     threshold = None
-    if limit_nano is not None:
-        threshold = _threshold(values, month, limit_nano, spent_nano, level)
+    if limit is not None:
+        threshold = _threshold(values, month, limit, spent_nano, level)
     return ForecastFigures(
         month_to_date_usd=nano_to_usd(spent_nano),
         month_to_date_nano=spent_nano,
@@ -244,11 +272,12 @@ def _figures(
 def _threshold(
     values: Sequence[int],
     month: _Month,
-    limit_nano: int,
+    limit: ForecastLimit,
     spent_nano: int,
     level: fc.MonthEnd | None,
 ) -> ThresholdOutlook:
-    limit_usd = nano_to_usd(limit_nano)
+    limit_nano = limit.limit_nano
+    which = {"limit_usd": nano_to_usd(limit_nano), "name": limit.name, "source": limit.source}
     if spent_nano >= limit_nano:
         # Already crossed: certain, on the day the running total reached the limit.
         running = 0
@@ -259,17 +288,15 @@ def _threshold(
                 crossed = index
                 break
         return ThresholdOutlook(
-            limit_usd=limit_usd,
+            **which,
             probability_exceed_pct=100.0,
             expected_breach_date=month.days.day(crossed),
         )
     if level is None:
-        return ThresholdOutlook(
-            limit_usd=limit_usd, probability_exceed_pct=None, expected_breach_date=None
-        )
+        return ThresholdOutlook(**which, probability_exceed_pct=None, expected_breach_date=None)
     breach = None if level.breach_day is None else month.days.day(month.today + level.breach_day)
     return ThresholdOutlook(
-        limit_usd=limit_usd,
+        **which,
         probability_exceed_pct=level.probability_exceed_pct,
         expected_breach_date=breach,
     )

@@ -9,10 +9,12 @@ Where each figure comes from:
 
 * daily rollups carry the tenant: filtered as they are read;
 * quarter-hour figures (stats, hourly series) come from the scope rollups, which carry
-  the tenant too, grouped by slot and provider; they have no latency histogram, so a
-  tenant's stats show no latency percentiles (the latency is the platform's, not the
-  tenant's). Scope rollups are kept ``SCOPE_RETENTION_DAYS`` (62), longer than any
-  period stats read;
+  the tenant too, grouped by slot and provider. Stats read ``slot_groups``, answered by
+  ``scope_slot_groups``: the scope rollups keep the same latency histogram as the
+  quarter-hour rollups, so a tenant's p50/p95 latency is its own attempts', computed by
+  the same ``percentile`` as the global figures. ``mismatches`` is not kept per scope
+  (a tenant's ``model_mismatches`` reads 0). Scope rollups are kept
+  ``SCOPE_RETENTION_DAYS`` (62), longer than any period stats read;
 * usage rollups (recommendations, experiments, ROI) carry the campaign, not the tenant:
   the view keeps the campaigns the daily rollups of the same days attribute to the
   tenant. Attempts made outside a campaign (the /v1 gateway) have no usage rollup of
@@ -25,7 +27,6 @@ The view is read-only: ``record`` and ``prune`` refuse, so nothing writes throug
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime
 
@@ -82,16 +83,14 @@ class TenantLedger:
     def slot_groups(
         self, ranges: Sequence[tuple[datetime, datetime]]
     ) -> list[dict[str, SlotRollup]]:
-        out: list[dict[str, SlotRollup]] = []
-        for start, end in ranges:
-            rows = self._ledger.scope_groups(
-                start, end, ["provider"], where={"tenant": self.tenant}
-            )
-            lo = math.ceil(start.timestamp())  # as group_slots: the range's first second
-            out.append(
-                {str(key[0]): SlotRollup(lo, str(key[0]), counters) for key, counters in rows}
-            )
-        return out
+        return self._ledger.scope_slot_groups(ranges, {"tenant": self.tenant})
+
+    def scope_slot_groups(
+        self, ranges: Sequence[tuple[datetime, datetime]], where: Mapping[str, str]
+    ) -> list[dict[str, SlotRollup]]:
+        if where.get("tenant", self.tenant) != self.tenant:
+            return [{} for _ in ranges]
+        return self._ledger.scope_slot_groups(ranges, {**where, "tenant": self.tenant})
 
     def scope_groups(
         self,

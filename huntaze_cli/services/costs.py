@@ -12,15 +12,17 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, TextIO
 
+from huntaze_cli.config.tenants import configured_tenant
 from huntaze_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from huntaze_cli.config import Config
     from huntaze_cli.costs.anomaly_report import AnomalyReport
     from huntaze_cli.costs.compare import CompareReport
     from huntaze_cli.costs.finance import FinanceReport
-    from huntaze_cli.costs.forecast_report import ForecastReport
+    from huntaze_cli.costs.forecast_report import ForecastLimit, ForecastReport
     from huntaze_cli.costs.transfer import Format
     from huntaze_cli.models import BreakdownReport, ImportReport, StatsReport
     from huntaze_cli.services import Services
@@ -112,7 +114,10 @@ def stats(services: Services, *, tenant: str | None = None) -> StatsReport:
     """Last hour, today, yesterday, month to date, per provider, threshold use."""
     from huntaze_cli.costs.reports import stats as report
 
-    return report(services.config(), services.ledger_for(tenant))
+    config = services.config()
+    if tenant is not None:
+        configured_tenant(config.tenants, tenant)
+    return report(config, services.ledger_for(tenant))
 
 
 def forecast(
@@ -124,8 +129,34 @@ def forecast(
 
     validate_key(by)
     validate_level(level)
-    ledger = services.ledger_for(tenant)
-    return forecast_report(services.config(), ledger, by=by, level_pct=level)
+    config = services.config()
+    if tenant is None:
+        return forecast_report(config, services.ledger(), by=by, level_pct=level)
+    configured_tenant(config.tenants, tenant)
+    return forecast_report(
+        config,
+        services.ledger_for(tenant),
+        by=by,
+        level_pct=level,
+        limit=tenant_limit(config, tenant),
+    )
+
+
+def tenant_limit(config: Config, tenant: str) -> ForecastLimit | None:
+    """The monthly limit a tenant's forecast is compared with: the lowest monthly budget
+    on exactly that tenant (its ``quota:<tenant>`` from ``quota_usd_month``, or a
+    ``[[budgets.rules]]`` scoped to it), None when it has none. Never the global
+    ``[thresholds] monthly_usd``: that is everybody's spend, not the tenant's."""
+    from huntaze_cli.budgets.rules import budgets_in_force
+    from huntaze_cli.costs.forecast_report import ForecastLimit
+    from huntaze_cli.money import round_to_nano
+
+    found = [
+        ForecastLimit(budget.name, "budget", round_to_nano(budget.limit_usd))
+        for budget in budgets_in_force(config)
+        if budget.period == "month" and budget.scope.as_dict() == {"tenant": tenant}
+    ]
+    return min(found, key=lambda limit: (limit.limit_nano, limit.name), default=None)
 
 
 # How often a long-running process looks whether a new day needs a forecast fitted.

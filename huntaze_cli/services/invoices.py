@@ -2,13 +2,15 @@
 monthly billing run `serve` does by itself.
 
 ``invoice`` builds one tenant's invoice (``costs.invoice``); ``write_invoices`` writes
-every tenant's in the chosen formats into a directory, one file per tenant and format
-(``<tenant>-<YYYY-MM>.<format>``), each written to a temporary file and renamed, so a
-reader never sees half an invoice. ``bill_closed_month`` is the daemon's run: once the
-month has closed, every tenant's invoice is written under the data dir
-(``invoices/<YYYY-MM>/``) and announced on the alert channels, each step exactly once
-across restarts and hosts by the alert store's atomic claims (the same claims that send
-each alert once).
+every tenant's in the chosen formats, one file per tenant and format
+(``<tenant>-<YYYY-MM>.<format>``), to the ``destination``: a directory (each file written
+to a temporary file and renamed, so a reader never sees half an invoice) or, when
+``[invoices] s3_bucket`` is set, S3 objects ``<s3_prefix><YYYY-MM>/<tenant>-<YYYY-MM>.<format>``
+(a PutObject is atomic). ``bill_closed_month`` is the daemon's run: once the month has
+closed, every tenant's invoice is written there (under the data dir, ``invoices/<YYYY-MM>/``,
+without a bucket) and announced on the alert channels, each step exactly once across
+restarts and hosts by the alert store's atomic claims (the same claims that send each
+alert once).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from huntaze_cli.errors import HuntazeError, NotFoundError, UsageError
 
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from huntaze_cli.costs.invoice import Invoice
     from huntaze_cli.services import Services
     from huntaze_cli.storage.alerts import AlertKey, AlertStore
+    from huntaze_cli.storage.aws.s3_objects import S3Objects
 
 BILLING_RULE = "invoice"  # the alert store's name for the billing run's claims
 FILES_CHANNEL = "files"
@@ -46,6 +49,7 @@ def invoice(
     not name another one (not found, as a missing one). A tenant must be configured
     (``[tenants.<name>]``): its ``markup_pct`` is part of the invoice.
     """
+    from huntaze_cli.config.tenants import configured_tenant
     from huntaze_cli.costs.invoice import build_invoice, parse_month
 
     if scope is not None:
@@ -55,15 +59,7 @@ def invoice(
     if tenant is None:
         raise UsageError("<tenant> is required: name a tenant", field="tenant")
     config = services.config()
-    found = config.tenants.get(tenant)
-    if found is None:
-        known = ", ".join(sorted(config.tenants)) or "none configured"
-        raise UsageError(
-            f"<tenant> {tenant!r} is not a configured tenant; configured: {known}",
-            field="tenant",
-            value=tenant,
-            hint="add [tenants.<name>] to the config",
-        )
+    found = configured_tenant(config.tenants, tenant)
     now = now or datetime.now(UTC)
     chosen = parse_month(month, now=now, tz=config.thresholds.tz)
     return build_invoice(
@@ -103,28 +99,80 @@ def write_file(path: Path, data: bytes) -> None:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+CONTENT_TYPES = {"json": "application/json", "csv": "text/csv", "pdf": "application/pdf"}
+
+
+class Destination(Protocol):
+    """Where a month's invoices go: ``write`` returns the file's path or ``s3://`` URL."""
+
+    def write(self, tenant: str, month: str, fmt: str, data: bytes) -> str: ...
+
+
+@dataclass
+class Directory:
+    """Invoice files in a local directory, written whole (temporary file and rename)."""
+
+    path: Path
+
+    def write(self, tenant: str, month: str, fmt: str, data: bytes) -> str:
+        target = invoice_path(self.path, tenant, month, fmt)
+        write_file(target, data)
+        return str(target)
+
+
+@dataclass
+class Bucket:
+    """Invoice objects in S3, ``<prefix><month>/<tenant>-<month>.<format>``."""
+
+    objects: S3Objects
+
+    def write(self, tenant: str, month: str, fmt: str, data: bytes) -> str:
+        name = f"{month}/{tenant}-{month}.{fmt}"
+        return self.objects.put(name, data, content_type=CONTENT_TYPES[fmt])
+
+
+def destination(services: Services, month: str, directory: Path | None = None) -> Destination:
+    """``directory`` when given; else S3 when ``[invoices] s3_bucket`` is set; else the
+    data dir's ``invoices/<month>/``."""
+    if directory is not None:
+        return Directory(directory)
+    config = services.config()
+    where = config.invoices
+    if where.s3_bucket:
+        from huntaze_cli.storage.aws.s3_objects import S3Objects
+
+        objects = S3Objects(
+            where.s3_bucket,
+            prefix=where.s3_prefix,
+            region=where.region,
+            endpoint_url=where.endpoint_url,
+        )
+        return Bucket(objects)
+    return Directory(config.data_dir / "invoices" / month)
+
+
 def write_invoices(
     services: Services,
     *,
     month: str,
     formats: Sequence[str],
-    directory: Path,
+    directory: Path | None = None,
     now: datetime | None = None,
-) -> list[Path]:
-    """Every configured tenant's invoice for ``month``, one file per tenant and format."""
+) -> list[str]:
+    """Every configured tenant's invoice for ``month`` (YYYY-MM), one file per tenant and
+    format, to ``destination(services, month, directory)``; where each went."""
     from huntaze_cli.costs.invoice import render_invoice
 
     chosen = [invoice_format(fmt) for fmt in formats]
     tenants = sorted(services.config().tenants)
     if not tenants:
         raise UsageError("no tenant is configured; add [tenants.<name>] to the config")
-    written: list[Path] = []
+    target = destination(services, month, directory)
+    written: list[str] = []
     for tenant in tenants:
         bill = invoice(services, tenant=tenant, month=month, now=now)
         for fmt in chosen:
-            path = invoice_path(directory, tenant, bill.month, fmt)
-            write_file(path, render_invoice(bill, fmt))
-            written.append(path)
+            written.append(target.write(tenant, bill.month, fmt, render_invoice(bill, fmt)))
     return written
 
 
@@ -155,7 +203,7 @@ def bill_closed_month(services: Services, *, now: datetime | None = None) -> Bil
     run = BillingRun(month)
     store = services.alert_store()
     owner = f"{os.uname().nodename}:{os.getpid()}:{secrets.token_hex(3)}"
-    directory = config.data_dir / "invoices" / month
+    target = destination(services, month)
     for tenant in sorted(config.tenants):
         scope = f"tenant={tenant}"
         files = AlertKey(BILLING_RULE, scope, month, 100, FILES_CHANNEL)
@@ -163,9 +211,8 @@ def bill_closed_month(services: Services, *, now: datetime | None = None) -> Bil
             try:
                 bill = invoice(services, tenant=tenant, month=month, now=now)
                 for fmt in INVOICE_FORMATS:
-                    path = invoice_path(directory, tenant, month, fmt)
-                    write_file(path, render_invoice(bill, fmt))
-                    run.written.append(str(path))
+                    data = render_invoice(bill, fmt)
+                    run.written.append(target.write(tenant, month, fmt, data))
             except HuntazeError as exc:
                 store.finish(files, owner=owner, now=now, error=exc.message)
                 run.errors.append(f"invoice {tenant} {month}: {exc.message}")

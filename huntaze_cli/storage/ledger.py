@@ -13,8 +13,10 @@ rollups that every report reads instead of raw events:
   (output-token and latency histograms of successful attempts, spend on failed
   attempts, fallbacks, sums of squares for confidence intervals);
 * quarter-hour scope rollups, by (15-minute UTC slot, provider, model, account,
-  campaign, tenant): alert rules scoped to a tenant, account, campaign or model, exact
-  in any time zone. Kept ``SCOPE_RETENTION_DAYS`` (a month and the one before it).
+  campaign, tenant), with the same latency histogram as the quarter-hour rollups: alert
+  rules scoped to a tenant, account, campaign or model, exact in any time zone, and a
+  tenant's own stats (``costs.tenant_view``). Kept ``SCOPE_RETENTION_DAYS`` (a month and
+  the one before it).
 
 Raw events are kept ``retention_days``; rollups ``rollup_retention_days`` (400).
 Events older than the raw retention are refused by ``record`` (counted as expired): once
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
@@ -370,15 +372,18 @@ def scope_key(event: CostEvent) -> ScopeKey:
     )
 
 
-def aggregate_scopes(events: Iterable[CostEvent]) -> dict[ScopeKey, Counters]:
-    """The scope-rollup increments a batch of (new, distinct) events makes."""
-    scopes: dict[ScopeKey, Counters] = {}
+def aggregate_scopes(events: Iterable[CostEvent]) -> dict[ScopeKey, SlotRollup]:
+    """The scope-rollup increments a batch of (new, distinct) events makes: per scope
+    key, its counters and latency histogram (as a ``SlotRollup`` of the key's slot and
+    provider)."""
+    scopes: dict[ScopeKey, SlotRollup] = {}
     for event in events:
         key = scope_key(event)
-        counters = scopes.get(key)
-        if counters is None:
-            counters = scopes[key] = Counters()
-        counters.add_event(event)
+        rollup = scopes.get(key)
+        if rollup is None:
+            rollup = scopes[key] = SlotRollup(key[0], key[1], Counters())
+        rollup.counters.add_event(event)
+        rollup.latency[latency_bucket(event.latency_ms)] += 1
     return scopes
 
 
@@ -395,6 +400,16 @@ SCOPE_FIELDS: dict[str, str] = {
 SCOPE_GROUPS: dict[str, str] = {**SCOPE_FIELDS, "slot": "slot"}
 
 
+_SCOPE_KEY_NAMES = ("slot", *SCOPE_FIELDS)  # the order of a ScopeKey
+
+
+def scope_matches(where: Mapping[str, str] | None) -> Callable[[ScopeKey], bool]:
+    """Whether a scope key has the ``where`` values (SCOPE_FIELDS keys): the one filter
+    ``group_scopes`` and ``group_scope_slots`` (DynamoDB's scope reads) apply."""
+    wanted = [(_SCOPE_KEY_NAMES.index(key), value) for key, value in (where or {}).items()]
+    return lambda key: all(key[i] == value for i, value in wanted)
+
+
 def group_scopes(
     rows: Iterable[tuple[ScopeKey, Counters]],
     since: datetime,
@@ -407,12 +422,12 @@ def group_scopes(
     The reference answer of ``Ledger.scope_groups``; absent account/campaign are None.
     """
     lo, hi = math.ceil(since.timestamp()), math.ceil(until.timestamp())
-    names = ("slot", *SCOPE_FIELDS)  # the order of a ScopeKey
-    wanted = [(names.index(key), value) for key, value in (where or {}).items()]
+    names = _SCOPE_KEY_NAMES
+    matches = scope_matches(where)
     positions = [names.index(key) for key in group_by]
     groups: dict[tuple[str | None, ...], Counters] = {}
     for key, counters in rows:
-        if not lo <= key[0] < hi or any(key[i] != value for i, value in wanted):
+        if not lo <= key[0] < hi or not matches(key):
             continue
         # Absent account/campaign are stored as "" and reported as None.
         group: tuple[str | None, ...] = tuple(
@@ -477,6 +492,18 @@ def group_slots(
                 for bucket, count in enumerate(slot.latency):
                     total.latency[bucket] += count
     return out
+
+
+def group_scope_slots(
+    rows: Iterable[tuple[ScopeKey, SlotRollup]],
+    ranges: Sequence[tuple[datetime, datetime]],
+    where: Mapping[str, str] | None = None,
+) -> list[dict[str, SlotRollup]]:
+    """Per range, the scope rollups matching ``where`` summed per provider, latency
+    histogram included: ``group_slots`` over a scope (the reference answer of
+    ``Ledger.scope_slot_groups``)."""
+    matches = scope_matches(where)
+    return group_slots((rollup for key, rollup in rows if matches(key)), ranges)
 
 
 def dedupe_batch(events: Sequence[CostEvent]) -> tuple[list[CostEvent], int]:
@@ -574,6 +601,19 @@ class Ledger(Protocol):
         SCOPE_FIELDS and ``slot``, the slot's epoch seconds as text).
 
         Same answer as ``group_scopes`` over every scope rollup; alert rules use it.
+        """
+        ...
+
+    def scope_slot_groups(
+        self,
+        ranges: Sequence[tuple[datetime, datetime]],
+        where: Mapping[str, str],
+    ) -> list[dict[str, SlotRollup]]:
+        """Per ``[start, end)`` range, the scope rollups matching ``where`` summed by
+        provider, with their latency histograms: ``slot_groups`` of one scope (a tenant's
+        stats). ``mismatches`` is not kept per scope and reads 0.
+
+        Same answer as ``group_scope_slots`` over every scope rollup.
         """
         ...
 

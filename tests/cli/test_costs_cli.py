@@ -287,6 +287,33 @@ def test_stats_json_fields_and_figures() -> None:
     assert data["thresholds"]["monthly"]["limit_usd"] == 1000.0
 
 
+def test_stats_for_one_tenant_give_its_own_latency_percentiles() -> None:
+    from huntaze_cli.config import default_config_path
+
+    path = default_config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("[tenants.fast]\n[tenants.slow]\n")
+    now = datetime.now(UTC)
+    events = [
+        make_event(
+            n,
+            ts=now - timedelta(minutes=1 + n),
+            tenant=("fast", "slow")[n % 2],
+            latency_ms=(40.0 if n % 2 == 0 else 6000.0),
+            cost_nano=1_000 * (n + 1),
+        )
+        for n in range(20)
+    ]
+    assert run("costs", "import", "-", "--trust-cost", input=jsonl(events)).exit_code == 0
+    everyone = run("costs", "stats", "--json").json()["providers"]["azure"]
+    fast = run("costs", "stats", "--tenant", "fast", "--json").json()
+    azure = fast["providers"]["azure"]
+    assert azure["requests"] == 10
+    assert fast["today"]["cost_nano"] == sum(e.cost_nano for e in events if e.tenant == "fast")
+    assert azure["latency_p50_ms"] is not None and azure["latency_p95_ms"] <= 50
+    assert everyone["latency_p95_ms"] > 5000
+
+
 def test_check_thresholds_exit_codes() -> None:
     run(
         "costs",

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from huntaze_cli.config import load_config
+from huntaze_cli.config import default_config_path, load_config
 from tests.costs.history import hourly_events, record
 from tests.helpers import make_event, run
 
@@ -34,6 +34,8 @@ def test_forecast_overall_and_per_provider() -> None:
     assert 0 <= report["backtest"]["mape_pct"] < 15
     assert report["threshold"] == {
         "limit_usd": 1000.0,
+        "name": "global-monthly",
+        "source": "global",
         "probability_exceed_pct": 0.0,
         "expected_breach_date": None,
     }
@@ -177,3 +179,68 @@ def test_anomalies_by_bad_key_or_since_is_exit_2() -> None:
     assert bad.exit_code == 2 and bad.stderr.startswith("error: --since:")
     future = run("costs", "anomalies", "--since", "2999-01-01")
     assert future.exit_code == 2 and "--since" in future.stderr
+
+
+TENANTS = """
+[tenants.agency_a]
+quota_usd_month = 0.5
+
+[tenants.agency_b]
+markup_pct = 10
+
+[[budgets.rules]]
+name = "agency_a-big"
+scope = { tenant = "agency_a" }
+period = "month"
+limit_usd = 5000
+
+[[budgets.rules]]
+name = "agency_a-daily"
+scope = { tenant = "agency_a" }
+period = "day"
+limit_usd = 0.01
+"""
+
+
+def test_a_tenant_forecast_is_compared_with_its_own_monthly_budget() -> None:
+    now = datetime.now(UTC)
+    if now - month_start(now) < timedelta(hours=3):
+        pytest.skip("the month is too young for a tenant to have crossed its quota")
+    path = default_config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(TENANTS)
+    events = hourly_events(30)
+    record(events)
+    overall = run("costs", "forecast", "--json").json()
+    assert overall["threshold"]["name"] == "global-monthly"
+    assert overall["threshold"]["limit_usd"] == 1000.0
+    assert overall["threshold"]["probability_exceed_pct"] == 0.0
+
+    mine = run("costs", "forecast", "--tenant", "agency_a", "--json").json()
+    # Only agency_a's spend, against its quota (the lowest of its monthly budgets; the
+    # daily one and the global $1000 do not count), which it crossed on the month's
+    # first day: certain.
+    this_month = [e for e in events if e.ts >= month_start(now) and e.tenant == "agency_a"]
+    assert mine["month_to_date_nano"] == sum(e.cost_nano for e in this_month)
+    assert mine["threshold"]["name"] == "quota:agency_a"
+    assert mine["threshold"]["source"] == "budget"
+    assert mine["threshold"]["limit_usd"] == 0.5
+    assert mine["threshold"]["probability_exceed_pct"] == 100.0
+    assert mine["threshold"]["expected_breach_date"] == month_start(now).date().isoformat()
+    people = run("costs", "forecast", "--tenant", "agency_a")
+    assert people.exit_code == 0 and "monthly limit quota:agency_a $0.50" in people.stdout
+
+    # A tenant without a monthly budget has no threshold at all, not the global one.
+    other = run("costs", "forecast", "--tenant", "agency_b", "--json").json()
+    assert other["threshold"] is None
+    assert 0 < other["month_to_date_nano"] < overall["month_to_date_nano"]
+
+
+def test_an_unknown_tenant_is_refused_naming_the_field() -> None:
+    path = default_config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(TENANTS)
+    for command in ("forecast", "stats"):
+        result = run("costs", command, "--tenant", "agency_z", "--json")
+        assert result.exit_code == 2, result.stdout
+        assert "tenant" in result.stderr and "agency_a, agency_b" in result.stderr

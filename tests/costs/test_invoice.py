@@ -242,3 +242,89 @@ def test_serve_bills_the_closed_month_once_and_announces_it(billed: dict[str, An
     subjects = sorted(str(m["Subject"]) for m in smtp.messages)
     assert len(subjects) == 2 and all(f"invoice {month}" in s for s in subjects)
     assert any("tenant=agency_a" in s and "$0.14" in s for s in subjects)
+
+
+BUCKET = "acme-invoices"
+S3_CONFIG = CONFIG + f'\n[invoices]\ns3_bucket = "{BUCKET}"\ns3_prefix = "billing/"\n'
+
+
+def _objects(s3: Any) -> dict[str, Any]:
+    listed = s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+    return {item["Key"]: s3.head_object(Bucket=BUCKET, Key=item["Key"]) for item in listed}
+
+
+def test_the_billing_run_writes_to_s3_once_and_retries_a_failed_write(
+    billed: dict[str, Any],
+) -> None:
+    """With [invoices] s3_bucket the closed month's invoices are S3 objects, written by
+    one run only (the same claims as on disk), and a run that could not write leaves the
+    work to the next one."""
+    import boto3
+    from moto import mock_aws
+
+    default_config_path().write_text(S3_CONFIG)
+    month = billed["month"]
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        # No bucket yet: the write fails, is reported, and nothing counts as done.
+        with closing(Services()) as services:
+            failed = bill_closed_month(services)
+        assert failed.written == [] and len(failed.errors) == 2
+        assert (
+            f"cannot write s3://{BUCKET}/billing/{month}/agency_a-{month}.json"
+            in (failed.errors[0])
+        )
+        s3.create_bucket(Bucket=BUCKET)
+        # Two daemons (a restart, another host on the same alert store): one writes.
+        with closing(Services()) as one, closing(Services()) as two:
+            first = bill_closed_month(one)
+            second = bill_closed_month(two)
+            config: Config = one.config()
+        objects = _objects(s3)
+        a_json = s3.get_object(Bucket=BUCKET, Key=f"billing/{month}/agency_a-{month}.json")
+        body = a_json["Body"].read().decode()
+        pdf = s3.get_object(Bucket=BUCKET, Key=f"billing/{month}/agency_b-{month}.pdf")
+        pdf_bytes = pdf["Body"].read()
+    assert first.errors == [] and second.written == []
+    want = {f"billing/{month}/{t}-{month}.{f}" for t in ("agency_a", "agency_b")
+            for f in ("json", "csv", "pdf")}  # fmt: skip
+    assert set(objects) == want
+    assert sorted(first.written) == sorted(f"s3://{BUCKET}/{key}" for key in want)
+    assert '"total_nano":138889271' in body.replace(" ", "")
+    assert pdf_bytes.startswith(b"%PDF") and pdf["ContentType"] == "application/pdf"
+    assert objects[f"billing/{month}/agency_a-{month}.csv"]["ContentType"] == "text/csv"
+    # Nothing went to the data dir.
+    assert not (config.data_dir / "invoices").exists()
+
+
+def test_the_cron_run_writes_to_s3_unless_given_a_directory(
+    billed: dict[str, Any], tmp_path: Path
+) -> None:
+    import boto3
+    from moto import mock_aws
+
+    default_config_path().write_text(S3_CONFIG)
+    month = billed["month"]
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket=BUCKET)
+        to_s3 = run("costs", "invoice", "--all-tenants", "--month", "last", "--format", "json",
+                    "--json")  # fmt: skip
+        assert to_s3.exit_code == 0, to_s3.stderr
+        assert to_s3.json() == {
+            "month": month,
+            "files": [f"s3://{BUCKET}/billing/{month}/{t}-{month}.json"
+                      for t in ("agency_a", "agency_b")],
+        }  # fmt: skip
+        assert len(_objects(s3)) == 2
+        out = tmp_path / "here"
+        local = run("costs", "invoice", "--all-tenants", "--month", "last", "-o", str(out))
+        assert local.exit_code == 0, local.stderr
+        assert len(list(out.iterdir())) == 6 and len(_objects(s3)) == 2
+
+
+def test_a_bad_bucket_name_is_a_config_error_naming_the_key(billed: dict[str, Any]) -> None:
+    default_config_path().write_text(CONFIG + '\n[invoices]\ns3_bucket = "Not_A/Bucket"\n')
+    result = run("costs", "invoice", "--all-tenants", "--month", "last")
+    assert result.exit_code == 2
+    assert "invoices.s3_bucket" in result.stderr.strip().splitlines()[0], result.stderr

@@ -53,8 +53,8 @@ def test_the_view_is_the_ledger_of_the_tenant_alone(tmp_path: Path) -> None:
     assert view.slot_costs(start, end) == alone.slot_costs(start, end)
     ranges = [(start, end), (now - timedelta(hours=3), now)]
     for got, want in zip(view.slot_groups(ranges), alone.slot_groups(ranges), strict=True):
-        assert {p: (s.slot, s.counters) for p, s in got.items()} == {
-            p: (s.slot, s.counters.__class__(**{**vars_of(s.counters), "mismatches": 0}))
+        assert {p: (s.slot, s.counters, s.latency) for p, s in got.items()} == {
+            p: (s.slot, s.counters.__class__(**{**vars_of(s.counters), "mismatches": 0}), s.latency)
             for p, s in want.items()
         }
     for group_by in (["provider", "model", "campaign"], ["day"], ["arm"]):
@@ -71,10 +71,41 @@ def test_the_view_is_the_ledger_of_the_tenant_alone(tmp_path: Path) -> None:
     want_stats = stats(Config(), alone, now=now)
     assert got_stats.month_to_date == want_stats.month_to_date
     assert got_stats.today.cost_nano == want_stats.today.cost_nano > 0
+    assert got_stats.providers == want_stats.providers
     with pytest.raises(TypeError, match="read-only"):
         view.record(events[:1])
     mixed.close()
     alone.close()
+
+
+def test_a_tenants_stats_have_its_own_latency_percentiles(ledger: Any, tmp_path: Path) -> None:
+    """p50/p95 per provider for a tenant are its own attempts', from the same histogram
+    and percentile as the global stats: equal to the stats of a ledger holding only its
+    events, on either backend, and unlike the platform's."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    events = [
+        make_event(
+            f"lat-{n}",
+            now - timedelta(minutes=3 * n + 1),
+            tenant=("agency_a", "agency_b")[n % 2],
+            provider=("azure", "openai")[n % 4 >= 2],
+            # agency_a is served fast, agency_b slowly.
+            latency_ms=(80.0 + n % 9 * 10) if n % 2 == 0 else (4000.0 + n % 7 * 500),
+        )
+        for n in range(60)
+    ]
+    ledger.record(events)
+    with SQLiteLedger(tmp_path / "alone.db", retention_days=30) as alone:
+        alone.record([e for e in events if e.tenant == "agency_a"])
+        want = stats(Config(), alone, now=now)
+    everyone = stats(Config(), ledger, now=now)
+    mine = stats(Config(), TenantLedger(ledger, "agency_a"), now=now)
+    assert mine.providers == want.providers
+    assert set(mine.providers) == {"azure", "openai"}
+    for provider, figures in mine.providers.items():
+        assert figures.latency_p50_ms is not None and figures.latency_p95_ms is not None
+        assert figures.latency_p95_ms <= 200
+        assert everyone.providers[provider].latency_p95_ms > 1000
 
 
 def _usage(rows: list[UsageRollup]) -> list[tuple[object, ...]]:

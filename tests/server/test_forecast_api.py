@@ -91,3 +91,32 @@ def test_serve_fits_the_days_forecast_in_the_background(serve: Callable[..., Ser
     assert not list(cache.glob("*.npz"))
     serve(worker=False)  # no request: the first one of the day finds the fit done
     wait_for(lambda: list(cache.glob("*.npz")), timeout=120)
+
+
+def test_a_tenant_token_forecasts_against_the_tenant_quota(
+    serve: Callable[..., Served],
+) -> None:
+    from huntaze_cli.config import default_config_path
+
+    path = default_config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        '[server]\ntoken_env = "T_ADMIN"\n\n'
+        '[tenants.agency_a]\ntoken_env = "T_A"\nquota_usd_month = 2000\n'
+    )
+    record(hourly_events(30))
+    served = serve(worker=False, env={"T_ADMIN": "admin-0123456789", "T_A": "a-0123456789"})
+    tenant = served.client(headers={"Authorization": "Bearer a-0123456789"})
+    admin = served.client(headers={"Authorization": "Bearer admin-0123456789"})
+    for _ in range(2):  # once more if the two straddled a quarter-hour
+        body = tenant.get(FORECAST).json()
+        cli = run("costs", "forecast", "--tenant", "agency_a", "--json").json()
+        if _same_moment(body, cli):
+            break
+    body.pop("generated_at"), cli.pop("generated_at")
+    assert body == cli
+    assert body["threshold"]["name"] == "quota:agency_a"
+    assert body["threshold"]["limit_usd"] == 2000.0
+    everyone = admin.get(FORECAST).json()
+    assert everyone["threshold"]["name"] == "global-monthly"
+    assert everyone["month_to_date_nano"] > body["month_to_date_nano"] > 0

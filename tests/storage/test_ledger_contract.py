@@ -7,6 +7,7 @@ Timestamps are a few days old at most, well inside the 30-day raw retention.
 from __future__ import annotations
 
 import itertools
+import math
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
@@ -415,6 +416,45 @@ def test_slot_groups_match_grouping_the_slot_rollups(ledger: Ledger) -> None:
         e.cost_nano for e in events
     )
     assert got[3] == {}
+
+
+def test_scope_slot_groups_are_one_scopes_slot_groups_with_latency(ledger: Ledger) -> None:
+    """A tenant's quarter-hour figures per provider, its latency histogram included, are
+    what the slot rollups would hold if only its events had been recorded."""
+    now = datetime.now(UTC)
+    events = [
+        make_event(
+            f"ss-{n}",
+            now - timedelta(minutes=29 * n),
+            provider=("azure", "openai")[n % 2],
+            tenant=("agency_a", "agency_b", "agency_a")[n % 3],
+            account=(None, "creator_1")[n % 2],
+            latency_ms=float(n * 97 % 9000) + 0.5,
+            cost_nano=n * 1_000_003,
+            status="error" if n % 5 == 0 else "ok",
+        )
+        for n in range(80)
+    ]
+    ledger.record(events)
+    ranges = [
+        (now - timedelta(hours=1), now + timedelta(minutes=1)),
+        (now - timedelta(hours=20), now - timedelta(hours=2)),
+        (now - timedelta(days=3), now + timedelta(days=1)),
+        (now + timedelta(days=1), now + timedelta(days=2)),  # empty
+    ]
+    for where in ({"tenant": "agency_a"}, {"tenant": "agency_b", "account": "creator_1"}):
+        got = ledger.scope_slot_groups(ranges, where)
+        for (start, end), groups in zip(ranges, got, strict=True):
+            want: dict[str, SlotRollup] = {}
+            lo, hi = math.ceil(start.timestamp()), math.ceil(end.timestamp())
+            for e in events:  # whole quarter-hours: those starting in the range
+                if lo <= slot_of(e.ts) < hi and all(getattr(e, k) == v for k, v in where.items()):
+                    slot = want.setdefault(e.provider, SlotRollup(lo, e.provider, Counters()))
+                    slot.counters.add(expected_counters([e]))
+                    slot.latency[latency_bucket(e.latency_ms)] += 1
+            assert groups == want, (where, start, end)
+        assert got[2] and got[3] == {}
+    assert ledger.scope_slot_groups(ranges, {"tenant": "nobody"}) == [{}, {}, {}, {}]
 
 
 def test_slot_costs_are_the_slot_rollups_costs(ledger: Ledger) -> None:

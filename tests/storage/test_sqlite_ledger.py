@@ -370,6 +370,43 @@ def test_scope_rollups_are_filled_from_the_kept_events_when_the_table_arrives(
     assert sum(c.cost_nano for c in got.values()) == sum(e.cost_nano for e in events)
 
 
+def test_scope_latency_is_filled_from_the_kept_events_when_the_columns_arrive(
+    tmp_path: Path,
+) -> None:
+    """A ledger whose scope rollups had no latency histogram gets one from its raw events,
+    and its counters are left as they were."""
+    from huntaze_cli.storage.ledger import latency_bucket
+    from huntaze_cli.storage.sqlite.ledger_schema import LATENCY_COLUMNS
+
+    path = tmp_path / "ledger.db"
+    now = datetime.now(UTC)
+    events = [
+        make_event(n, now - timedelta(minutes=20 * n), tenant=("a", "b")[n % 2]).model_copy(
+            update={"latency_ms": 7.0 * n * n}
+        )
+        for n in range(30)
+    ]
+    with SQLiteLedger(path) as ledger:
+        ledger.record(events)
+    # Back to the scope rollups before the histogram: drop its columns, forget the step.
+    conn = sqlite3.connect(path)
+    for column in LATENCY_COLUMNS:
+        conn.execute(f"ALTER TABLE rollup_scope DROP COLUMN {column}")
+    conn.execute("DELETE FROM _migrations WHERE name = 'ledger_008_scope_latency'")
+    conn.commit()
+    conn.close()
+    ranges = [(now - timedelta(days=1), now + timedelta(hours=1))]
+    with SQLiteLedger(path) as ledger:
+        [got] = ledger.scope_slot_groups(ranges, {"tenant": "a"})
+        [counters] = [c for _, c in ledger.scope_groups(*ranges[0], [], {"tenant": "a"})]
+    mine = [e for e in events if e.tenant == "a"]
+    want = [0] * len(LATENCY_COLUMNS)
+    for e in mine:
+        want[latency_bucket(e.latency_ms)] += 1
+    assert got["azure"].latency == want
+    assert counters.requests == got["azure"].counters.requests == len(mine)
+
+
 def test_an_old_ledger_keeps_its_rollups_and_sent_alerts_after_the_upgrade(
     tmp_path: Path,
 ) -> None:

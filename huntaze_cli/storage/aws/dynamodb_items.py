@@ -182,6 +182,11 @@ def slot_from_item(item: dict[str, Any]) -> SlotRollup:
     )
 
 
+def scope_slot_of(item: dict[str, Any]) -> tuple[ScopeKey, SlotRollup]:
+    """A scope rollup item as its key and its counters and latency histogram."""
+    return scope_key_of(item), slot_from_item(item)
+
+
 def scope_key_of(item: dict[str, Any]) -> ScopeKey:
     return (
         int_of(item, "slot"),
@@ -270,12 +275,7 @@ def slot_update(table: str, slot: SlotRollup, *, retention_days: int) -> dict[st
         values[f":{name}"] = attr_n(getattr(slot.counters, name))
     adds = [f"#{name} :{name}" for name in COUNTER_FIELDS]
     names = dict(_SLOT_NAMES)
-    # Only the buckets this batch touched: most of the 23 stay zero.
-    for bucket, count in enumerate(slot.latency):
-        if count:
-            adds.append(f"#lat_{bucket} :lat_{bucket}")
-            names[f"#lat_{bucket}"] = f"lat_{bucket}"
-            values[f":lat_{bucket}"] = attr_n(count)
+    _add_latency(slot.latency, adds, names, values)
     expression = (
         "SET " + ", ".join(f"#{name} = :{name}" for name in _SLOT_SET) + " ADD " + ", ".join(adds)
     )
@@ -293,10 +293,22 @@ def slot_update(table: str, slot: SlotRollup, *, retention_days: int) -> dict[st
     }
 
 
+def _add_latency(
+    latency: list[int], adds: list[str], names: dict[str, str], values: dict[str, Any]
+) -> None:
+    """ADD clauses for the latency buckets a batch touched: most of the 23 stay zero."""
+    for bucket, count in enumerate(latency):
+        if count:
+            adds.append(f"#lat_{bucket} :lat_{bucket}")
+            names[f"#lat_{bucket}"] = f"lat_{bucket}"
+            values[f":lat_{bucket}"] = attr_n(count)
+
+
 def scope_update(
-    table: str, key: ScopeKey, counters: Counters, *, retention_days: int
+    table: str, key: ScopeKey, rollup: SlotRollup, *, retention_days: int
 ) -> dict[str, Any]:
-    """The transaction Update adding ``counters`` to one quarter-hour scope rollup item."""
+    """The transaction Update adding ``rollup`` (counters and latency histogram) to one
+    quarter-hour scope rollup item."""
     slot, provider, model, account, campaign_id, tenant = key
     day = datetime.fromtimestamp(slot, UTC).date().isoformat()
     keep_days = max(SCOPE_RETENTION_DAYS, retention_days)
@@ -310,7 +322,10 @@ def scope_update(
         f":{TTL_ATTRIBUTE}": attr_n(day_epoch(day) + (keep_days + 1) * DAY_SECONDS),
     }
     for name in DAILY_COUNTER_FIELDS:
-        values[f":{name}"] = attr_n(getattr(counters, name))
+        values[f":{name}"] = attr_n(getattr(rollup.counters, name))
+    adds: list[str] = []
+    names = dict(_SCOPE_NAMES)
+    _add_latency(rollup.latency, adds, names, values)
     return {
         "Update": {
             "TableName": table,
@@ -318,8 +333,8 @@ def scope_update(
                 "pk": attr_s(f"SCOPEDAY#{day}"),
                 "sk": attr_s(bounded(join_key(key[1:]), prefix=f"{slot:010d}#")),
             },
-            "UpdateExpression": _SCOPE_UPDATE,
-            "ExpressionAttributeNames": _SCOPE_NAMES,
+            "UpdateExpression": ", ".join([_SCOPE_UPDATE, *adds]),
+            "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }
     }
@@ -361,8 +376,8 @@ def transaction_items(
         for key, rollup in aggregate_usage(events).items()
     )
     items.extend(
-        scope_update(table, key, counters, retention_days=retention_days)
-        for key, counters in aggregate_scopes(events).items()
+        scope_update(table, key, rollup, retention_days=retention_days)
+        for key, rollup in aggregate_scopes(events).items()
     )
     return items
 

@@ -100,6 +100,7 @@ from huntaze_cli.storage.aws.dynamodb_items import (
     event_from_item,
     int_of,
     scope_key_of,
+    scope_slot_of,
     slot_from_item,
     transaction_chunks,
     transaction_items,
@@ -122,6 +123,7 @@ from huntaze_cli.storage.ledger import (
     UsageRollup,
     dedupe_batch,
     group_daily,
+    group_scope_slots,
     group_scopes,
     group_slots,
     group_usage,
@@ -341,6 +343,18 @@ class DynamoDBLedger:
             for item in self._slot_items(since, until, prefix="SCOPEDAY#")
         ]
         return group_scopes(rows, since, until, group_by, where)
+
+    def scope_slot_groups(
+        self, ranges: Sequence[tuple[datetime, datetime]], where: Mapping[str, str]
+    ) -> list[dict[str, SlotRollup]]:
+        """Per range, scope rollups matching ``where`` summed by provider, with latency:
+        one read of the whole span (one Query per day), filtered and summed here."""
+        if not ranges:
+            return []
+        since = min(start for start, _ in ranges)
+        until = max(end for _, end in ranges)
+        items = self._slot_items(since, until, prefix="SCOPEDAY#")
+        return group_scope_slots(map(scope_slot_of, items), ranges, where)
 
     def events(
         self, since: datetime | None = None, until: datetime | None = None

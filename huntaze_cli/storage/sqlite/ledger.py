@@ -65,7 +65,7 @@ _INSERT_EVENT = (
 )
 _UPSERT_DAILY = upsert_sql("rollup_daily", DAILY_KEYS, DAILY_COUNTER_FIELDS)
 _UPSERT_SLOT = upsert_sql("rollup_slot", SLOT_KEYS, (*COUNTER_FIELDS, *LATENCY_COLUMNS))
-_UPSERT_SCOPE = upsert_sql("rollup_scope", SCOPE_KEYS, DAILY_COUNTER_FIELDS)
+_UPSERT_SCOPE = upsert_sql("rollup_scope", SCOPE_KEYS, (*DAILY_COUNTER_FIELDS, *LATENCY_COLUMNS))
 _counter_values = attrgetter(*COUNTER_FIELDS)
 _daily_counter_values = attrgetter(*DAILY_COUNTER_FIELDS)
 # An events row is the CostEvent's fields in EVENT_COLUMNS order, ts (third) in microseconds.
@@ -161,7 +161,10 @@ class SQLiteLedger(LedgerReports):
             upsert_usage(conn, new)
             conn.executemany(
                 _UPSERT_SCOPE,
-                [(*key, *_daily_counter_values(c)) for key, c in aggregate_scopes(new).items()],
+                [
+                    (*key, *_daily_counter_values(s.counters), *s.latency)
+                    for key, s in aggregate_scopes(new).items()
+                ],
             )
         except OverflowError as exc:
             # sqlite3 refuses ints beyond 64 bits; surface it as a rolled-back ledger

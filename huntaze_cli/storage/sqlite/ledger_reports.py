@@ -67,6 +67,13 @@ _SUM_SLOTS = (
     + " FROM rollup_slot WHERE slot >= ? AND slot < ? GROUP BY provider"
 )
 
+# The same of the scope rollups of one range, to which the scope's filters are added.
+_SUM_SCOPE_SLOTS = (
+    "SELECT provider, "
+    + ", ".join(f"SUM({c})" for c in (*DAILY_COUNTER_FIELDS, *LATENCY_COLUMNS))
+    + " FROM rollup_scope WHERE slot >= ? AND slot < ?"
+)
+
 
 # The counters of a grouped rollup query, summed; then the group's columns.
 _SUMS = ", ".join(f"SUM({name})" for name in DAILY_COUNTER_FIELDS)
@@ -190,15 +197,37 @@ class LedgerReports:
         self, ranges: Sequence[tuple[datetime, datetime]]
     ) -> list[dict[str, SlotRollup]]:
         """Per ``[start, end)`` range, slot rollups summed by provider (in SQL)."""
-        n = 1 + len(COUNTER_FIELDS)
+        return self._sum_slots(_SUM_SLOTS, ranges, (), len(COUNTER_FIELDS), "quarter-hour")
+
+    def scope_slot_groups(
+        self, ranges: Sequence[tuple[datetime, datetime]], where: Mapping[str, str]
+    ) -> list[dict[str, SlotRollup]]:
+        """Per range, the scope rollups matching ``where`` summed by provider (in SQL),
+        latency histograms included; ``mismatches`` is not kept per scope (0)."""
+        sql = _SUM_SCOPE_SLOTS + "".join(f" AND {SCOPE_FIELDS[key]} = ?" for key in where)
+        sql += " GROUP BY provider"
+        params = tuple(where.values())
+        return self._sum_slots(sql, ranges, params, len(DAILY_COUNTER_FIELDS), "scope")
+
+    def _sum_slots(
+        self,
+        sql: str,
+        ranges: Sequence[tuple[datetime, datetime]],
+        params: tuple[str, ...],
+        counters: int,
+        what: str,
+    ) -> list[dict[str, SlotRollup]]:
+        """Run ``sql`` (provider, ``counters`` counter sums, latency sums; its first two
+        parameters a range's bounds, then ``params``) once per range."""
+        n = 1 + counters
         out: list[dict[str, SlotRollup]] = []
-        with self._db.read("reading quarter-hour cost rollups") as conn:
+        with self._db.read(f"reading {what} cost rollups") as conn:
             for start, end in ranges:
                 lo, hi = _ceil_seconds(micros(start)), _ceil_seconds(micros(end))
                 out.append(
                     {
                         row[0]: SlotRollup(lo, row[0], Counters(*row[1:n]), list(row[n:]))
-                        for row in conn.execute(_SUM_SLOTS, (lo, hi))
+                        for row in conn.execute(sql, (lo, hi, *params))
                     }
                 )
         return out

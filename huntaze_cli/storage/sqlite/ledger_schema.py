@@ -25,6 +25,7 @@ from huntaze_cli.storage.ledger import (
     Counters,
     UsageRollup,
     aggregate_usage,
+    latency_bucket,
 )
 from huntaze_cli.storage.sqlite.db import Migration
 
@@ -200,7 +201,35 @@ LEDGER_MIGRATIONS: list[Migration] = [
     ),
     # What a budget changed about a call (a downgraded model, a throttle); no rollup.
     ("ledger_006_budget_action", "ALTER TABLE events ADD COLUMN budget_action TEXT;"),
+    # The latency histogram of the quarter-hour rollups, per scope too: a tenant's stats
+    # give its own p50/p95 from the same buckets as the global ones. Filled from the raw
+    # events still kept; older slots keep an empty histogram (no percentile).
+    (
+        "ledger_008_scope_latency",
+        lambda conn: _add_scope_latency(conn),
+    ),
 ]
+
+
+def _add_scope_latency(conn: sqlite3.Connection) -> None:
+    """Add the latency columns to ``rollup_scope`` and count the kept events in them."""
+    for column in LATENCY_COLUMNS:
+        conn.execute(f"ALTER TABLE rollup_scope ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+    buckets: dict[tuple[Any, ...], list[int]] = {}
+    sql = (
+        "SELECT ts / 1000000 - (ts / 1000000) % 900, provider, model, COALESCE(account, ''), "
+        "COALESCE(campaign_id, ''), tenant, latency_ms FROM events"
+    )
+    for *key, latency_ms in conn.execute(sql):
+        found = buckets.get(tuple(key))
+        if found is None:
+            found = buckets[tuple(key)] = [0] * LATENCY_BUCKETS
+        found[latency_bucket(latency_ms)] += 1
+    where = " AND ".join(f"{name} = ?" for name in SCOPE_KEYS)
+    update = (
+        f"UPDATE rollup_scope SET {', '.join(f'{c} = ?' for c in LATENCY_COLUMNS)} WHERE {where}"
+    )
+    conn.executemany(update, [(*found, *key) for key, found in buckets.items()])
 
 
 def upsert_sql(table: str, keys: Sequence[str], counters: Sequence[str]) -> str:
