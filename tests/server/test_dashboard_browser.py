@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 
 from huntaze_cli.money import format_usd
+from tests.costs.history import record
+from tests.helpers import make_event
 from tests.server.conftest import Served
 from tests.server.dashboard_site import GONE, TOKEN, Site, build_site, webhook
 
@@ -142,6 +144,16 @@ def test_overview_charts_have_points_and_the_apis_figures(browser: Any, site: Si
 
 
 def test_a_campaign_drills_down_to_its_counts_and_requeues(browser: Any, site: Site) -> None:
+    # Fallbacks and a retried failure of the campaign, beside the calls its messages made.
+    fallbacks = [
+        make_event(900 + n, attempt_id=f"reason-{n}", campaign_id=site.campaign_id,
+                   provider="openai", route_reason="fallback:timeout", cost_nano=1_250_000)
+        for n in range(3)
+    ]  # fmt: skip
+    retried = make_event(910, attempt_id="reason-retry", campaign_id=site.campaign_id,
+                         provider="openai", status="error", error_kind="rate_limit",
+                         route_reason="retry:rate_limit", cost_nano=0)  # fmt: skip
+    record([*fallbacks, retried])
     page = new_page(browser, site)
     page.click("text=Campaigns")
     page.click(f"a[data-campaign='{site.campaign_id}']")
@@ -159,6 +171,20 @@ def test_a_campaign_drills_down_to_its_counts_and_requeues(browser: Any, site: S
     assert "410" in dead.first.inner_text()
     routes = page.locator("#routes tbody tr")
     assert routes.count() == len(detail.json()["providers"]) >= 1
+    reasons = detail.json()["route_reasons"]
+    assert page.locator("#reasons tbody tr").count() == len(reasons) >= 3
+    by_reason = {(r["provider"], r["route_reason"]): r for r in reasons}
+    assert by_reason[("openai", "fallback:timeout")]["attempts"] == 3
+    assert by_reason[("openai", "fallback:timeout")]["cost_nano"] == 3_750_000
+    assert by_reason[("openai", "retry:rate_limit")]["errors"] == 1
+    for r in reasons:
+        cells = page.locator(f"#reasons tr[data-reason='{r['provider']}|{r['route_reason']}'] td")
+        assert cells.nth(1).inner_text() == r["route_reason"]
+        assert cells.nth(2).inner_text() == str(r["attempts"])
+        assert cells.nth(5).inner_text() == f"${r['cost_usd']:,.6f}"
+    assert sum(r["attempts"] for r in reasons) == sum(
+        p["attempts"] for p in detail.json()["providers"]
+    )
     page.click("#requeue")
     page.wait_for_load_state()
     assert "2 to deliver again" in page.locator("#notice").inner_text()
