@@ -33,6 +33,7 @@ VIEWS = {
     "overview": "/dashboard",
     "campaigns": "/dashboard/campaigns",
     "costs": "/dashboard/costs",
+    "budgets": "/dashboard/budgets",
     "alerts": "/dashboard/alerts",
     "tenants": "/dashboard/tenants",
 }
@@ -242,6 +243,26 @@ def test_downloads_parse_and_their_totals_are_the_jsons(browser: Any, site: Site
     assert format_usd(report["comparison"]["total"]["b_cost_nano"]) in text
 
 
+def test_the_budgets_view_shows_the_apis_budgets(browser: Any, site: Site) -> None:
+    page = new_page(browser, site)
+    page.click("header >> text=Budgets")
+    page.wait_for_load_state()
+    budgets = site.api.get("/api/v2/costs/budgets").json()["budgets"]
+    assert {b["name"] for b in budgets} == {"all-month", "agency_t-day"}
+    assert all(b["spent_nano"] > 0 for b in budgets), "the campaign's calls spent nothing"
+    assert page.locator("#budgets tbody tr").count() == len(budgets)
+    for b in budgets:
+        row = page.locator(f"#budgets tr[data-budget='{b['name']}']")
+        for figure in ("limit", "spent", "reserved", "remaining"):
+            shown = row.locator(f"[data-figure={figure}]").inner_text()
+            assert shown == f"${b[figure + '_usd']:,.6f}", (b["name"], figure)
+        assert b["period_label"] in row.inner_text()
+        card = page.locator(f"section[data-budget='{b['name']}']")
+        assert card.locator("[data-figure=state]").inner_text() == b["state"]
+        bar = card.locator("svg.gauge .point")
+        assert float(bar.get_attribute("data-value")) == b["used_pct"]
+
+
 def test_an_alert_is_acknowledged_from_the_page(browser: Any, site: Site) -> None:
     page = new_page(browser, site)
     page.click("text=Alerts")
@@ -273,4 +294,4 @@ def test_screenshots_of_every_view_at_two_widths(browser: Any, site: Site) -> No
             page.screenshot(path=str(SCREENSHOTS / f"{name}-{width}.png"), full_page=True)
         page.context.close()
     print(f"\nscreenshots: {SCREENSHOTS}")
-    assert len(list(SCREENSHOTS.glob("*.png"))) >= 12
+    assert len(list(SCREENSHOTS.glob("*.png"))) >= 14

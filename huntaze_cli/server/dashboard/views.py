@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from huntaze_cli.server.dashboard import charts
 
 if TYPE_CHECKING:
+    from huntaze_cli.budgets.report import BudgetList
     from huntaze_cli.campaigns.detail import CampaignDetail
     from huntaze_cli.costs.compare import CompareReport
     from huntaze_cli.costs.forecast_report import ForecastReport
@@ -221,3 +222,21 @@ def tenants_page(services: Services, tenant: str | None) -> dict[str, Any]:
         "configured": configured,
         "chart": chart,
     }
+
+
+def budgets_page(services: Services, tenant: str | None) -> dict[str, Any]:
+    """`budgets list` (``GET /api/v2/costs/budgets``): each budget's period, limit, spent,
+    reserved, remaining and state, with a bar of its use; a tenant sees its own only."""
+    from huntaze_cli.services.budgets import list_budgets
+
+    budgets: BudgetList = list_budgets(services, tenant=tenant)
+    bars = {
+        budget.name: charts.gauge(
+            f"Budget {budget.name}",
+            budget.used_pct,
+            f"{charts.usd(budget.spent_usd)} spent + {charts.usd(budget.reserved_usd)} reserved"
+            f" of {charts.usd(budget.limit_usd)} ({budget.used_pct:.2f}%)",
+        )
+        for budget in budgets.budgets
+    }
+    return {"budgets": budgets, "bars": bars}
