@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -139,9 +140,48 @@ def test_overview_charts_have_points_and_the_apis_figures(browser: Any, site: Si
         for i in range(bars.count())
     )  # fmt: skip
     served = sorted((r["day"], r["provider"], r["cost_usd"]) for r in daily["rows"])
-    assert drawn == served
+    # The site counts days in UTC: its threshold days are the breakdown's days. Each table
+    # rounds its rows together to the micro-dollar, so a row may differ by one.
+    assert [d[:2] for d in drawn] == [s[:2] for s in served]
+    assert all(abs(d[2] - s[2]) <= 1.01e-6 for d, s in zip(drawn, served, strict=True))
     assert page.locator("#providers tbody tr").count() >= 1
     assert page.locator("[data-figure=unpriced]").inner_text() == str(stats["unpriced_requests"])
+
+
+def test_spend_per_day_is_counted_in_the_threshold_time_zone(
+    browser: Any, serve: Callable[..., Served]
+) -> None:
+    """An event at 00:30 UTC is the evening before in New York: with that time zone its
+    bar stands on the New York day, the day the daily limit counts it in."""
+    zone = ZoneInfo("America/New_York")
+    now = datetime.now(UTC)
+    midnight = datetime(now.year, now.month, now.day, tzinfo=UTC)
+    late = midnight + timedelta(minutes=30)
+    if late > now - timedelta(minutes=1):
+        late -= timedelta(days=1)
+    local_day, utc_day = late.astimezone(zone).date().isoformat(), late.date().isoformat()
+    assert local_day != utc_day
+    record([make_event(1, attempt_id="tz-late", ts=late, provider="azure", cost_nano=2_500_000_000),
+            make_event(2, attempt_id="tz-now", ts=now - timedelta(minutes=1), provider="openai",
+                       cost_nano=1_000_000_000)])  # fmt: skip
+    served = serve(worker=False, env={
+        "HUNTAZE_SERVER__TOKEN_ENV": "HUNTAZE_DASH_TOKEN", "HUNTAZE_DASH_TOKEN": TOKEN,
+        "HUNTAZE_THRESHOLDS__TIMEZONE": "America/New_York",
+    })  # fmt: skip
+    api = served.client(headers={"Authorization": f"Bearer {TOKEN}"})
+    page = new_page(browser, Site(served, api, ""))
+    bars = page.locator("svg.chart").first.locator("rect.point")
+    drawn = {
+        (bars.nth(i).get_attribute("data-label"), bars.nth(i).get_attribute("data-series")):
+        float(bars.nth(i).get_attribute("data-value"))
+        for i in range(bars.count())
+    }  # fmt: skip
+    assert drawn[(local_day, "azure")] == 2.5
+    assert (utc_day, "azure") not in drawn
+    stats = api.get("/api/v2/costs/stats").json()
+    today = now.astimezone(zone).date().isoformat()
+    assert sum(v for (day, _), v in drawn.items() if day == today) == stats["today"]["cost_usd"]
+    assert "day (America/New_York)" in page.locator("#spend-table").text_content()
 
 
 def test_a_campaign_drills_down_to_its_counts_and_requeues(browser: Any, site: Site) -> None:
