@@ -14,8 +14,7 @@ failed report).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from functools import cache
+from collections.abc import Container, Mapping, Sequence
 from importlib.resources import files
 from typing import TYPE_CHECKING
 
@@ -29,34 +28,22 @@ FONT = "dejavu"
 _FONT_FILES = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf"}
 
 
-@cache
-def _covered() -> frozenset[int]:
-    """The code points DejaVu Sans has glyphs for (both styles cover the same set)."""
-    from fontTools.ttLib import TTFont
-
-    with TTFont(str(files("huntaze_cli.reports") / "fonts" / _FONT_FILES[""])) as font:
-        return frozenset(font.getBestCmap())
-
-
-def printable(text: str) -> str:
-    """``text`` as the embedded font can print it (characters it lacks become ``?``)."""
-    covered = _covered()
-    if all(ord(ch) in covered for ch in text):
-        return text
-    return "".join(ch if ord(ch) in covered else "?" for ch in text)
-
-
 class PdfReport:
     """One A4 document built top to bottom; ``bytes()`` finishes it."""
 
     def __init__(self, title: str, *, subtitle: str = "") -> None:
         from fpdf import FPDF
+        from fpdf.fonts import TTFFont
 
         self.pdf: FPDF = FPDF(orientation="portrait", unit="mm", format="A4")
         fonts = files("huntaze_cli.reports") / "fonts"
         for style, name in _FONT_FILES.items():
             self.pdf.add_font(FONT, style, str(fonts / name))
-        self.pdf.set_title(printable(title))
+        # The code points the font has glyphs for (both styles cover the same ones).
+        font = self.pdf.fonts[FONT]
+        assert isinstance(font, TTFFont)
+        self._covered: Container[int] = font.cmap
+        self.pdf.set_title(self.printable(title))
         self.pdf.set_creator("huntaze")
         self.pdf.set_auto_page_break(auto=True, margin=15)
         self.pdf.add_page()
@@ -67,6 +54,12 @@ class PdfReport:
             self._line(subtitle, 6)
         self.pdf.ln(2)
 
+    def printable(self, text: str) -> str:
+        """``text`` as the embedded font can print it (characters it lacks become ``?``)."""
+        if all(ord(ch) in self._covered for ch in text):
+            return text
+        return "".join(ch if ord(ch) in self._covered else "?" for ch in text)
+
     @property
     def width(self) -> float:
         return float(self.pdf.epw)
@@ -74,7 +67,7 @@ class PdfReport:
     def _line(self, text: str, height: float) -> None:
         from fpdf.enums import XPos, YPos
 
-        self.pdf.cell(0, height, printable(text), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        self.pdf.cell(0, height, self.printable(text), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
     def heading(self, text: str) -> None:
         if self.pdf.get_y() > self.pdf.h - 40:
@@ -85,7 +78,7 @@ class PdfReport:
 
     def text(self, text: str) -> None:
         self.pdf.set_font(FONT, "", 9)
-        self.pdf.multi_cell(0, 5, printable(text))
+        self.pdf.multi_cell(0, 5, self.printable(text))
         self.pdf.ln(1)
 
     def table(
@@ -110,7 +103,7 @@ class PdfReport:
             self.pdf.set_font(FONT, "B" if bold else "", 8)
             self.pdf.set_fill_color(235, 238, 242)
             for index, (cell, width) in enumerate(zip(cells, cols, strict=True)):
-                text = printable(cell)
+                text = self.printable(cell)
                 while len(text) > 3 and self.pdf.get_string_width(text) > width - 2:
                     text = text[:-2] + "~"
                 self.pdf.cell(
@@ -146,7 +139,7 @@ class PdfReport:
         self.pdf.line(x0, y0 + height, x0 + plot_w, y0 + height)
         self.pdf.line(x0, y0, x0, y0 + height)
         self.pdf.set_font(FONT, "", 7)
-        self.pdf.text(self.pdf.l_margin, y0 + 3, printable(axis_max_text))
+        self.pdf.text(self.pdf.l_margin, y0 + 3, self.printable(axis_max_text))
         self.pdf.text(self.pdf.l_margin, y0 + height, "0")
         for index, label in enumerate(labels):
             bottom = y0 + height
@@ -159,14 +152,14 @@ class PdfReport:
                 self.pdf.rect(x0 + index * step + step * 0.15, bottom - bar, step * 0.7, bar, "F")
                 bottom -= bar
             if len(labels) <= 16 or index % max(1, len(labels) // 10) == 0:
-                self.pdf.text(x0 + index * step, y0 + height + 4, printable(label))
+                self.pdf.text(x0 + index * step, y0 + height + 4, self.printable(label))
         self.pdf.set_y(y0 + height + 7)
         x = x0
         for number, name in enumerate(series):
             self.pdf.set_fill_color(*rgb(number))
             self.pdf.rect(x, self.pdf.get_y(), 3, 3, "F")
-            self.pdf.text(x + 4, self.pdf.get_y() + 2.6, printable(name))
-            x += 6 + self.pdf.get_string_width(printable(name)) + 4
+            self.pdf.text(x + 4, self.pdf.get_y() + 2.6, self.printable(name))
+            x += 6 + self.pdf.get_string_width(self.printable(name)) + 4
         self.pdf.ln(7)
 
     def bytes(self) -> bytes:
