@@ -6,10 +6,10 @@ already formatted text: this module prints, it never computes money.
 
 Text is set in DejaVu Sans, shipped inside the package (``reports/fonts``, with its
 licence) and embedded as a subset of the glyphs used, so a campaign, tenant or model
-name in Latin Extended, Greek, Cyrillic, Armenian, Georgian, Hebrew or Arabic letters
-prints as itself and reads back from the PDF's text. DejaVu Sans has no CJK ideographs
-and few emoji: a character it lacks is printed as ``?`` (never a blank box, and never a
-failed report).
+name in Latin Extended, Greek or Cyrillic letters prints as itself and reads back from
+the PDF's text. Hebrew and Arabic letters have glyphs but are set left to right without
+shaping. DejaVu Sans has no CJK ideographs and few emoji: a character it lacks is
+printed as ``?`` (never a blank box, and never a failed report).
 """
 
 from __future__ import annotations
