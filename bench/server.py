@@ -242,10 +242,17 @@ def main() -> None:
     parser.add_argument(
         "--client", choices=("raw", "httpx"), default="raw", help="load generator's client"
     )
+    parser.add_argument(
+        "--dashboard-only", action="store_true", help="measure the dashboard's figures only"
+    )
     args = parser.parse_args()
 
     data_dir = HERE / ".data" / "ledger"
     build_ledger(args.events, data_dir)
+    if args.dashboard_only:
+        with tempfile.TemporaryDirectory(prefix="huntaze-bench-") as tmp:
+            dashboard(data_dir, Path(tmp), args)
+        return
     print(f"load: {args.client} HTTP/1.1 client, {args.concurrency} keep-alive connections")
     with tempfile.TemporaryDirectory(prefix="huntaze-bench-") as tmp:
         # --- stats over the 1M-event ledger -------------------------------------------
@@ -350,7 +357,8 @@ def dashboard(data_dir: Path, tmp: Path, args: argparse.Namespace) -> None:
     try:
         page = httpx.get(daemon.url + "/dashboard", timeout=60)
         assert page.status_code == 200, page.text[:500]
-        for path in ("/dashboard", "/dashboard/campaigns", "/dashboard/costs", "/dashboard/alerts"):
+        views = ("", "/campaigns", "/costs", "/budgets", "/alerts")
+        for path in (f"/dashboard{view}" for view in views):
             get = {"method": "GET", "path": path, "client": args.client}
             elapsed, latencies, statuses = asyncio.run(
                 load(daemon.url, requests=30, concurrency=1, **get)

@@ -56,13 +56,18 @@ def budget_list(
     now: datetime,
     *,
     covering: tuple[str | None, str | None, str | None] | None = None,
+    tenant: str | None = None,
 ) -> BudgetList:
     """Every budget in force and its figures for the period holding ``now``; with
-    ``covering`` (tenant, account, campaign id) only the budgets covering such calls."""
+    ``covering`` (tenant, account, campaign id) only the budgets covering such calls;
+    with ``tenant`` only the budgets scoped to that tenant (a tenant token's view: a
+    budget over several tenants would show the others' spend)."""
     rows = []
     for budget in budgets_in_force(config):
         limit = Limit.of(budget)
         if covering is not None and not limit.covers(*covering):
+            continue
+        if tenant is not None and budget.scope.tenant != tenant:
             continue
         period = current_period(budget.period, now, config.thresholds.tz)
         usage = store.usage(budget.name, period.label)

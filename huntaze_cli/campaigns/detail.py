@@ -2,9 +2,10 @@
 
 Beside the campaign as `status ID` shows it: per provider the attempts, failures,
 fallbacks, cost and latency (from the ledger's usage rollups, never raw events), and the
-dead letters with their last error (from the campaign store). Route reasons are counted
-as primary and fallback successes: the rollups keep whether a success came from a
-fallback, not every reason string.
+dead letters with their last error (from the campaign store), and per provider and
+route reason (``priority``, ``cost``, ``fallback:<kind>``, ``retry:<kind>``, ...) the
+attempts and their cost: usage rollups are keyed by route reason too. A reason of None
+is traffic recorded before the rollups kept reasons (and past the raw events' retention).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from huntaze_cli.costs.reports import percentile
 from huntaze_cli.models import CampaignReport, _Report
 from huntaze_cli.money import nano_to_usd
 from huntaze_cli.storage.campaigns import CampaignStore
-from huntaze_cli.storage.ledger import Ledger, UsageRollup
+from huntaze_cli.storage.ledger import Ledger, UsageRollup, group_usage
 
 
 class ProviderRoute(BaseModel):
@@ -39,6 +40,18 @@ class ProviderRoute(BaseModel):
     latency_p95_ms: float | None
 
 
+class RouteReasonView(BaseModel):
+    """The attempts one provider made for the campaign under one route reason."""
+
+    provider: str
+    route_reason: str | None
+    attempts: int
+    ok: int
+    errors: int
+    cost_usd: float
+    cost_nano: int
+
+
 class DeadLetterView(BaseModel):
     recipient_id: str
     stage: str  # delivery | generation
@@ -49,6 +62,7 @@ class DeadLetterView(BaseModel):
 class CampaignDetail(_Report):
     campaign: CampaignReport
     providers: list[ProviderRoute]
+    route_reasons: list[RouteReasonView]
     dead_letters: list[DeadLetterView]
     dead_letters_limit: int
 
@@ -76,15 +90,29 @@ def campaign_detail(
     report = campaign_report(config, store, ledger, campaign_id)
     first = report.created_at.astimezone(UTC).date()
     until = datetime.now(UTC).date() + timedelta(days=1)
-    rows = [
+    reasons = [
         row
-        for row in ledger.usage_groups(first, until, ["campaign", "provider"])
+        for row in ledger.usage_groups(first, until, ["campaign", "provider", "route_reason"])
         if row.campaign_id == campaign_id
     ]
+    rows = group_usage(reasons, ["campaign", "provider"])
     rows.sort(key=lambda row: (-row.cost_nano, row.provider))
+    reasons.sort(key=lambda row: (-row.attempts, row.provider, row.route_reason or ""))
     return CampaignDetail(
         campaign=report,
         providers=[_route(row) for row in rows],
+        route_reasons=[
+            RouteReasonView(
+                provider=row.provider,
+                route_reason=row.route_reason,
+                attempts=row.attempts,
+                ok=row.ok,
+                errors=row.errors,
+                cost_usd=nano_to_usd(row.cost_nano),
+                cost_nano=row.cost_nano,
+            )
+            for row in reasons
+        ],
         dead_letters=[
             DeadLetterView(
                 recipient_id=d.recipient_id, stage=d.stage, error=d.error, updated_at=d.updated_at

@@ -33,13 +33,14 @@ def budget_gate(
     )
 
 
-def list_budgets(services: Services) -> BudgetList:
-    """`huntaze budgets list` and ``GET /api/v2/costs/budgets``."""
+def list_budgets(services: Services, *, tenant: str | None = None) -> BudgetList:
+    """`huntaze budgets list`, ``GET /api/v2/costs/budgets`` and the dashboard's budgets;
+    with ``tenant``, only the budgets scoped to that tenant."""
     from datetime import UTC, datetime
 
     from huntaze_cli.budgets.report import budget_list
 
-    return budget_list(services.config(), services.reservations(), datetime.now(UTC))
+    return budget_list(services.config(), services.reservations(), datetime.now(UTC), tenant=tenant)
 
 
 def paused_by(services: Services, tenant: str, account: str, campaign_id: str) -> str | None:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from huntaze_cli.config import Config
     from huntaze_cli.costs.anomaly_report import AnomalyReport
     from huntaze_cli.costs.compare import CompareReport
+    from huntaze_cli.costs.daily import DailySpend
     from huntaze_cli.costs.finance import FinanceReport
     from huntaze_cli.costs.forecast_report import ForecastLimit, ForecastReport
     from huntaze_cli.costs.transfer import Format
@@ -108,6 +109,13 @@ def render_report(report: FinanceReport, fmt: str) -> bytes:
     from huntaze_cli.jsondoc import dump_json
 
     return dump_json(report)
+
+
+def daily_spend(services: Services, *, days: int, tenant: str | None = None) -> DailySpend:
+    """Spend per day of ``[thresholds] timezone`` by provider, the last ``days`` days."""
+    from huntaze_cli.costs.daily import daily_spend as report
+
+    return report(services.config(), services.ledger_for(tenant), days=days, now=datetime.now(UTC))
 
 
 def stats(services: Services, *, tenant: str | None = None) -> StatsReport:

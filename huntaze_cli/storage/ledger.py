@@ -8,10 +8,11 @@ rollups that every report reads instead of raw events:
 * quarter-hour rollups, by (15-minute UTC slot, provider), with a latency histogram:
   stats and thresholds. Every real time zone offset is a multiple of 15 minutes, so a
   day or month in ``[thresholds] timezone`` is an exact set of slots;
-* usage rollups, by (UTC day, provider, model, campaign, experiment, arm): the shape of
-  the traffic that recommendations and experiment reports need and sums cannot give
-  (output-token and latency histograms of successful attempts, spend on failed
-  attempts, fallbacks, sums of squares for confidence intervals);
+* usage rollups, by (UTC day, provider, model, campaign, experiment, arm, route reason):
+  the shape of the traffic that recommendations, experiment reports and a campaign's
+  drill-down need and sums cannot give (output-token and latency histograms of
+  successful attempts, spend on failed attempts, fallbacks, attempts per route reason,
+  sums of squares for confidence intervals);
 * quarter-hour scope rollups, by (15-minute UTC slot, provider, model, account,
   campaign, tenant), with the same latency histogram as the quarter-hour rollups: alert
   rules scoped to a tenant, account, campaign or model, exact in any time zone, and a
@@ -164,9 +165,10 @@ class RecordResult:
         self.expired += other.expired
 
 
-# Key of a usage rollup: (day ISO, provider, model, campaign_id, experiment, arm); absent
-# campaign/experiment/arm are stored as "".
-UsageKey = tuple[str, str, str, str, str, str]
+# Key of a usage rollup: (day ISO, provider, model, campaign_id, experiment, arm,
+# route_reason); absent campaign/experiment/arm/route_reason are stored as "" (so are the
+# reasons of rollups written before the key had one, beyond the raw events kept).
+UsageKey = tuple[str, str, str, str, str, str, str]
 
 # Integer and float sums of a usage rollup, in storage column order.
 USAGE_INT_FIELDS = (
@@ -185,7 +187,7 @@ USAGE_FLOAT_FIELDS = ("cost_sq", "latency_sum", "latency_sq")
 
 @dataclass(slots=True)
 class UsageRollup:
-    """The shape of one day's traffic of one provider, model, campaign and arm.
+    """The shape of one day's traffic of one provider, model, campaign, arm and route reason.
 
     Histograms, ``output_tokens`` and the float sums cover successful attempts only
     (``ok`` of them); ``cost_nano`` covers every attempt, ``error_cost_nano`` the failed
@@ -200,6 +202,7 @@ class UsageRollup:
     campaign_id: str | None
     experiment: str | None
     arm: str | None
+    route_reason: str | None = None
     attempts: int = 0
     errors: int = 0
     ok: int = 0
@@ -224,6 +227,7 @@ class UsageRollup:
             self.campaign_id or "",
             self.experiment or "",
             self.arm or "",
+            self.route_reason or "",
         )
 
     def add_event(self, event: CostEvent) -> None:
@@ -270,6 +274,7 @@ USAGE_GROUPS: dict[str, str] = {
     "campaign": "campaign_id",
     "experiment": "experiment",
     "arm": "arm",
+    "route_reason": "route_reason",
 }
 
 
@@ -290,6 +295,7 @@ def group_usage(rows: Iterable[UsageRollup], group_by: Sequence[str]) -> list[Us
                 values.get("campaign_id"),
                 values.get("experiment"),
                 values.get("arm"),
+                values.get("route_reason"),
             )
         elif "day" not in attrs and row.day < total.day:
             total.day = row.day
@@ -298,10 +304,10 @@ def group_usage(rows: Iterable[UsageRollup], group_by: Sequence[str]) -> list[Us
 
 
 def usage_from_key(key: UsageKey) -> UsageRollup:
-    day, provider, model, campaign_id, experiment, arm = key
+    day, provider, model, campaign_id, experiment, arm, reason = key
     return UsageRollup(
         date.fromisoformat(day), provider, model, campaign_id or None, experiment or None,
-        arm or None,
+        arm or None, reason or None,
     )  # fmt: skip
 
 
@@ -313,6 +319,7 @@ def usage_key(event: CostEvent) -> UsageKey:
         event.campaign_id or "",
         event.experiment or "",
         event.arm or "",
+        event.route_reason or "",
     )
 
 

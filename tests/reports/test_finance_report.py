@@ -16,8 +16,9 @@ import pytest
 from pypdf import PdfReader
 
 from huntaze_cli.money import format_usd, usd_to_nano
-from tests.helpers import run
-from tests.reports.ledger import month_starts, two_months
+from tests.costs.history import record
+from tests.helpers import make_event, run
+from tests.reports.ledger import at, month_starts, two_months
 from tests.server.conftest import Served
 
 
@@ -139,3 +140,24 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "x.pdf").exists()
     result = run("costs", "report", "--csv", str(tmp_path / "missing" / "x.csv"))
     assert result.exit_code == 2 and "--csv" in result.stderr
+
+
+def test_pdf_prints_names_in_other_scripts_as_themselves(tmp_path: Path) -> None:
+    """The embedded DejaVu Sans covers Latin Extended, Greek and Cyrillic: such names read
+    back from the PDF's text exactly; characters it lacks (CJK, most emoji) print as "?"."""
+    this, _ = month_starts()
+    names = {
+        "campaign_id": "Łódź-Čeština-Ærø",
+        "tenant": "Ελληνικά-τ",
+        "model": "модель-кириллица",
+    }
+    record([make_event(40, ts=at(this, 4), provider="azure", cost_nano=7_000_000, **names),
+            make_event(41, ts=at(this, 5), provider="azure", cost_nano=1_000_000,
+                       campaign_id="夏の🎉セール")])  # fmt: skip
+    out = tmp_path / "r.pdf"
+    result = run("costs", "report", *_range(), "--pdf", str(out))
+    assert result.exit_code == 0, result.stderr
+    text = pdf_text(out.read_bytes())
+    for name in names.values():
+        assert name in text
+    assert "?????" in text and "夏" not in text

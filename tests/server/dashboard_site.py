@@ -1,5 +1,6 @@
 """A daemon with something to show: 40 days of spend, one finished campaign with dead
-letters (a webhook that answers 410 for two fans), and a breached daily rule's alert."""
+letters (a webhook that answers 410 for two fans), a breached daily rule's alert, and
+two budgets the campaign's calls spent from."""
 
 from __future__ import annotations
 
@@ -12,12 +13,24 @@ from typing import Any
 
 import httpx
 
+from huntaze_cli.config import default_config_path
 from tests.costs.history import hourly_events, record
 from tests.helpers import run
 from tests.server.conftest import Served, campaign, wait_for
 
 TOKEN = "dashboard-test-token-0123456789"
 GONE = {"fan_1", "fan_4"}  # the webhook answers 410 for these: dead letters at once
+BUDGETS = """
+[[budgets.rules]]
+name = "all-month"
+limit_usd = 50
+
+[[budgets.rules]]
+name = "agency_t-day"
+scope = { tenant = "agency_t" }
+period = "day"
+limit_usd = 20
+"""
 
 
 @dataclass
@@ -67,6 +80,9 @@ def build_site(serve: Callable[..., Served], hook: str) -> Site:
         "HUNTAZE_THRESHOLDS__DAILY_USD": "2",
         "HUNTAZE_RATE_LIMIT__MESSAGES": "100",
     }
+    path = default_config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(BUDGETS)
     record(hourly_events(40))
     served = serve(worker=True, env=env)
     api = served.client(headers={"Authorization": f"Bearer {TOKEN}"})

@@ -19,10 +19,13 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from huntaze_cli.money import format_usd
+from tests.costs.history import record
+from tests.helpers import make_event
 from tests.server.conftest import Served
 from tests.server.dashboard_site import GONE, TOKEN, Site, build_site, webhook
 
@@ -31,6 +34,7 @@ VIEWS = {
     "overview": "/dashboard",
     "campaigns": "/dashboard/campaigns",
     "costs": "/dashboard/costs",
+    "budgets": "/dashboard/budgets",
     "alerts": "/dashboard/alerts",
     "tenants": "/dashboard/tenants",
 }
@@ -136,12 +140,61 @@ def test_overview_charts_have_points_and_the_apis_figures(browser: Any, site: Si
         for i in range(bars.count())
     )  # fmt: skip
     served = sorted((r["day"], r["provider"], r["cost_usd"]) for r in daily["rows"])
-    assert drawn == served
+    # The site counts days in UTC: its threshold days are the breakdown's days. Each table
+    # rounds its rows together to the micro-dollar, so a row may differ by one.
+    assert [d[:2] for d in drawn] == [s[:2] for s in served]
+    assert all(abs(d[2] - s[2]) <= 1.01e-6 for d, s in zip(drawn, served, strict=True))
     assert page.locator("#providers tbody tr").count() >= 1
     assert page.locator("[data-figure=unpriced]").inner_text() == str(stats["unpriced_requests"])
 
 
+def test_spend_per_day_is_counted_in_the_threshold_time_zone(
+    browser: Any, serve: Callable[..., Served]
+) -> None:
+    """An event at 00:30 UTC is the evening before in New York: with that time zone its
+    bar stands on the New York day, the day the daily limit counts it in."""
+    zone = ZoneInfo("America/New_York")
+    now = datetime.now(UTC)
+    midnight = datetime(now.year, now.month, now.day, tzinfo=UTC)
+    late = midnight + timedelta(minutes=30)
+    if late > now - timedelta(minutes=1):
+        late -= timedelta(days=1)
+    local_day, utc_day = late.astimezone(zone).date().isoformat(), late.date().isoformat()
+    assert local_day != utc_day
+    record([make_event(1, attempt_id="tz-late", ts=late, provider="azure", cost_nano=2_500_000_000),
+            make_event(2, attempt_id="tz-now", ts=now - timedelta(minutes=1), provider="openai",
+                       cost_nano=1_000_000_000)])  # fmt: skip
+    served = serve(worker=False, env={
+        "HUNTAZE_SERVER__TOKEN_ENV": "HUNTAZE_DASH_TOKEN", "HUNTAZE_DASH_TOKEN": TOKEN,
+        "HUNTAZE_THRESHOLDS__TIMEZONE": "America/New_York",
+    })  # fmt: skip
+    api = served.client(headers={"Authorization": f"Bearer {TOKEN}"})
+    page = new_page(browser, Site(served, api, ""))
+    bars = page.locator("svg.chart").first.locator("rect.point")
+    drawn = {
+        (bars.nth(i).get_attribute("data-label"), bars.nth(i).get_attribute("data-series")):
+        float(bars.nth(i).get_attribute("data-value"))
+        for i in range(bars.count())
+    }  # fmt: skip
+    assert drawn[(local_day, "azure")] == 2.5
+    assert (utc_day, "azure") not in drawn
+    stats = api.get("/api/v2/costs/stats").json()
+    today = now.astimezone(zone).date().isoformat()
+    assert sum(v for (day, _), v in drawn.items() if day == today) == stats["today"]["cost_usd"]
+    assert "day (America/New_York)" in page.locator("#spend-table").text_content()
+
+
 def test_a_campaign_drills_down_to_its_counts_and_requeues(browser: Any, site: Site) -> None:
+    # Fallbacks and a retried failure of the campaign, beside the calls its messages made.
+    fallbacks = [
+        make_event(900 + n, attempt_id=f"reason-{n}", campaign_id=site.campaign_id,
+                   provider="openai", route_reason="fallback:timeout", cost_nano=1_250_000)
+        for n in range(3)
+    ]  # fmt: skip
+    retried = make_event(910, attempt_id="reason-retry", campaign_id=site.campaign_id,
+                         provider="openai", status="error", error_kind="rate_limit",
+                         route_reason="retry:rate_limit", cost_nano=0)  # fmt: skip
+    record([*fallbacks, retried])
     page = new_page(browser, site)
     page.click("text=Campaigns")
     page.click(f"a[data-campaign='{site.campaign_id}']")
@@ -159,6 +212,20 @@ def test_a_campaign_drills_down_to_its_counts_and_requeues(browser: Any, site: S
     assert "410" in dead.first.inner_text()
     routes = page.locator("#routes tbody tr")
     assert routes.count() == len(detail.json()["providers"]) >= 1
+    reasons = detail.json()["route_reasons"]
+    assert page.locator("#reasons tbody tr").count() == len(reasons) >= 3
+    by_reason = {(r["provider"], r["route_reason"]): r for r in reasons}
+    assert by_reason[("openai", "fallback:timeout")]["attempts"] == 3
+    assert by_reason[("openai", "fallback:timeout")]["cost_nano"] == 3_750_000
+    assert by_reason[("openai", "retry:rate_limit")]["errors"] == 1
+    for r in reasons:
+        cells = page.locator(f"#reasons tr[data-reason='{r['provider']}|{r['route_reason']}'] td")
+        assert cells.nth(1).inner_text() == r["route_reason"]
+        assert cells.nth(2).inner_text() == str(r["attempts"])
+        assert cells.nth(5).inner_text() == f"${r['cost_usd']:,.6f}"
+    assert sum(r["attempts"] for r in reasons) == sum(
+        p["attempts"] for p in detail.json()["providers"]
+    )
     page.click("#requeue")
     page.wait_for_load_state()
     assert "2 to deliver again" in page.locator("#notice").inner_text()
@@ -216,6 +283,26 @@ def test_downloads_parse_and_their_totals_are_the_jsons(browser: Any, site: Site
     assert format_usd(report["comparison"]["total"]["b_cost_nano"]) in text
 
 
+def test_the_budgets_view_shows_the_apis_budgets(browser: Any, site: Site) -> None:
+    page = new_page(browser, site)
+    page.click("header >> text=Budgets")
+    page.wait_for_load_state()
+    budgets = site.api.get("/api/v2/costs/budgets").json()["budgets"]
+    assert {b["name"] for b in budgets} == {"all-month", "agency_t-day"}
+    assert all(b["spent_nano"] > 0 for b in budgets), "the campaign's calls spent nothing"
+    assert page.locator("#budgets tbody tr").count() == len(budgets)
+    for b in budgets:
+        row = page.locator(f"#budgets tr[data-budget='{b['name']}']")
+        for figure in ("limit", "spent", "reserved", "remaining"):
+            shown = row.locator(f"[data-figure={figure}]").inner_text()
+            assert shown == f"${b[figure + '_usd']:,.6f}", (b["name"], figure)
+        assert b["period_label"] in row.inner_text()
+        card = page.locator(f"section[data-budget='{b['name']}']")
+        assert card.locator("[data-figure=state]").inner_text() == b["state"]
+        bar = card.locator("svg.gauge .point")
+        assert float(bar.get_attribute("data-value")) == b["used_pct"]
+
+
 def test_an_alert_is_acknowledged_from_the_page(browser: Any, site: Site) -> None:
     page = new_page(browser, site)
     page.click("text=Alerts")
@@ -247,4 +334,4 @@ def test_screenshots_of_every_view_at_two_widths(browser: Any, site: Site) -> No
             page.screenshot(path=str(SCREENSHOTS / f"{name}-{width}.png"), full_page=True)
         page.context.close()
     print(f"\nscreenshots: {SCREENSHOTS}")
-    assert len(list(SCREENSHOTS.glob("*.png"))) >= 12
+    assert len(list(SCREENSHOTS.glob("*.png"))) >= 14

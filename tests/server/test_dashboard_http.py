@@ -12,7 +12,13 @@ import pytest
 from tests.server.conftest import Served
 from tests.server.dashboard_site import GONE, TOKEN, Site, build_site, webhook
 
-PAGES = ("/dashboard", "/dashboard/campaigns", "/dashboard/costs", "/dashboard/alerts")
+PAGES = (
+    "/dashboard",
+    "/dashboard/campaigns",
+    "/dashboard/costs",
+    "/dashboard/budgets",
+    "/dashboard/alerts",
+)
 
 
 @pytest.fixture
@@ -140,7 +146,8 @@ def test_a_tenant_token_sees_its_tenant_only(serve: Callable[..., Served]) -> No
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         '[server]\ntoken_env = "T_ADMIN"\n\n[tenants.agency_a]\ntoken_env = "T_A"\n'
-        "quota_usd_month = 300\nmarkup_pct = 20\n"
+        "quota_usd_month = 300\nmarkup_pct = 20\n\n"
+        '[[budgets.rules]]\nname = "all-tenants"\nlimit_usd = 1000\n'
     )
     record(hourly_events(10))
     served = serve(worker=False, env={"T_ADMIN": "admin-token-xyz", "T_A": "a-token-xyz"})
@@ -157,6 +164,13 @@ def test_a_tenant_token_sees_its_tenant_only(serve: Callable[..., Served]) -> No
     compare = tenant.get("/dashboard/costs", params={"by": "tenant"}).text
     assert 'data-key="agency_a"' in compare and "agency_b" not in compare
     assert tenant.get("/dashboard/tenants").status_code == 403
+    # Budgets: a tenant sees its own (its quota), not one over every tenant's spend.
+    budgets = tenant.get("/dashboard/budgets").text
+    assert 'data-budget="quota:agency_a"' in budgets and "all-tenants" not in budgets
+    names = {b["name"] for b in api_a.get("/api/v2/costs/budgets").json()["budgets"]}
+    assert names == {"quota:agency_a"}
+    every = {b["name"] for b in api_admin.get("/api/v2/costs/budgets").json()["budgets"]}
+    assert every == {"quota:agency_a", "all-tenants"}
     csv = tenant.get("/dashboard/export", params={"format": "csv"}).text
     assert "agency_b" not in csv and "agency_a" in csv
     admin = served.client(follow_redirects=False)

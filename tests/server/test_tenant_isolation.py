@@ -37,6 +37,15 @@ token_env = "T_B"
 
 [experiments.exp1]
 arms = { control = {}, b = {} }
+
+[[budgets.rules]]
+name = "budget-of-a"
+scope = { tenant = "agency_a" }
+limit_usd = 100
+
+[[budgets.rules]]
+name = "budget-of-all"
+limit_usd = 100
 """
 RULE_A = "rule-of-a"
 EXPERIMENT = "exp1"
@@ -82,7 +91,16 @@ def world(serve: Callable[..., Served]) -> Iterator[dict[str, Any]]:
         "served": served,
         "campaign_id": campaign_id,
         "alert_id": alert_ids[0],
-        "markers": [campaign_id, "agency_a", "creator_a", "Secret A", RULE_A, alert_ids[0]],
+        "markers": [
+            campaign_id,
+            "agency_a",
+            "creator_a",
+            "Secret A",
+            RULE_A,
+            alert_ids[0],
+            "budget-of-a",
+            "budget-of-all",
+        ],
     }
 
 
@@ -231,7 +249,13 @@ def test_a_tenant_sees_its_own_and_the_admin_sees_all(world: dict[str, Any]) -> 
     assert list(overview["queue"]) in ([], ["creator_a"]) and overview["workers"] == []
     assert b.get("/api/v2/campaigns/status").json()["campaigns"] == []
     rules_a = [r["name"] for r in a.get("/api/v2/costs/thresholds").json()["thresholds"]]
-    assert rules_a == [RULE_A]  # its own rule, scoped to it; not the global ones
+    # Its own rule and its budget's alert rule, both scoped to it; not the global ones.
+    assert rules_a == ["budget:budget-of-a", RULE_A]
+    budgets_a = a.get("/api/v2/costs/budgets").json()["budgets"]
+    assert [x["name"] for x in budgets_a] == ["budget-of-a"] and budgets_a[0]["spent_nano"] > 0
+    assert b.get("/api/v2/costs/budgets").json()["budgets"] == []
+    every = admin.get("/api/v2/costs/budgets").json()["budgets"]
+    assert {x["name"] for x in every} == {"budget-of-a", "budget-of-all"}
     admin_rules = admin.get("/api/v2/costs/thresholds").json()["thresholds"]
     assert {r["name"] for r in admin_rules} >= {"global-daily", "global-monthly", RULE_A}
     assert [r["scope"] for r in admin_rules if r["name"] == RULE_A] == [{"tenant": "agency_a"}]

@@ -133,8 +133,9 @@ def test_sqlite_upgrade_builds_usage_rollups_from_stored_events(tmp_path: Path) 
     conn.execute("DROP TABLE rollup_usage")
     conn.execute("ALTER TABLE events DROP COLUMN experiment")
     conn.execute("ALTER TABLE events DROP COLUMN arm")
-    usage_steps = [name for name, _ in LEDGER_MIGRATIONS[1:3]]  # usage and its backfill
-    conn.execute("DELETE FROM _migrations WHERE name IN (?, ?)", usage_steps)
+    # usage and its backfill, and the route reason key added since
+    usage_steps = [name for name, _ in LEDGER_MIGRATIONS[1:3]] + ["ledger_007_usage_route_reason"]
+    conn.execute("DELETE FROM _migrations WHERE name IN (?, ?, ?)", usage_steps)
     conn.commit()
     conn.close()
 
@@ -150,13 +151,84 @@ def test_sqlite_upgrade_builds_usage_rollups_from_stored_events(tmp_path: Path) 
         upgraded.close()
 
 
+def test_usage_rollups_count_attempts_and_cost_per_route_reason(ledger: Ledger) -> None:
+    events = _traffic()
+    ledger.record(events)
+    rows = ledger.usage_groups(*wide_days(), ["route_reason"])
+    got = {row.route_reason: (row.attempts, row.ok, row.cost_nano) for row in rows}
+    want: dict[str | None, tuple[int, int, int]] = {}
+    for e in events:
+        attempts, ok, cost = want.get(e.route_reason, (0, 0, 0))
+        want[e.route_reason] = (attempts + 1, ok + (e.status == "ok"), cost + e.cost_nano)
+    assert got == want
+    assert {"priority", "fallback:server_error"} <= set(got)
+    assert {row.route_reason for row in ledger.usage(*wide_days())} == set(want)
+
+
+def test_sqlite_upgrade_splits_usage_rollups_by_the_kept_events_route_reasons(
+    tmp_path: Path,
+) -> None:
+    """A ledger whose usage rollups had no route reason: the traffic of the raw events
+    still kept moves to its reasons; the rest (events pruned) stays, reason unknown."""
+    from huntaze_cli.storage.sqlite.ledger import SQLiteLedger
+    from huntaze_cli.storage.sqlite.ledger_schema import USAGE_SUMS
+
+    path = tmp_path / "old.db"
+    events = _traffic()
+    with SQLiteLedger(path) as ledger:
+        ledger.record(events)
+        before = ledger.usage_groups(*wide_days(), [])
+    keys = "day, provider, model, campaign_id, experiment, arm"
+    # Back to rollups without the reason, as an older huntaze left them, plus the rollup
+    # of a day whose raw events are already pruned.
+    conn = sqlite3.connect(path)
+    conn.executescript(f"""
+        CREATE TABLE old AS SELECT {keys}, {", ".join(f"SUM({c}) AS {c}" for c in USAGE_SUMS)}
+            FROM rollup_usage GROUP BY {keys};
+        DROP TABLE rollup_usage;
+        CREATE TABLE rollup_usage AS SELECT * FROM old;
+        DROP TABLE old;
+        DELETE FROM _migrations WHERE name = 'ledger_007_usage_route_reason';
+    """)  # fmt: skip
+    gone = {"attempts": 4, "ok": 4, "cost_nano": 40}
+    conn.execute(
+        f"INSERT INTO rollup_usage ({keys}, {', '.join(USAGE_SUMS)}) "
+        f"VALUES ({', '.join('?' * (6 + len(USAGE_SUMS)))})",
+        (noon(0).date().isoformat(), "azure", "gpt-4o", "cmp-gone", "", "",
+         *(gone.get(c, 0) for c in USAGE_SUMS)),
+    )  # fmt: skip
+    conn.commit()
+    conn.close()
+    with SQLiteLedger(path) as ledger:
+        rows = ledger.usage_groups(*wide_days(), ["campaign", "route_reason"])
+        [after] = ledger.usage_groups(*wide_days(), [])
+        stored = sorted(ledger.events(), key=lambda e: e.attempt_id)
+    got = {(row.campaign_id, row.route_reason): row.attempts for row in rows}
+    want: dict[tuple[str | None, str | None], int] = {("cmp-gone", None): 4}
+    for e in events:
+        want[(e.campaign_id, e.route_reason)] = want.get((e.campaign_id, e.route_reason), 0) + 1
+    assert got == want
+    assert after.attempts == before[0].attempts + 4
+    assert after.cost_nano == before[0].cost_nano + 40
+    assert after.latency == before[0].latency and after.output == before[0].output
+    assert stored == sorted(events, key=lambda e: e.attempt_id)
+
+
 @pytest.mark.parametrize("tokens", [0, 8, 9, 16384, 10**7])
 def test_output_buckets_cover_every_count(tokens: int) -> None:
     assert 0 <= output_bucket(tokens) < OUTPUT_BUCKETS
 
 
 @pytest.mark.parametrize(
-    "group_by", [[], ["arm"], ["provider", "model", "campaign"], ["day"], ["experiment", "arm"]]
+    "group_by",
+    [
+        [],
+        ["arm"],
+        ["provider", "model", "campaign"],
+        ["day"],
+        ["experiment", "arm"],
+        ["campaign", "provider", "route_reason"],
+    ],
 )
 def test_usage_groups_match_grouping_the_usage_rollups(ledger: Ledger, group_by: list[str]) -> None:
     from huntaze_cli.storage.ledger import USAGE_GROUPS, group_usage

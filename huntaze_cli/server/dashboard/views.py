@@ -2,26 +2,29 @@
 
 Every view calls the application services the matching API routes call and hands the
 templates those models unchanged; charts only scale the models' figures to pixels (the
-month line adds up the daily figures the breakdown gives, which is drawing, not
-accounting). So a figure on the page is a figure of ``/api/v2/...``.
+month line adds up the daily figures the overview shows, which is drawing, not
+accounting). So a figure on the page is a figure of ``/api/v2/...``, or, for the
+overview's spend per day, of ``costs.daily`` (days of ``[thresholds] timezone``, the days
+the daily limit counts, from the rollups ``costs stats`` reads).
 """
 
 from __future__ import annotations
 
 from calendar import monthrange
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from huntaze_cli.server.dashboard import charts
 
 if TYPE_CHECKING:
+    from huntaze_cli.budgets.report import BudgetList
     from huntaze_cli.campaigns.detail import CampaignDetail
     from huntaze_cli.costs.compare import CompareReport
+    from huntaze_cli.costs.daily import DailySpend
     from huntaze_cli.costs.forecast_report import ForecastReport
     from huntaze_cli.models import (
         AlertList,
-        BreakdownReport,
         HealthReport,
         StatsReport,
         StatusOverview,
@@ -35,11 +38,12 @@ GROUPINGS = ("provider", "model", "account", "campaign", "tenant", "day")
 
 @dataclass
 class OverviewData:
-    """The documents behind the overview: `costs stats`, `costs breakdown --by day --by
-    provider --days 30`, `costs forecast` and `health` (the same as their routes)."""
+    """The documents behind the overview: `costs stats`, `costs forecast` and `health`
+    (the same as their routes), and the spend per day of the threshold time zone by
+    provider over 30 days (``costs.daily``)."""
 
     stats: StatsReport
-    daily: BreakdownReport
+    daily: DailySpend
     forecast: ForecastReport
     health: HealthReport
 
@@ -51,40 +55,32 @@ def overview_data(services: Services, tenant: str | None = None) -> OverviewData
 
     return OverviewData(
         stats=costs.stats(services, tenant=tenant),
-        daily=costs.breakdown(
-            services, by=["day", "provider"], since=None, until=None, days=DAYS, tenant=tenant
-        ),
+        daily=costs.daily_spend(services, days=DAYS, tenant=tenant),
         forecast=costs.forecast(services, by=None, level=80.0, tenant=tenant),
         health=check_health(services.config(), services.ledger),
     )
 
 
-def _days(first: date, end: date) -> list[str]:
-    return [(first + timedelta(days=n)).isoformat() for n in range((end - first).days)]
-
-
 def overview(services: Services, tenant: str | None) -> dict[str, Any]:
     data = overview_data(services, tenant)
     daily = data.daily
-    days = _days(daily.since.date(), daily.until.date())
+    days = [day.isoformat() for day in daily.days]
     providers: list[str] = []
     cells: dict[tuple[str, str], float] = {}
     for row in daily.rows:
-        extra = row.model_extra or {}
-        day, provider = str(extra["day"]), str(extra["provider"])
-        if provider not in providers:
-            providers.append(provider)
-        cells[(day, provider)] = row.cost_usd
+        if row.provider not in providers:
+            providers.append(row.provider)
+        cells[(row.day.isoformat(), row.provider)] = row.cost_usd
     series = [(p, [cells.get((d, p), 0.0) for d in days]) for p in providers]
     daily_limit = data.stats.thresholds["daily"].limit_usd
     monthly_limit = data.stats.thresholds["monthly"].limit_usd
     spend_chart = charts.stacked_bars(
-        f"Spend per UTC day by provider, last {DAYS} days, with the daily limit",
+        f"Spend per day ({daily.timezone}) by provider, last {DAYS} days, with the daily limit",
         days,
         series,
         lines=[("daily limit", daily_limit)],
     )
-    today = datetime.now(UTC).date()
+    today: date = daily.days[-1]
     month_first = today.replace(day=1)
     month_days = [d for d in days if d >= month_first.isoformat()]
     cumulative: list[float] = []
@@ -221,3 +217,21 @@ def tenants_page(services: Services, tenant: str | None) -> dict[str, Any]:
         "configured": configured,
         "chart": chart,
     }
+
+
+def budgets_page(services: Services, tenant: str | None) -> dict[str, Any]:
+    """`budgets list` (``GET /api/v2/costs/budgets``): each budget's period, limit, spent,
+    reserved, remaining and state, with a bar of its use; a tenant sees its own only."""
+    from huntaze_cli.services.budgets import list_budgets
+
+    budgets: BudgetList = list_budgets(services, tenant=tenant)
+    bars = {
+        budget.name: charts.gauge(
+            f"Budget {budget.name}",
+            budget.used_pct,
+            f"{charts.usd(budget.spent_usd)} spent + {charts.usd(budget.reserved_usd)} reserved"
+            f" of {charts.usd(budget.limit_usd)} ({budget.used_pct:.2f}%)",
+        )
+        for budget in budgets.budgets
+    }
+    return {"budgets": budgets, "bars": bars}

@@ -136,6 +136,13 @@ async def alerts(request: Request, runtime: CurrentRuntime) -> Response:
     return await _view(request, runtime, "alerts.html", "Alerts", views.alerts_page)
 
 
+@router.get("/dashboard/budgets")
+async def budgets(request: Request, runtime: CurrentRuntime) -> Response:
+    from huntaze_cli.server.dashboard import views
+
+    return await _view(request, runtime, "budgets.html", "Budgets", views.budgets_page)
+
+
 @router.get("/dashboard/tenants")
 async def tenants(request: Request, runtime: CurrentRuntime) -> Response:
     from huntaze_cli.server.dashboard import views

@@ -4,14 +4,16 @@
 item                        pk                               sk
 ==========================  ===============================  ===============================
 usage rollup                ``USAGEDAY#<yyyy-mm-dd>``        provider, model, campaign,
-                                                             experiment, arm (escaped,
-                                                             joined by ``\\x1f``)
+                                                             experiment, arm, route reason
+                                                             (escaped, joined by ``\\x1f``)
 ==========================  ===============================  ===============================
 
 Each is updated with one ``ADD`` per transaction that touches it, like the daily and
 slot rollups, and expires ``rollup_retention_days`` after its day. Integer sums are exact
 Numbers; the float sums (squares for variances) are Numbers written by ``repr``.
-Only the histogram buckets a batch touched are sent.
+Only the histogram buckets a batch touched are sent. Items written before the route
+reason joined the key have a five-part sort key and no ``route_reason``: they stay as
+they are and read back with the reason unknown (None), beside the newer items.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from huntaze_cli.storage.ledger import (
 )
 
 PARTITION = "USAGEDAY#"
-_SET = ("day", "provider", "model", "campaign_id", "experiment", "arm")
+_SET = ("day", "provider", "model", "campaign_id", "experiment", "arm", "route_reason")
 
 
 def usage_partition(day: str) -> str:
@@ -100,6 +102,7 @@ def usage_from_item(item: dict[str, Any]) -> UsageRollup:
         campaign_id=text("campaign_id"),
         experiment=text("experiment"),
         arm=text("arm"),
+        route_reason=text("route_reason"),
     )
     for name in USAGE_INT_FIELDS:
         setattr(rollup, name, int(number(name) or 0))

@@ -270,7 +270,7 @@ class LedgerReports:
         with self._db.read("reading usage rollups") as conn:
             rows = conn.execute(sql, params).fetchall()
         # Without GROUP BY an empty range still yields one row, of NULL sums.
-        return [_usage_from_row(row) for row in rows if row[6] is not None]
+        return [_usage_from_row(row) for row in rows if row[_N_KEYS] is not None]
 
     def events(
         self, since: datetime | None = None, until: datetime | None = None
@@ -315,16 +315,18 @@ def _event_from_row(row: tuple[Any, ...]) -> CostEvent:
     return CostEvent.model_construct(**data)
 
 
+_N_KEYS = len(USAGE_KEYS)
 _N_INT = len(USAGE_INT_FIELDS)
 _N_FLOAT = len(USAGE_FLOAT_FIELDS)
 
 
 def _usage_from_row(row: tuple[Any, ...]) -> UsageRollup:
-    sums = row[6:]
+    sums = row[_N_KEYS:]
     lat_end = _N_INT + _N_FLOAT + LATENCY_BUCKETS
     rollup = UsageRollup(
-        date.fromisoformat(row[0]), row[1], row[2], row[3] or None, row[4] or None, row[5] or None
-    )
+        date.fromisoformat(row[0]), row[1], row[2], row[3] or None, row[4] or None,
+        row[5] or None, row[6] or None,
+    )  # fmt: skip
     for name, value in zip((*USAGE_INT_FIELDS, *USAGE_FLOAT_FIELDS), sums, strict=False):
         setattr(rollup, name, value)
     rollup.latency = list(sums[_N_INT + _N_FLOAT : lat_end])

@@ -9,7 +9,7 @@ hold the rollups every report reads. The write path (ledger.py) and the report q
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import fields
 from typing import Any
 
@@ -27,7 +27,7 @@ from huntaze_cli.storage.ledger import (
     aggregate_usage,
     latency_bucket,
 )
-from huntaze_cli.storage.sqlite.db import Migration
+from huntaze_cli.storage.sqlite.db import Migration, split_script
 
 # Rows are rebuilt positionally as Counters(*row[...]); that needs both in one order,
 # and the latest migration's columns.
@@ -43,7 +43,7 @@ DAILY_KEYS = ("day", "provider", "model", "account", "campaign_id", "tenant", "r
 SLOT_KEYS = ("slot", "provider")
 SCOPE_KEYS = ("slot", "provider", "model", "account", "campaign_id", "tenant")
 LATENCY_COLUMNS = tuple(f"lat_{i}" for i in range(LATENCY_BUCKETS))
-USAGE_KEYS = ("day", "provider", "model", "campaign_id", "experiment", "arm")
+USAGE_KEYS = ("day", "provider", "model", "campaign_id", "experiment", "arm", "route_reason")
 OUTPUT_COLUMNS = tuple(f"out_{i}" for i in range(OUTPUT_BUCKETS))
 USAGE_SUMS = (*USAGE_INT_FIELDS, *USAGE_FLOAT_FIELDS, *LATENCY_COLUMNS, *OUTPUT_COLUMNS)
 
@@ -61,6 +61,7 @@ _COUNTERS_001 = (
 _COUNTERS_002 = (*_COUNTERS_001, "mismatches")  # rollup_slot; rollup_daily keeps 001's
 if _COUNTERS_002 != COUNTER_FIELDS or _COUNTERS_001 != DAILY_COUNTER_FIELDS:  # pragma: no cover
     raise RuntimeError("a new counter needs a migration adding its columns")
+_USAGE_KEYS_002 = USAGE_KEYS[:6]  # rollup_usage before ledger_007 added route_reason
 
 
 def _columns_sql(names: Sequence[str], ctype: str) -> str:
@@ -147,7 +148,7 @@ LEDGER_MIGRATIONS: list[Migration] = [
     ),
     # Usage rollups of the events stored before they existed (raw events are kept
     # retention_days, so this touches at most that window, once).
-    ("ledger_003_usage_backfill", lambda conn: _backfill_usage(conn)),
+    ("ledger_003_usage_backfill", lambda conn: _backfill_usage(conn, _USAGE_KEYS_002)),
     (
         # The model the provider said served each attempt, a daily rollup key of its own
         # (a primary key cannot grow in place, so the table is rebuilt; rollups are few),
@@ -201,6 +202,9 @@ LEDGER_MIGRATIONS: list[Migration] = [
     ),
     # What a budget changed about a call (a downgraded model, a throttle); no rollup.
     ("ledger_006_budget_action", "ALTER TABLE events ADD COLUMN budget_action TEXT;"),
+    # The route reason, a usage rollup key of its own: a campaign's drill-down counts
+    # attempts and cost per reason. Rebuilt as in 004, then split from the raw events.
+    ("ledger_007_usage_route_reason", lambda conn: _usage_route_reason(conn)),
     # The latency histogram of the quarter-hour rollups, per scope too: a tenant's stats
     # give its own p50/p95 from the same buckets as the global ones. Filled from the raw
     # events still kept; older slots keep an empty histogram (no percentile).
@@ -244,9 +248,9 @@ def upsert_sql(table: str, keys: Sequence[str], counters: Sequence[str]) -> str:
 UPSERT_USAGE = upsert_sql("rollup_usage", USAGE_KEYS, USAGE_SUMS)
 
 
-def _usage_values(rollup: UsageRollup) -> tuple[Any, ...]:
+def _usage_values(rollup: UsageRollup, keys: int = len(USAGE_KEYS)) -> tuple[Any, ...]:
     return (
-        *rollup.key,
+        *rollup.key[:keys],
         *(getattr(rollup, name) for name in USAGE_INT_FIELDS),
         *(getattr(rollup, name) for name in USAGE_FLOAT_FIELDS),
         *rollup.latency,
@@ -258,8 +262,8 @@ def upsert_usage(conn: sqlite3.Connection, events: Sequence[CostEvent]) -> None:
     conn.executemany(UPSERT_USAGE, [_usage_values(u) for u in aggregate_usage(events).values()])
 
 
-def _backfill_usage(conn: sqlite3.Connection) -> None:
-    """Build usage rollups from the raw events already stored (migration step)."""
+def _stored_events(conn: sqlite3.Connection) -> Iterator[list[CostEvent]]:
+    """The raw events already stored, in batches, with the fields usage rollups read."""
     # Only the columns usage rollups read: later migrations may add others.
     columns = (
         "ts", "provider", "model", "campaign_id", "experiment", "arm", "status", "route_reason",
@@ -271,6 +275,56 @@ def _backfill_usage(conn: sqlite3.Connection) -> None:
         data["ts"] = from_micros(data["ts"])
         batch.append(CostEvent.model_construct(**data))
         if len(batch) >= _BACKFILL_BATCH:
-            upsert_usage(conn, batch)
+            yield batch
             batch = []
-    upsert_usage(conn, batch)
+    if batch:
+        yield batch
+
+
+def _backfill_usage(conn: sqlite3.Connection, keys: Sequence[str]) -> None:
+    """Build usage rollups from the raw events already stored (migration step)."""
+    upsert = upsert_sql("rollup_usage", keys, USAGE_SUMS)
+    for batch in _stored_events(conn):
+        rows = aggregate_usage(batch).values()
+        conn.executemany(upsert, [_usage_values(u, len(keys)) for u in rows])
+
+
+def _usage_route_reason(conn: sqlite3.Connection) -> None:
+    """Give usage rollups a route reason key (migration step).
+
+    Every existing rollup moves over under the reason "" (unknown); then the raw events
+    still kept are moved from there to their own reason: each one's figures are added
+    under its reason and taken off the "" row of the same other keys. What remains under
+    "" is the traffic whose raw events are gone (past ``retention_days``).
+    """
+    keys = ", ".join(_USAGE_KEYS_002)
+    sums = ", ".join(USAGE_SUMS)
+    script = f"""
+        CREATE TABLE rollup_usage_new (
+            day TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            model TEXT NOT NULL,
+            campaign_id TEXT NOT NULL,
+            experiment TEXT NOT NULL,
+            arm TEXT NOT NULL,
+            route_reason TEXT NOT NULL,
+            {_columns_sql(USAGE_INT_FIELDS, "INTEGER")},
+            {_columns_sql(USAGE_FLOAT_FIELDS, "REAL")},
+            {_columns_sql(LATENCY_COLUMNS, "INTEGER")},
+            {_columns_sql(OUTPUT_COLUMNS, "INTEGER")},
+            PRIMARY KEY ({keys}, route_reason)
+        ) WITHOUT ROWID;
+        INSERT INTO rollup_usage_new ({keys}, route_reason, {sums})
+            SELECT {keys}, '', {sums} FROM rollup_usage;
+        DROP TABLE rollup_usage;
+        ALTER TABLE rollup_usage_new RENAME TO rollup_usage;
+        CREATE INDEX rollup_usage_experiment ON rollup_usage (experiment, day);
+    """
+    for statement in split_script(script):
+        conn.execute(statement)
+    upsert = upsert_sql("rollup_usage", (*_USAGE_KEYS_002, "route_reason"), USAGE_SUMS)
+    for batch in _stored_events(conn):
+        rows = [_usage_values(u) for u in aggregate_usage(batch).values()]
+        conn.executemany(upsert, rows)
+        conn.executemany(upsert, [(*row[:6], "", *(-v for v in row[7:])) for row in rows])
+    conn.execute("DELETE FROM rollup_usage WHERE route_reason = '' AND attempts <= 0")
