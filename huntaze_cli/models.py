@@ -255,6 +255,10 @@ class ProviderStats(_Report):
 
 
 class ThresholdUse(_Report):
+    # Which limit: the global ``[thresholds]`` (``global-daily``/``global-monthly``) for the
+    # whole ledger; for a tenant, its lowest budget of that period (``quota:<tenant>``).
+    name: str | None
+    source: str  # global | budget | none
     limit_usd: float
     limit_nano: int
     spent_usd: float

@@ -173,7 +173,9 @@ def stats_cmd(ctx: typer.Context, tenant: TenantFlag = None, as_json: JsonFlag =
     """Real-time figures: last hour, today, yesterday, month to date, per provider.
 
     Days and months are counted in [thresholds] timezone; reads rollups only. With
-    --tenant, every figure (latency percentiles too) is that tenant's own.
+    --tenant, every figure (latency percentiles too) is that tenant's own, and today and
+    the month are compared with its lowest day and month budgets (its quota), not with
+    the global [thresholds].
 
     Example: huntaze costs stats --json | jq .thresholds.daily.used_pct
     """
@@ -225,7 +227,12 @@ def _render_stats(console: Console, report: StatsReport) -> None:
             "Thresholds",
             ["threshold", "limit", "spent", "used"],
             [
-                [name, money(t.limit_usd), money(t.spent_usd), f"{t.used_pct:.2f}%"]
+                [
+                    f"{name} ({t.name})" if t.name else f"{name} (none)",
+                    money(t.limit_usd),
+                    money(t.spent_usd),
+                    f"{t.used_pct:.2f}%",
+                ]
                 for name, t in report.thresholds.items()
             ],
             right=["limit", "spent", "used"],

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from huntaze_cli.clock import SYSTEM_CLOCK, Clock
+from huntaze_cli.costs.limits import Limit, global_limits
 from huntaze_cli.costs.periods import day_period, month_period
 from huntaze_cli.costs.series import Days, daily_series, first_spend, validate_key
 from huntaze_cli.errors import UsageError
@@ -95,21 +96,6 @@ class ForecastReport(ForecastFigures, _ReportHead):
     groups: list[ForecastFigures]
 
 
-@dataclass(frozen=True, slots=True)
-class ForecastLimit:
-    """The monthly limit a forecast is compared with, and where it comes from."""
-
-    name: str
-    source: str
-    limit_nano: int
-
-
-def global_limit(config: Config) -> ForecastLimit | None:
-    """``[thresholds] monthly_usd`` as ``global-monthly``; None when it is 0 (no limit)."""
-    limit_nano = usd_to_nano(config.thresholds.monthly_usd, field="thresholds.monthly_usd")
-    return ForecastLimit("global-monthly", "global", limit_nano) if limit_nano else None
-
-
 def validate_level(level: float) -> float:
     if not 0 < level < 100:
         raise UsageError(
@@ -161,7 +147,7 @@ def forecast_report(
     now: datetime | None = None,
     clock: Clock = SYSTEM_CLOCK,
     cache: bool = True,
-    limit: ForecastLimit | Literal["global"] | None = "global",
+    limit: Limit | Literal["global"] | None = "global",
 ) -> ForecastReport:
     """Month-end forecast overall and, with ``by``, per provider/tenant/account/model.
 
@@ -175,7 +161,7 @@ def forecast_report(
     month = _month(now, tz)
     store = _Cache(config.forecast_cache_dir if cache else None, clock=clock)
     if limit == "global":
-        limit = global_limit(config)
+        limit = global_limits(config)["monthly"]
     total = daily_series(ledger, month.days)[None]
     overall = _figures(total, month, level_pct, limit, store)
     groups: list[ForecastFigures] = []
@@ -219,7 +205,7 @@ def forecast_scope(
             validate_key(key, field="scope")
     series = daily_series(ledger, month.days, scope=scope)[None]
     limit_nano = usd_to_nano(limit_usd, field="limit_usd")
-    limit = ForecastLimit(name, source, limit_nano) if limit_nano else None
+    limit = Limit(name, source, limit_nano) if limit_nano else None
     store = _Cache(config.forecast_cache_dir if cache else None, clock=clock)
     return _figures(series, month, validate_level(level_pct), limit, store)
 
@@ -228,7 +214,7 @@ def _figures(
     values: Sequence[int],
     month: _Month,
     level_pct: float,
-    limit: ForecastLimit | None,
+    limit: Limit | None,
     cache: _Cache,
     *,
     model: bool = True,
@@ -272,7 +258,7 @@ def _figures(
 def _threshold(
     values: Sequence[int],
     month: _Month,
-    limit: ForecastLimit,
+    limit: Limit,
     spent_nano: int,
     level: fc.MonthEnd | None,
 ) -> ThresholdOutlook:

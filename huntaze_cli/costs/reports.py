@@ -7,11 +7,11 @@ nano-dollars; only the finished figures are rounded for display.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 from huntaze_cli.config import Config
+from huntaze_cli.costs.limits import Limit, global_limits
 from huntaze_cli.costs.periods import day_period, month_period
 from huntaze_cli.errors import UsageError
 from huntaze_cli.models import (
@@ -24,7 +24,7 @@ from huntaze_cli.models import (
     ThresholdUse,
     Totals,
 )
-from huntaze_cli.money import apportion, nano_to_usd, pct, shares_pct, usd_to_nano
+from huntaze_cli.money import apportion, nano_to_usd, pct, shares_pct
 from huntaze_cli.storage.ledger import (
     GROUP_FIELDS,
     LATENCY_BOUNDS_MS,
@@ -218,9 +218,11 @@ def _figures(counters: Counters) -> PeriodFigures:
     )
 
 
-def _threshold_use(limit_usd: Any, spent_nano: int) -> ThresholdUse:
-    limit_nano = usd_to_nano(limit_usd, field="limit_usd")
+def _threshold_use(limit: Limit | None, spent_nano: int) -> ThresholdUse:
+    limit_nano = limit.limit_nano if limit else 0
     return ThresholdUse(
+        name=limit.name if limit else None,
+        source=limit.source if limit else "none",
         limit_usd=nano_to_usd(limit_nano),
         limit_nano=limit_nano,
         spent_usd=nano_to_usd(spent_nano),
@@ -229,8 +231,19 @@ def _threshold_use(limit_usd: Any, spent_nano: int) -> ThresholdUse:
     )
 
 
-def stats(config: Config, ledger: Ledger, *, now: datetime | None = None) -> StatsReport:
-    """Real-time figures: last hour, today, yesterday, month to date, per provider."""
+def stats(
+    config: Config,
+    ledger: Ledger,
+    *,
+    now: datetime | None = None,
+    limits: Mapping[str, Limit | None] | None = None,
+) -> StatsReport:
+    """Real-time figures: last hour, today, yesterday, month to date, per provider.
+
+    Today and the month are compared with ``limits`` (``daily``, ``monthly``): the global
+    ``[thresholds]`` by default; a tenant's view passes that tenant's budgets.
+    """
+    limits = global_limits(config) if limits is None else limits
     now = (now or datetime.now(UTC)).astimezone(UTC)
     tz = config.thresholds.tz
     today = day_period(now, tz)
@@ -255,8 +268,8 @@ def stats(config: Config, ledger: Ledger, *, now: datetime | None = None) -> Sta
         unpriced_requests=month_total.unpriced,
         model_mismatches=month_total.mismatches,
         thresholds={
-            "daily": _threshold_use(config.thresholds.daily_usd, day_total.cost_nano),
-            "monthly": _threshold_use(config.thresholds.monthly_usd, month_total.cost_nano),
+            "daily": _threshold_use(limits.get("daily"), day_total.cost_nano),
+            "monthly": _threshold_use(limits.get("monthly"), month_total.cost_nano),
         },
     )
 

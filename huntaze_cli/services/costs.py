@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from huntaze_cli.costs.compare import CompareReport
     from huntaze_cli.costs.daily import DailySpend
     from huntaze_cli.costs.finance import FinanceReport
-    from huntaze_cli.costs.forecast_report import ForecastLimit, ForecastReport
+    from huntaze_cli.costs.forecast_report import ForecastReport
+    from huntaze_cli.costs.limits import Limit
     from huntaze_cli.costs.transfer import Format
     from huntaze_cli.models import BreakdownReport, ImportReport, StatsReport
     from huntaze_cli.services import Services
@@ -123,9 +124,10 @@ def stats(services: Services, *, tenant: str | None = None) -> StatsReport:
     from huntaze_cli.costs.reports import stats as report
 
     config = services.config()
-    if tenant is not None:
-        configured_tenant(config.tenants, tenant)
-    return report(config, services.ledger_for(tenant))
+    if tenant is None:
+        return report(config, services.ledger())
+    configured_tenant(config.tenants, tenant)
+    return report(config, services.ledger_for(tenant), limits=tenant_limits(config, tenant))
 
 
 def forecast(
@@ -146,25 +148,28 @@ def forecast(
         services.ledger_for(tenant),
         by=by,
         level_pct=level,
-        limit=tenant_limit(config, tenant),
+        limit=tenant_limits(config, tenant)["monthly"],
     )
 
 
-def tenant_limit(config: Config, tenant: str) -> ForecastLimit | None:
-    """The monthly limit a tenant's forecast is compared with: the lowest monthly budget
-    on exactly that tenant (its ``quota:<tenant>`` from ``quota_usd_month``, or a
-    ``[[budgets.rules]]`` scoped to it), None when it has none. Never the global
-    ``[thresholds] monthly_usd``: that is everybody's spend, not the tenant's."""
+def tenant_limits(config: Config, tenant: str) -> dict[str, Limit | None]:
+    """The daily and monthly limits a tenant's stats and forecast are compared with: the
+    lowest budget of that period on exactly that tenant (its ``quota:<tenant>`` from
+    ``quota_usd_month``, or a ``[[budgets.rules]]`` scoped to it), None when it has none.
+    Never the global ``[thresholds]``: that is everybody's spend, not the tenant's."""
     from huntaze_cli.budgets.rules import budgets_in_force
-    from huntaze_cli.costs.forecast_report import ForecastLimit
+    from huntaze_cli.costs.limits import Limit
     from huntaze_cli.money import round_to_nano
 
-    found = [
-        ForecastLimit(budget.name, "budget", round_to_nano(budget.limit_usd))
-        for budget in budgets_in_force(config)
-        if budget.period == "month" and budget.scope.as_dict() == {"tenant": tenant}
-    ]
-    return min(found, key=lambda limit: (limit.limit_nano, limit.name), default=None)
+    found: dict[str, list[Limit]] = {"daily": [], "monthly": []}
+    for budget in budgets_in_force(config):
+        if budget.scope.as_dict() == {"tenant": tenant}:
+            period = "daily" if budget.period == "day" else "monthly"
+            found[period].append(Limit(budget.name, "budget", round_to_nano(budget.limit_usd)))
+    return {
+        period: min(limits, key=lambda limit: (limit.limit_nano, limit.name), default=None)
+        for period, limits in found.items()
+    }
 
 
 # How often a long-running process looks whether a new day needs a forecast fitted.

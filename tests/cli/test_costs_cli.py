@@ -277,6 +277,8 @@ def test_stats_json_fields_and_figures() -> None:
     assert 75 <= azure["latency_p50_ms"] <= 100
     assert set(azure) >= {"requests", "errors", "latency_p95_ms"}
     assert data["thresholds"]["daily"] == {
+        "name": "global-daily",
+        "source": "global",
         "limit_usd": 50.0,
         "limit_nano": 50_000_000_000,
         "spent_usd": 1.5,
@@ -312,6 +314,41 @@ def test_stats_for_one_tenant_give_its_own_latency_percentiles() -> None:
     assert fast["today"]["cost_nano"] == sum(e.cost_nano for e in events if e.tenant == "fast")
     assert azure["latency_p50_ms"] is not None and azure["latency_p95_ms"] <= 50
     assert everyone["latency_p95_ms"] > 5000
+
+
+def test_stats_for_one_tenant_compare_with_its_own_budgets_not_the_global_thresholds() -> None:
+    from huntaze_cli.config import default_config_path
+
+    path = default_config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "[tenants.a]\nquota_usd_month = 2.5\n[tenants.b]\n"
+        '[[budgets.rules]]\nname = "a-day"\nscope = { tenant = "a" }\nperiod = "day"\n'
+        "limit_usd = 0.4\n"
+        '[[budgets.rules]]\nname = "a-day-wide"\nscope = { tenant = "a" }\nperiod = "day"\n'
+        "limit_usd = 9\n"
+    )
+    events = [make_event(n, tenant=("a", "b")[n % 2], cost_nano=100_000_000) for n in range(6)]
+    assert run("costs", "import", "-", "--trust-cost", input=jsonl(events)).exit_code == 0
+
+    everyone = run("costs", "stats", "--json").json()["thresholds"]
+    assert everyone["daily"]["name"] == "global-daily" and everyone["daily"]["limit_usd"] == 50
+    mine = run("costs", "stats", "--tenant", "a", "--json").json()["thresholds"]
+    # The lowest daily budget on exactly the tenant, and its quota for the month.
+    assert mine["daily"] == {
+        "name": "a-day",
+        "source": "budget",
+        "limit_usd": 0.4,
+        "limit_nano": 400_000_000,
+        "spent_usd": 0.3,
+        "spent_nano": 300_000_000,
+        "used_pct": 75.0,
+    }
+    assert mine["monthly"]["name"] == "quota:a" and mine["monthly"]["used_pct"] == 12.0
+    # A tenant with no budget has no limit, not everybody's.
+    other = run("costs", "stats", "--tenant", "b", "--json").json()["thresholds"]
+    assert other["daily"]["source"] == other["monthly"]["source"] == "none"
+    assert other["monthly"]["name"] is None and other["monthly"]["limit_nano"] == 0
 
 
 def test_check_thresholds_exit_codes() -> None:
