@@ -9,6 +9,20 @@ the side of the limit. A refusal first settles what is queued and waits for this
 process's calls in flight on that budget, asking again after each, so neither batching
 nor concurrency pauses a campaign while its own calls would give room back.
 
+Calls are reserved through leases. A lease is one ordinary reservation of several
+calls' worst cases, taken from the store in one transaction; the calls it covers are
+then held in memory, without a store call each. What a lease holds counts as reserved in
+the store for every process, so spent + reserved never passes a limit, exactly as with
+one reservation per call. A lease covers at most ``LEASE_CALLS`` calls and a
+``LEASE_SHARE``-th of the room its budgets had left; once that is less than two calls,
+every call is its own reservation, so the last of a budget is shared call by call. A
+lease takes no new call after ``LEASE_S`` (or when it is used up) and is settled with
+the real cost of its calls once they have all ended, which gives back what they did not
+use. A refusal retires this process's leases on the refusing budget first. A crash
+loses nothing more than before: the lease counts as spent until ``reservation_ttl_s``.
+Only stores answering in microseconds (``inline``, SQLite) lease: a lease serves one
+process, and a store shared by many hosts keeps its room shared call by call.
+
 ``soft`` applies each covering budget's ``on_soft`` once it is past ``soft_pct``:
 ``downgrade`` swaps the model by the budget's map, ``throttle`` hands back a semaphore of
 ``throttle_concurrency`` slots per budget and process, and ``alert`` does nothing here
@@ -34,17 +48,34 @@ from huntaze_cli.errors import BudgetExceeded, ConfigError
 from huntaze_cli.llm.batching import Batcher
 from huntaze_cli.llm.types import GenerationRequest
 from huntaze_cli.money import nano_to_usd
-from huntaze_cli.storage.budgets import Claim, ReservationStore, Settlement
+from huntaze_cli.storage.budgets import Claim, Reservation, ReservationStore, Settlement
 
 SETTLE_EVERY_S = 0.05
 SETTLE_BATCH = 128
+LEASE_CALLS = 64  # at most this many calls' worst cases per lease
+LEASE_SHARE = 16  # and at most this share of the room its budgets have left
+LEASE_S = 0.5  # a lease takes new calls this long at most (a quarter of the ttl if shorter)
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class Lease:
+    """One reservation in the store (``claims`` hold the leased amount) that calls draw on."""
+
+    reservation_id: str
+    claims: tuple[Claim, ...]
+    remaining: int  # not drawn yet, per budget
+    until: float  # loop time after which it takes no new call
+    open: bool = True
+    calls: int = 0  # calls drawn on it that have not settled
+    drawn_nano: int = 0  # their worst cases
+    cost_nano: int = 0  # what its settled calls cost
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Hold:
-    """One attempt's reservation: what to settle."""
+    """One attempt's reservation: the lease it draws on and its claims (its worst case)."""
 
-    reservation_id: str
+    lease: Lease
     claims: tuple[Claim, ...]
 
 
@@ -85,6 +116,11 @@ class BudgetGate:
         # budget -> this process's calls holding (or asking for) a reservation on it
         self._inflight: dict[str, int] = {}
         self._changed = asyncio.Event()  # set (and replaced) whenever a count drops
+        # (budget, period) of every claim of a call -> the lease its calls draw on
+        self._leases: dict[tuple[tuple[str, str], ...], Lease] = {}
+        self._retired: set[Lease] = set()  # taking no new call, waiting for its calls
+        self._lease_calls = LEASE_CALLS if self._inline else 1
+        self._lease_s = min(LEASE_S, ttl_s / 4)
         self._prefix = os.urandom(6).hex()
         self._ids = itertools.count()
 
@@ -161,33 +197,132 @@ class BudgetGate:
             Claim(limit.name, self._label(limit.budget.period), limit.limit_nano, worst_nano)
             for limit in limits
         )
-        reservation_id = f"{self._prefix}{next(self._ids):x}"
+        key = tuple((claim.budget, claim.period) for claim in claims)
+        # Counted from before the call: a hold committed in the store is never missing
+        # from the count another refused call looks at.
+        self._count(claims, +1)
+        try:
+            lease = self._leases.get(key)
+            if lease is None or not self._draw(lease, worst_nano):
+                lease = await self._lease(key, claims, worst_nano)
+        except BaseException:
+            self._count(claims, -1)
+            raise
+        for claim in claims:
+            known = self._used.get(claim.budget)
+            if known is not None and known[0] == claim.period:
+                self._used[claim.budget] = (known[0], known[1] + worst_nano)
+        return Hold(lease, claims)
+
+    async def _lease(
+        self, key: tuple[tuple[str, str], ...], claims: tuple[Claim, ...], worst_nano: int
+    ) -> Lease:
+        """A new lease from the store for calls of ``claims``, the first call drawn on it."""
+        old = self._leases.pop(key, None)
+        if old is not None:
+            self._retire(old)
         while True:
-            # Counted from before the call: a hold committed in the store is never
-            # missing from the count another refused call looks at.
-            self._count(claims, +1)
-            if self._inline:
-                answer = self.store.reserve(reservation_id, claims, ttl_s=self.ttl_s)
-            else:
-                answer = await asyncio.to_thread(
-                    self.store.reserve, reservation_id, claims, ttl_s=self.ttl_s
-                )
-            for claim in claims:
-                if claim.budget in answer.used_nano:
-                    self._used[claim.budget] = (claim.period, answer.used_nano[claim.budget])
+            amount = self._lease_size(claims)
+            leased, reservation_id, answer = await self._take(claims, amount)
+            if answer.refused is not None and amount > worst_nano:
+                amount = worst_nano
+                leased, reservation_id, answer = await self._take(claims, amount)
             if answer.refused is None:
                 break
+            refused = answer.refused
             self._count(claims, -1)
-            # Calls of this process still hold worst cases on that budget: once they
-            # settle there may be room, so wait for them rather than pause with room
-            # to spare. Every count ends with a notification, so this wait ends.
-            if self._settlements.pending:
-                await self._settlements.flush_quietly()
-            elif self._inflight.get(answer.refused):
-                await self._changed.wait()
-            else:
-                raise self._exceeded(answer.refused, claims, answer.used_nano, worst_nano)
-        return Hold(reservation_id, claims)
+            try:
+                # This process's leases and calls in flight on that budget may give room
+                # back: settle what they hold, or wait for them, before pausing with room
+                # to spare. Every count ends with a notification, so this wait ends.
+                self._retire_on(refused)
+                if self._settlements.pending:
+                    await self._settlements.flush_quietly()
+                elif self._inflight.get(refused):
+                    await self._changed.wait()
+                else:
+                    raise self._exceeded(refused, claims, answer.used_nano, worst_nano)
+            finally:
+                self._count(claims, +1)
+        loop = asyncio.get_running_loop()
+        lease = Lease(reservation_id, leased, amount, loop.time() + self._lease_s)
+        self._leases[key] = lease
+        self._draw(lease, worst_nano)
+        if lease.open:
+            # Idle past its time, it gives its room back without waiting for a call.
+            loop.call_later(self._lease_s, self._retire, lease)
+        return lease
+
+    def _lease_size(self, claims: tuple[Claim, ...]) -> int:
+        """How much to lease for calls of ``claims``: one call's worst case, or several
+        while every budget has ample room left (as this process last learnt it)."""
+        worst = claims[0].amount_nano
+        calls = self._lease_calls
+        for claim in claims:
+            known = self._used.get(claim.budget)
+            if known is None or known[0] != claim.period or worst <= 0:
+                return worst
+            calls = min(calls, (claim.limit_nano - known[1]) // (LEASE_SHARE * worst))
+        return worst * calls if calls >= 2 else worst
+
+    async def _take(
+        self, claims: tuple[Claim, ...], amount: int
+    ) -> tuple[tuple[Claim, ...], str, Reservation]:
+        """Reserve ``amount`` on every budget of ``claims`` in the store: the claims as
+        held, the reservation's id, and the store's answer."""
+        leased = tuple(dataclasses.replace(claim, amount_nano=amount) for claim in claims)
+        reservation_id = f"{self._prefix}{next(self._ids):x}"
+        if self._inline:
+            answer = self.store.reserve(reservation_id, leased, ttl_s=self.ttl_s)
+        else:
+            answer = await asyncio.to_thread(
+                self.store.reserve, reservation_id, leased, ttl_s=self.ttl_s
+            )
+        held = answer.refused is None
+        for claim in claims:
+            if claim.budget in answer.used_nano:
+                # What calls use, not what is leased: ``reserve`` adds each call's worst
+                # case as it draws on the lease.
+                used = answer.used_nano[claim.budget] - (amount if held else 0)
+                self._used[claim.budget] = (claim.period, used)
+        return leased, reservation_id, answer
+
+    def _draw(self, lease: Lease, worst_nano: int) -> bool:
+        """Hold ``worst_nano`` on ``lease`` if it still takes calls and has room for it."""
+        if not lease.open or lease.remaining < worst_nano:
+            return False
+        if asyncio.get_running_loop().time() > lease.until:
+            self._retire(lease)
+            return False
+        lease.remaining -= worst_nano
+        lease.calls += 1
+        lease.drawn_nano += worst_nano
+        if lease.remaining < worst_nano:
+            self._retire(lease)  # used up: settled as soon as its calls end
+        return True
+
+    def _retire(self, lease: Lease) -> None:
+        """The lease takes no new call; it is settled (what it did not use given back)
+        once its calls have ended."""
+        if not lease.open:
+            return
+        lease.open = False
+        key = tuple((claim.budget, claim.period) for claim in lease.claims)
+        if self._leases.get(key) is lease:
+            del self._leases[key]
+        if lease.calls:
+            self._retired.add(lease)
+        else:
+            self._settle_lease(lease, lease.cost_nano)
+
+    def _settle_lease(self, lease: Lease, cost_nano: int) -> None:
+        self._retired.discard(lease)
+        self._settlements.add(Settlement(lease.reservation_id, lease.claims, cost_nano))
+
+    def _retire_on(self, budget: str) -> None:
+        for lease in list(self._leases.values()):
+            if any(claim.budget == budget for claim in lease.claims):
+                self._retire(lease)
 
     def _count(self, claims: tuple[Claim, ...], step: int) -> None:
         for claim in claims:
@@ -212,7 +347,12 @@ class BudgetGate:
 
     def settle(self, hold: object, cost_nano: int) -> None:
         assert isinstance(hold, Hold)
-        self._settlements.add(Settlement(hold.reservation_id, hold.claims, cost_nano))
+        lease = hold.lease
+        lease.calls -= 1
+        lease.cost_nano += cost_nano
+        lease.drawn_nano -= hold.claims[0].amount_nano
+        if not lease.open and not lease.calls:
+            self._settle_lease(lease, lease.cost_nano)
         self._count(hold.claims, -1)
         for claim in hold.claims:
             known = self._used.get(claim.budget)
@@ -220,8 +360,17 @@ class BudgetGate:
                 self._used[claim.budget] = (known[0], known[1] - claim.amount_nano + cost_nano)
 
     async def flush(self) -> None:
-        """Settle every queued attempt now (a failed write keeps them queued)."""
+        """Settle every queued attempt now, the leases whose calls all ended included (a
+        failed write keeps them queued)."""
+        for lease in list(self._leases.values()):
+            self._retire(lease)
         await self._settlements.flush()
 
     async def aclose(self) -> None:
+        for lease in list(self._leases.values()):
+            self._retire(lease)
+        # Calls still drawing on a lease now were cancelled mid-call and will never
+        # settle: they may have cost their worst case, so that much counts as spent.
+        for lease in list(self._retired):
+            self._settle_lease(lease, lease.cost_nano + lease.drawn_nano)
         await self._settlements.aclose()
