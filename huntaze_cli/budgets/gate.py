@@ -18,8 +18,11 @@ one reservation per call. A lease covers at most ``LEASE_CALLS`` calls and a
 every call is its own reservation, so the last of a budget is shared call by call. A
 lease takes no new call after ``LEASE_S`` (or when it is used up) and is settled with
 the real cost of its calls once they have all ended, which gives back what they did not
-use. A refusal retires this process's leases on the refusing budget first. A crash
-loses nothing more than before: the lease counts as spent until ``reservation_ttl_s``.
+use. A refusal retires this process's leases on the refusing budget first. If the
+process dies, its leases count as spent until ``reservation_ttl_s``, then are released
+like any reservation: the real cost of the calls that had ended on them is then missing
+from ``spent`` (the ledger has it), at most ``LEASE_S`` plus one settlement interval of
+calls, where reserving call by call the settlement interval alone was at risk.
 Only stores answering in microseconds (``inline``, SQLite) lease: a lease serves one
 process, and a store shared by many hosts keeps its room shared call by call.
 
@@ -43,7 +46,6 @@ from zoneinfo import ZoneInfo
 from huntaze_cli.budgets.rules import Limit, current_period
 from huntaze_cli.clock import SYSTEM_CLOCK, Clock
 from huntaze_cli.config import Budget
-from huntaze_cli.costs.periods import Period
 from huntaze_cli.errors import BudgetExceeded, ConfigError
 from huntaze_cli.llm.batching import Batcher
 from huntaze_cli.llm.types import GenerationRequest
@@ -62,6 +64,7 @@ class Lease:
     """One reservation in the store (``claims`` hold the leased amount) that calls draw on."""
 
     reservation_id: str
+    key: tuple[tuple[str, str], ...]  # (budget, period) of each claim
     claims: tuple[Claim, ...]
     remaining: int  # not drawn yet, per budget
     until: float  # loop time after which it takes no new call
@@ -73,10 +76,11 @@ class Lease:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Hold:
-    """One attempt's reservation: the lease it draws on and its claims (its worst case)."""
+    """One attempt's reservation: the lease it draws on, its budgets and worst case."""
 
     lease: Lease
-    claims: tuple[Claim, ...]
+    key: tuple[tuple[str, str], ...]  # (budget, period) of each budget in scope
+    worst_nano: int
 
 
 class BudgetGate:
@@ -103,7 +107,7 @@ class BudgetGate:
         self._clock = clock
         self._warn = warn
         self._scoped: dict[tuple[str | None, str | None, str | None], tuple[Limit, ...]] = {}
-        self._periods: dict[str, Period] = {}
+        self._periods: dict[str, tuple[str, float, float]] = {}  # period -> label, start, end
         self._used: dict[str, tuple[str, int]] = {}  # budget -> (period label, used nano)
         self._throttles: dict[str, asyncio.Semaphore] = {}
         self._settlements: Batcher[Settlement] = Batcher(
@@ -115,7 +119,8 @@ class BudgetGate:
         )
         # budget -> this process's calls holding (or asking for) a reservation on it
         self._inflight: dict[str, int] = {}
-        self._changed = asyncio.Event()  # set (and replaced) whenever a count drops
+        self._changed = asyncio.Event()  # set (and replaced) when a count drops
+        self._waiting = 0  # calls waiting for it
         # (budget, period) of every claim of a call -> the lease its calls draw on
         self._leases: dict[tuple[tuple[str, str], ...], Lease] = {}
         self._retired: set[Lease] = set()  # taking no new call, waiting for its calls
@@ -134,11 +139,14 @@ class BudgetGate:
         return found
 
     def _label(self, period: str) -> str:
-        now = self._clock.now()
+        # Compared as epoch seconds: a datetime per call would cost more than the lease.
+        now = self._clock.time()
         current = self._periods.get(period)
-        if current is None or not current.start <= now < current.end:
-            current = self._periods[period] = current_period(period, now, self._tz)
-        return current.label
+        if current is None or not current[1] <= now < current[2]:
+            found = current_period(period, self._clock.now(), self._tz)
+            current = (found.label, found.start.timestamp(), found.end.timestamp())
+            self._periods[period] = current
+        return current[0]
 
     async def _known_used(self, limit: Limit, label: str) -> int:
         known = self._used.get(limit.name)
@@ -160,7 +168,12 @@ class BudgetGate:
         actions: list[str] = []
         throttle = None
         for limit in limits:
-            used = await self._known_used(limit, self._label(limit.budget.period))
+            label = self._label(limit.budget.period)
+            known = self._used.get(limit.name)
+            if known is not None and known[0] == label:
+                used = known[1]
+            else:
+                used = await self._known_used(limit, label)
             if not limit.soft_reached(used):
                 continue
             budget = limit.budget
@@ -193,26 +206,23 @@ class BudgetGate:
                 "reserved",
                 hint=f'add [pricing.overrides."{provider}/{request.model}"] with its prices',
             )
-        claims = tuple(
-            Claim(limit.name, self._label(limit.budget.period), limit.limit_nano, worst_nano)
-            for limit in limits
-        )
-        key = tuple((claim.budget, claim.period) for claim in claims)
+        key = tuple((limit.name, self._label(limit.budget.period)) for limit in limits)
         # Counted from before the call: a hold committed in the store is never missing
         # from the count another refused call looks at.
-        self._count(claims, +1)
+        self._count(key, +1)
         try:
             lease = self._leases.get(key)
             if lease is None or not self._draw(lease, worst_nano):
+                claims = tuple(
+                    Claim(name, period, limit.limit_nano, worst_nano)
+                    for (name, period), limit in zip(key, limits, strict=True)
+                )
                 lease = await self._lease(key, claims, worst_nano)
         except BaseException:
-            self._count(claims, -1)
+            self._count(key, -1)
             raise
-        for claim in claims:
-            known = self._used.get(claim.budget)
-            if known is not None and known[0] == claim.period:
-                self._used[claim.budget] = (known[0], known[1] + worst_nano)
-        return Hold(lease, claims)
+        self._add_used(key, worst_nano)
+        return Hold(lease, key, worst_nano)
 
     async def _lease(
         self, key: tuple[tuple[str, str], ...], claims: tuple[Claim, ...], worst_nano: int
@@ -230,7 +240,7 @@ class BudgetGate:
             if answer.refused is None:
                 break
             refused = answer.refused
-            self._count(claims, -1)
+            self._count(key, -1)
             try:
                 # This process's leases and calls in flight on that budget may give room
                 # back: settle what they hold, or wait for them, before pausing with room
@@ -239,13 +249,17 @@ class BudgetGate:
                 if self._settlements.pending:
                     await self._settlements.flush_quietly()
                 elif self._inflight.get(refused):
-                    await self._changed.wait()
+                    self._waiting += 1
+                    try:
+                        await self._changed.wait()
+                    finally:
+                        self._waiting -= 1
                 else:
                     raise self._exceeded(refused, claims, answer.used_nano, worst_nano)
             finally:
-                self._count(claims, +1)
+                self._count(key, +1)
         loop = asyncio.get_running_loop()
-        lease = Lease(reservation_id, leased, amount, loop.time() + self._lease_s)
+        lease = Lease(reservation_id, key, leased, amount, loop.time() + self._lease_s)
         self._leases[key] = lease
         self._draw(lease, worst_nano)
         if lease.open:
@@ -307,9 +321,8 @@ class BudgetGate:
         if not lease.open:
             return
         lease.open = False
-        key = tuple((claim.budget, claim.period) for claim in lease.claims)
-        if self._leases.get(key) is lease:
-            del self._leases[key]
+        if self._leases.get(lease.key) is lease:
+            del self._leases[lease.key]
         if lease.calls:
             self._retired.add(lease)
         else:
@@ -324,12 +337,18 @@ class BudgetGate:
             if any(claim.budget == budget for claim in lease.claims):
                 self._retire(lease)
 
-    def _count(self, claims: tuple[Claim, ...], step: int) -> None:
-        for claim in claims:
-            self._inflight[claim.budget] = self._inflight.get(claim.budget, 0) + step
-        if step < 0:
+    def _count(self, key: tuple[tuple[str, str], ...], step: int) -> None:
+        for budget, _ in key:
+            self._inflight[budget] = self._inflight.get(budget, 0) + step
+        if step < 0 and self._waiting:
             self._changed.set()
             self._changed = asyncio.Event()
+
+    def _add_used(self, key: tuple[tuple[str, str], ...], nano: int) -> None:
+        for budget, period in key:
+            known = self._used.get(budget)
+            if known is not None and known[0] == period:
+                self._used[budget] = (period, known[1] + nano)
 
     def _exceeded(
         self, name: str, claims: tuple[Claim, ...], used: dict[str, int], worst_nano: int
@@ -350,14 +369,11 @@ class BudgetGate:
         lease = hold.lease
         lease.calls -= 1
         lease.cost_nano += cost_nano
-        lease.drawn_nano -= hold.claims[0].amount_nano
+        lease.drawn_nano -= hold.worst_nano
         if not lease.open and not lease.calls:
             self._settle_lease(lease, lease.cost_nano)
-        self._count(hold.claims, -1)
-        for claim in hold.claims:
-            known = self._used.get(claim.budget)
-            if known is not None and known[0] == claim.period:
-                self._used[claim.budget] = (known[0], known[1] - claim.amount_nano + cost_nano)
+        self._count(hold.key, -1)
+        self._add_used(hold.key, cost_nano - hold.worst_nano)
 
     async def flush(self) -> None:
         """Settle every queued attempt now, the leases whose calls all ended included (a
