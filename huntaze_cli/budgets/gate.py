@@ -260,6 +260,9 @@ class BudgetGate:
                 self._count(key, +1)
         loop = asyncio.get_running_loop()
         lease = Lease(reservation_id, key, leased, amount, loop.time() + self._lease_s)
+        other = self._leases.get(key)
+        if other is not None:
+            self._retire(other)  # taken by a call that was waiting meanwhile
         self._leases[key] = lease
         self._draw(lease, worst_nano)
         if lease.open:

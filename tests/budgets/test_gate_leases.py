@@ -9,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from huntaze_cli.budgets.gate import BudgetGate
+from huntaze_cli.budgets.gate import LEASE_SHARE, BudgetGate
 from huntaze_cli.config import Budget
 from huntaze_cli.errors import BudgetExceeded
 from huntaze_cli.llm.types import GenerationRequest, Message
@@ -125,3 +125,33 @@ def test_closing_counts_a_call_that_never_settled_at_its_worst_case(tmp_path: Pa
 
     asyncio.run(scenario())
     assert usage(store, g, "all") == BudgetUsage(spent_nano=400 + WORST, reserved_nano=0)
+
+
+def test_concurrent_calls_on_leases_never_pass_the_limit_and_use_it_up(tmp_path: Path) -> None:
+    limit = 40 * LEASE_SHARE * WORST  # leases of many calls at first, single calls at the end
+    store = SQLiteReservationStore(tmp_path / "budgets.db")
+    g = gate(store, budget("all", limit))
+    samples: list[int] = []
+    costs: list[int] = []
+
+    async def worker(n: int) -> None:
+        for i in range(1_000):
+            hold = await reserve(g, call(f"a{n}", i))
+            samples.append(usage(store, g, "all").used_nano)
+            await asyncio.sleep(0.001)
+            cost = WORST // 2 + (n * 37 + i) % (WORST // 2)
+            costs.append(cost)
+            g.settle(hold, cost)
+
+    async def scenario() -> list[BaseException | None]:
+        results = await asyncio.gather(*(worker(n) for n in range(24)), return_exceptions=True)
+        await g.aclose()
+        return results
+
+    results = asyncio.run(scenario())
+    assert all(isinstance(r, BudgetExceeded) for r in results)
+    assert max(samples) <= limit
+    final = usage(store, g, "all")
+    assert final.reserved_nano == 0 and final.spent_nano == sum(costs) <= limit
+    # Calls stopped only when the next worst case no longer fitted.
+    assert final.spent_nano + WORST > limit
