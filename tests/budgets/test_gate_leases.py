@@ -5,9 +5,12 @@ on one store stand for two processes."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+import pytest
 
 from huntaze_cli.budgets.gate import LEASE_SHARE, BudgetGate
 from huntaze_cli.config import Budget
@@ -28,6 +31,13 @@ def call(account: str, n: int = 0) -> GenerationRequest:
         max_tokens=10,
         account=account,
     )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteReservationStore]:
+    opened = SQLiteReservationStore(tmp_path / "budgets.db")
+    yield opened
+    opened.close()
 
 
 def gate(store: SQLiteReservationStore, *budgets: Budget) -> BudgetGate:
@@ -59,9 +69,8 @@ async def until_settled(store: SQLiteReservationStore, g: BudgetGate, name: str)
 
 
 def test_a_lease_holds_several_calls_and_gives_back_what_they_did_not_use(
-    tmp_path: Path,
+    store: SQLiteReservationStore,
 ) -> None:
-    store = SQLiteReservationStore(tmp_path / "budgets.db")
     g = gate(store, budget("all", 10**9))
 
     async def scenario() -> tuple[BudgetUsage, BudgetUsage, BudgetUsage]:
@@ -83,10 +92,9 @@ def test_a_lease_holds_several_calls_and_gives_back_what_they_did_not_use(
 
 
 def test_a_refused_call_first_takes_back_this_process_leases_on_that_budget(
-    tmp_path: Path,
+    store: SQLiteReservationStore,
 ) -> None:
     limit = 64 * WORST
-    store = SQLiteReservationStore(tmp_path / "budgets.db")
     # Account a's calls count against two budgets, account b's against one: two leases.
     budgets = (budget("all", limit), budget("a-only", 10**9, account="a"))
     here, other = gate(store, *budgets), gate(store, *budgets)
@@ -113,8 +121,9 @@ def test_a_refused_call_first_takes_back_this_process_leases_on_that_budget(
     assert usage(store, here, "all") == BudgetUsage(spent_nano=500 + spent + 700)
 
 
-def test_closing_counts_a_call_that_never_settled_at_its_worst_case(tmp_path: Path) -> None:
-    store = SQLiteReservationStore(tmp_path / "budgets.db")
+def test_closing_counts_a_call_that_never_settled_at_its_worst_case(
+    store: SQLiteReservationStore,
+) -> None:
     g = gate(store, budget("all", 10**9))
 
     async def scenario() -> None:
@@ -127,9 +136,10 @@ def test_closing_counts_a_call_that_never_settled_at_its_worst_case(tmp_path: Pa
     assert usage(store, g, "all") == BudgetUsage(spent_nano=400 + WORST, reserved_nano=0)
 
 
-def test_concurrent_calls_on_leases_never_pass_the_limit_and_use_it_up(tmp_path: Path) -> None:
+def test_concurrent_calls_on_leases_never_pass_the_limit_and_use_it_up(
+    store: SQLiteReservationStore,
+) -> None:
     limit = 40 * LEASE_SHARE * WORST  # leases of many calls at first, single calls at the end
-    store = SQLiteReservationStore(tmp_path / "budgets.db")
     g = gate(store, budget("all", limit))
     samples: list[int] = []
     costs: list[int] = []
