@@ -27,15 +27,16 @@ PRIMING = 3
 _WORDS = re.compile(r"[A-Za-z0-9]+")
 _PUNCT = re.compile(r"[!-/:-@\[-`{-~]")
 _ASTRAL = re.compile(r"[\U00010000-\U0010ffff]")
+_SHORT_WORD = [-(-n // 4) for n in range(13)]  # tokens of a run of n <= 12 letters
 
 
 def estimate_text_tokens(text: str) -> int:
     """A high estimate of the tokens of ``text`` (see the module docstring)."""
-    tokens = 0
-    for word in _WORDS.findall(text):
-        n = len(word)
-        tokens += -(-n // 4) if n <= 12 else 3 + -(-(n - 12) // 2)
-    tokens += len(_PUNCT.findall(text))
+    tokens = len(_PUNCT.findall(text))
+    for n in map(len, _WORDS.findall(text)):
+        tokens += _SHORT_WORD[n] if n <= 12 else 3 + -(-(n - 12) // 2)
+    if text.isascii():
+        return tokens
     ascii_chars = len(text.encode("ascii", "ignore"))
     # CJK, astral (emoji) and every other non-ASCII character: one token, astral two.
     tokens += (len(text) - ascii_chars) + len(_ASTRAL.findall(text))

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from huntaze_cli.config import Config, load_config
-from huntaze_cli.errors import HuntazeError
+from huntaze_cli.errors import BudgetExceeded, HuntazeError
 from huntaze_cli.jsondoc import dump_json
 from huntaze_cli.observability.metrics import Metrics
 from huntaze_cli.server.auth import Tokens
@@ -300,6 +300,13 @@ class Runtime:
         assert self.generator is not None
         try:
             await campaigns.generate(self.loop, campaign_id, self.generator)
+        except BudgetExceeded as exc:
+            # Not a failure: the campaign waits as paused_budget and the worker resumes
+            # it when the period turns or the limit is raised.
+            log.warning(
+                "campaign generation paused by its budget",
+                extra={"campaign_id": campaign_id, "budget": exc.budget, "error": exc.message},
+            )
         except HuntazeError as exc:
             log.error(
                 "campaign generation stopped",

@@ -1,13 +1,19 @@
 """A hard budget pauses a campaign (exit 3, paused_budget, the rest pending) and a worker
-finishes it once the limit is raised: nothing lost, nothing generated twice."""
+finishes it once the limit is raised: nothing lost, nothing generated twice. `serve`
+logs such a pause as a warning, not as a failed generation."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.cli.test_campaigns_cli import FAST, write_campaign
 from tests.helpers import run
+from tests.server.conftest import Served, campaign, wait_for
 
 
 def budget_env(limit: str) -> dict[str, str]:
@@ -50,3 +56,32 @@ def test_a_hard_budget_pauses_then_a_raised_limit_resumes(tmp_path: Path) -> Non
     assert final["counts"]["pending"] == 0 and final["counts"]["dead"] == 0
     # One provider call per message, whatever the pauses: none written twice.
     assert run("costs", "stats", "--json").json()["today"]["requests"] == 12
+
+
+PAUSED = "campaign generation paused by its budget"
+
+
+def test_serve_logs_a_budget_pause_as_a_warning_not_an_error(
+    serve: Callable[..., Served], capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = serve(worker=False, env=budget_env("0.0001")).client()
+    response = client.post("/api/v2/campaigns/hybrid", json=campaign(12))
+    assert response.status_code == 202, response.text
+    cid = response.json()["campaign_id"]
+
+    def paused() -> bool:
+        got = client.get("/api/v2/campaigns/status", params={"campaign_id": cid})
+        return bool(got.json()["state"] == "paused_budget")
+
+    wait_for(paused, timeout=20)
+
+    def pause_logged() -> list[dict[str, Any]]:
+        lines = [json.loads(x) for x in capsys.readouterr().err.splitlines() if x.startswith("{")]
+        logged.extend(line for line in lines if line.get("campaign_id") == cid)
+        return [line for line in logged if line["msg"] == PAUSED]
+
+    logged: list[dict[str, Any]] = []
+    (pause,) = wait_for(pause_logged, timeout=10)
+    assert pause["level"] == "warning" and pause["budget"] == "tight"
+    assert "has no room" in pause["error"] and "traceback" not in pause
+    assert not [line for line in logged if line["level"] == "error"]
