@@ -51,13 +51,18 @@ def test_a_call_refused_for_another_process_calls_waits_for_the_room_they_give_b
         a.settle(held[0], 100_000)
         await a.flush()
         hold = await asyncio.wait_for(waiting, 30)
-        assert hold.claims[0].amount_nano == WORST
+        assert hold.worst_nano == hold.lease.claims[0].amount_nano == WORST
+        during = store_a.usage("b", MONTH)
+        a.settle(held[1], 50_000)
+        b.settle(hold, 70_000)
         await a.aclose()
         await b.aclose()
-        return store_a.usage("b", MONTH)
+        return during
 
-    usage = asyncio.run(run())
-    assert (usage.spent_nano, usage.reserved_nano) == (100_000, 2 * WORST)
+    during = asyncio.run(run())
+    assert (during.spent_nano, during.reserved_nano) == (100_000, 2 * WORST)
+    usage = store_a.usage("b", MONTH)
+    assert (usage.spent_nano, usage.reserved_nano) == (220_000, 0)
 
 
 def test_a_budget_full_of_settled_spend_pauses_at_once_whatever_is_in_flight(
@@ -95,9 +100,13 @@ def test_a_dead_process_reservations_make_room_when_they_expire(make_store: Make
         await asyncio.sleep(0.3)
         assert not waiting.done()
         clock.advance(TTL_S + 1)  # a's reservations expire; b's next ask releases them
-        await asyncio.wait_for(waiting, 30)
+        hold = await asyncio.wait_for(waiting, 30)
+        during = store_b.usage("b", MONTH)
+        b.settle(hold, 123)
         await b.aclose()
-        return store_b.usage("b", MONTH)
+        return during
 
-    usage = asyncio.run(run())
-    assert (usage.spent_nano, usage.reserved_nano) == (0, WORST)
+    during = asyncio.run(run())
+    assert (during.spent_nano, during.reserved_nano) == (0, WORST)
+    usage = store_b.usage("b", MONTH)
+    assert (usage.spent_nano, usage.reserved_nano) == (123, 0)
