@@ -8,9 +8,13 @@ answer ``X-Huntaze-Cost-Usd`` (a stream's cost is known only at its end: it is i
 ledger). Errors are OpenAI's ``{"error": {message, type, param, code}}``, statuses from
 ``server.errors.gateway_error``.
 
-The hot path stays lean: the body is parsed once with ``json``, no model is built of it
-or of the answer, the SDK clients are the orchestrator's pooled ones, and cost events go
-to its batching ledger writer (written off the loop).
+The hot path stays lean: ``POST /v1/chat/completions`` is answered by ``direct`` straight
+from the app's front door (``server.asgi.Guard``, which has authenticated the caller and
+read the body), not through FastAPI's routing and dependencies; the FastAPI route below
+answers the same through ``answer`` (the schema, and a request Guard does not divert).
+The body is parsed once with ``json``, no model is built of it or of the answer, the
+upstream clients are the orchestrator's pooled ones, and cost events go to its
+batching ledger writer (written off the loop).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from huntaze_cli.server.errors import gateway_error
 if TYPE_CHECKING:
     from huntaze_cli.llm.types import GenerationResult, RecordedStream
     from huntaze_cli.server.asgi import Receive, Scope, Send
+    from huntaze_cli.server.auth import Principal
     from huntaze_cli.server.runtime import Runtime
 
 router = APIRouter(tags=["gateway"])
@@ -87,22 +92,46 @@ def error_response(exc: HuntazeError) -> Response:
 )
 async def chat_completions(request: Request) -> Response:
     """One chat completion through the orchestrator: OpenAI's request and answer."""
+    headers = request.headers
+    return await answer(
+        request.app.state.runtime,
+        await request.body(),
+        tenant=_tenant(request),
+        account=headers.get("x-huntaze-account"),
+        campaign=headers.get("x-huntaze-campaign"),
+    )
+
+
+async def direct(scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
+    """``POST /v1/chat/completions`` as ``Guard`` hands it over (``asgi.DirectRoute``)."""
+    from huntaze_cli.server.asgi import header
+
+    principal: Principal = scope["huntaze.principal"]
+    response = await answer(
+        scope["app"].state.runtime,
+        body,
+        tenant=principal.tenant or "default",
+        account=header(scope, b"x-huntaze-account"),
+        campaign=header(scope, b"x-huntaze-campaign"),
+    )
+    await response(scope, receive, send)
+
+
+async def answer(
+    runtime: Runtime, raw: bytes, *, tenant: str, account: str | None, campaign: str | None
+) -> Response:
+    """The response to a chat-completions body booked to ``tenant``: the upstream's
+    answer, its stream, or an error in OpenAI's shape."""
     from huntaze_cli.services import gateway
 
-    runtime: Runtime = request.app.state.runtime
     try:
-        body = json.loads(await request.body())
+        body = json.loads(raw)
     except ValueError:
         return error_response(InputError("the request body is not valid JSON"))
-    headers = request.headers
     try:
         assert runtime.generator is not None
         result = await gateway.chat_completion(
-            runtime.generator,
-            body,
-            tenant=_tenant(request),
-            account=headers.get("x-huntaze-account"),
-            campaign=headers.get("x-huntaze-campaign"),
+            runtime.generator, body, tenant=tenant, account=account, campaign=campaign
         )
     except HuntazeError as exc:
         return error_response(exc)
