@@ -245,7 +245,7 @@ class UpstreamStream:
 
     def _note_usage(self, data: bytes) -> bool:
         """Read the usage of a chunk that has some; True if it was a usage-only chunk."""
-        if b'"usage"' not in data or _USAGE_NULL.search(data):
+        if b'"usage"' not in data or b'"usage":null' in data or _USAGE_NULL.search(data):
             return False
         try:
             doc = json.loads(data)

@@ -150,9 +150,9 @@ class Body:
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
 
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        async for chunk in self._response.content.iter_any():
-            yield chunk
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """Whatever has arrived, as it arrives (no generator of its own in between)."""
+        return self._response.content.iter_any()
 
     async def aclose(self) -> None:
         response = self._response

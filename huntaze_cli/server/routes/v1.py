@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
@@ -185,7 +186,19 @@ class EventStream(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        pump = asyncio.ensure_future(self._pump(send))
+        events: AsyncIterator[bytes] = aiter(self.stream)
+        try:
+            # The upstream's first events are read already: they go out from here, with
+            # no task switch before the first byte (at 32 streams a switch waits for
+            # every other ready callback of the loop).
+            finished = await self._pump(send, events, pieces=1)
+        except BaseException:
+            await self.stream.aclose()
+            raise
+        if finished:
+            await self.stream.aclose()
+            return
+        pump = asyncio.ensure_future(self._pump(send, events))
         watch = asyncio.ensure_future(_disconnect(receive))
         try:
             await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
@@ -197,17 +210,24 @@ class EventStream(Response):
         if not pump.cancelled() and pump.exception() is not None:
             raise pump.exception()  # type: ignore[misc]  # Guard logs it
 
-    async def _pump(self, send: Send) -> None:
+    @staticmethod
+    async def _pump(send: Send, events: AsyncIterator[bytes], pieces: int | None = None) -> bool:
+        """Forward the events (at most ``pieces`` of them); True once the response ended."""
         from huntaze_cli.llm.types import ProviderFailure
 
         try:
-            async for event in self.stream:
+            async for event in events:
                 await send({"type": "http.response.body", "body": event, "more_body": True})
+                if pieces is not None:
+                    pieces -= 1
+                    if not pieces:
+                        return False
         except ProviderFailure as failure:
             error = {"message": failure.message, "type": "api_error", "code": failure.kind}
             event = b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return True
 
 
 async def _disconnect(receive: Receive) -> None:
