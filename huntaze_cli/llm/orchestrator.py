@@ -12,6 +12,7 @@ to a batching ledger writer (``ledger_writer.LedgerWriter``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -25,7 +26,7 @@ from huntaze_cli.llm.accounting import AttemptRecorder
 from huntaze_cli.llm.budget_gate import UNBOUNDED_OUTPUT_TOKENS
 from huntaze_cli.llm.circuit import CircuitBreaker
 from huntaze_cli.llm.ledger_writer import LedgerWriter, new_attempt_id
-from huntaze_cli.llm.routing import HealthWindow, LatencyTracker, Router
+from huntaze_cli.llm.routing import HealthWindow, LatencyTracker, Router, models_served
 from huntaze_cli.llm.tokens import estimate_input_tokens
 from huntaze_cli.llm.types import (
     Attempt,
@@ -197,11 +198,25 @@ class Orchestrator:
         self._adopt_shared_state()
         throttle = None
         if self.budget is not None:
-            request, throttle = await self.budget.soft(request)
+            softened, throttle = await self.budget.soft(request)
+            if softened.model != request.model and request.body is not None:
+                softened = self._rerouted(request, softened)
+            request = softened
         if throttle is not None:
             async with throttle:
                 return await self._generate(request)
         return await self._generate(request)
+
+    def _rerouted(
+        self, asked: GenerationRequest, downgraded: GenerationRequest
+    ) -> GenerationRequest:
+        """A pass-through request a budget downgraded, sent to the providers that serve
+        the cheaper model (``only`` named those of the model asked for); when none
+        serves it, the request as asked: a soft limit never makes a call unroutable."""
+        only = models_served(self.providers, downgraded.model)
+        if only is not None and not only:
+            return asked
+        return dataclasses.replace(downgraded, only=only)
 
     async def _generate(self, request: GenerationRequest) -> GenerationResult:
         async with self._semaphore:

@@ -8,17 +8,19 @@ set, so the upstream reports the usage every attempt is priced from. The answer 
 back as the upstream's bytes: a non-streaming body is parsed once for its usage and
 served model, a stream is forwarded event by event and read only for its usage chunk.
 
-The call goes through the provider's own SDK client (``max_retries=0``, one pooled client
-per provider) with its low-level ``post``: the SDK's typed ``create`` would reject unknown
-fields and spend CPU building models of the response nobody reads here.
+The call goes out through the provider's ``llm.upstream.Upstream`` (one pooled HTTP
+session per provider, the body posted as bytes): the SDK's typed ``create`` would reject
+unknown fields, and its HTTP stack costs several times the CPU of the whole pass-through.
+A stream's events are forwarded in the groups they arrived in (one write for all the
+events of one upstream read), the first as soon as it came.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from huntaze_cli.llm.types import (
     Completion,
@@ -29,12 +31,15 @@ from huntaze_cli.llm.types import (
 )
 from huntaze_cli.text import one_line
 
-# The SDK returns the raw HTTP response, unread, when a request carries this header.
-_RAW_HEADERS = {"X-Stainless-Raw-Response": "stream"}
+if TYPE_CHECKING:
+    from huntaze_cli.llm.upstream import Upstream
+
 _USAGE_NULL = re.compile(rb'"usage"\s*:\s*null')
 _MESSAGE_LIMIT = 300
 
 Classify = Callable[[BaseException], ProviderFailure]
+# A non-2xx answer (status, headers, body) as the attempt's failure.
+Refused = Callable[[int, Mapping[str, str], bytes], ProviderFailure]
 
 
 def _as_failure(exc: BaseException) -> ProviderFailure:
@@ -53,22 +58,6 @@ def upstream_body(request: GenerationRequest, deployment: str | None) -> dict[st
             "include_usage": True,
         }
     return body
-
-
-async def send(client: Any, body: dict[str, Any], *, timeout: float) -> Any:
-    """POST the body with the SDK client; the raw HTTP response, its body not read yet.
-
-    With the raw-response header the SDK hands back its response wrapper unparsed (as
-    ``with_streaming_response`` does); a non-2xx status raises the SDK's APIStatusError
-    (its body read), as ``create`` would.
-    """
-    wrapper = await client.post(
-        "/chat/completions",
-        cast_to=object,
-        body=body,
-        options={"timeout": timeout, "headers": _RAW_HEADERS},
-    )
-    return wrapper.http_response
 
 
 def parse_body(raw: bytes, *, deployment: str | None) -> Completion:
@@ -124,14 +113,15 @@ def _count(value: Any) -> int:
 
 
 class UpstreamStream:
-    """One attempt's upstream SSE stream, forwarded event by event.
+    """One attempt's upstream SSE stream, forwarded as it comes.
 
     ``open`` reads up to the first event, so an upstream that fails before sending
     anything fails the attempt while the orchestrator may still fall back; after that,
-    events go to the client as they come. Usage and the served model are read on the
-    way (only the usage chunk and the first chunk are parsed). A stream that breaks
-    after its first event raises ProviderFailure from the iteration, with what usage
-    was seen; ``aclose`` (the client went away) closes the upstream connection.
+    events go to the client as they come, the events of one upstream read in one piece.
+    Usage and the served model are read on the way (only the usage chunk and the first
+    chunk are parsed). A stream that breaks after its first event raises ProviderFailure
+    from the iteration, with what usage was seen; ``aclose`` (the client went away)
+    closes the upstream connection.
     """
 
     def __init__(
@@ -150,7 +140,8 @@ class UpstreamStream:
         self.deployment = deployment
         self._chunks: AsyncIterator[bytes] = response.aiter_bytes()
         self._buffer = b""
-        self._first: list[bytes] = []
+        self._first: list[bytes] = []  # read by ``open``: up to the first data event
+        self._rest: list[bytes] = []  # the events that came in the same read after it
         self.usage: Usage | None = None
         self.response_model: str | None = None
         self.done = False
@@ -159,10 +150,12 @@ class UpstreamStream:
     async def open(self) -> None:
         """Read until the first event: raises ProviderFailure if none comes."""
         try:
-            async for event in self._events():
-                self._first.append(event)
-                if self._first_chunk(event):
-                    return
+            async for events in self._reads():
+                for n, event in enumerate(events):
+                    self._first.append(event)
+                    if self._first_chunk(event):
+                        self._rest = events[n + 1 :]
+                        return
         except BaseException:
             await self.aclose()
             raise
@@ -187,43 +180,63 @@ class UpstreamStream:
             self._note_usage(data)
         return True
 
-    async def _events(self) -> AsyncIterator[bytes]:
-        """The upstream's SSE events (without their blank-line terminator)."""
+    async def _reads(self) -> AsyncIterator[list[bytes]]:
+        """The upstream's SSE events (without their blank-line terminator), grouped by
+        the read they completed in."""
         try:
             async for chunk in self._chunks:
                 self._buffer += chunk.replace(b"\r\n", b"\n") if b"\r" in chunk else chunk
-                while True:
-                    end = self._buffer.find(b"\n\n")
-                    if end < 0:
-                        break
-                    event, self._buffer = self._buffer[:end], self._buffer[end + 2 :]
-                    if event:
-                        yield event
+                if b"\n\n" not in self._buffer:
+                    continue
+                *events, self._buffer = self._buffer.split(b"\n\n")
+                events = [event for event in events if event]
+                if events:
+                    yield events
         except ProviderFailure:
             raise
         except Exception as exc:
             raise self._classify(exc) from None
         if self._buffer.strip():
             event, self._buffer = self._buffer.strip(b"\n"), b""
-            yield event
+            yield [event]
+
+    def _forwarded(self, events: list[bytes]) -> tuple[bytes, ProviderFailure | None]:
+        """The SSE bytes to send for ``events`` (each ``data: ...\\n\\n``), and the
+        failure an error event among them stands for (the events before it are sent)."""
+        out: list[bytes] = []
+        failure = None
+        for event in events:
+            data = _data(event)
+            if data is not None:
+                if data == b"[DONE]":
+                    self.done = True
+                elif data.startswith(b'{"error"'):
+                    failure = _stream_error(data)
+                    break
+                elif b'"usage"' in data and self._note_usage(data) and not self._forward_usage:
+                    continue
+            out.append(event)
+            out.append(b"\n\n")
+        return b"".join(out), failure
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        """Every event, each as SSE bytes (``data: ...\\n\\n``); ProviderFailure if the
+        """The events as SSE bytes, a group of them per piece; ProviderFailure if the
         upstream breaks off before ``[DONE]`` (or its last chunk)."""
         try:
-            for event in self._first:
-                yield event + b"\n\n"
+            head = b"".join(event + b"\n\n" for event in self._first)
             self._first = []
-            async for event in self._events():
-                data = _data(event)
-                if data is not None:
-                    if data == b"[DONE]":
-                        self.done = True
-                    elif data.startswith(b'{"error"'):
-                        raise _stream_error(data)
-                    elif b'"usage"' in data and self._note_usage(data) and not self._forward_usage:
-                        continue
-                yield event + b"\n\n"
+            rest, failure = self._forwarded(self._rest)
+            self._rest = []
+            if head or rest:
+                yield head + rest
+            if failure is not None:
+                raise failure
+            async for events in self._reads():
+                out, failure = self._forwarded(events)
+                if out:
+                    yield out
+                if failure is not None:
+                    raise failure
         finally:
             await self.aclose()
         if not self.done and self.usage is None:
@@ -232,7 +245,7 @@ class UpstreamStream:
 
     def _note_usage(self, data: bytes) -> bool:
         """Read the usage of a chunk that has some; True if it was a usage-only chunk."""
-        if b'"usage"' not in data or _USAGE_NULL.search(data):
+        if b'"usage"' not in data or b'"usage":null' in data or _USAGE_NULL.search(data):
             return False
         try:
             doc = json.loads(data)
@@ -268,44 +281,59 @@ def _stream_error(data: bytes) -> ProviderFailure:
 
 
 async def complete(
-    client: Any,
+    upstream: Upstream,
     request: GenerationRequest,
     *,
     deployment: str | None,
     timeout: float,
     classify: Classify,
+    refused: Refused,
 ) -> Completion:
     """One pass-through attempt: the raw answer, or an open stream (first event read).
 
     ``classify`` turns whatever the call raised into the attempt's ProviderFailure
-    (``providers.classify``, with the provider's key to scrub).
+    (``providers.classify``, with the provider's key to scrub), ``refused`` a non-2xx
+    answer (``providers.failure_for_status``).
     """
+    from huntaze_cli.llm.upstream import Body
+
     body = upstream_body(request, deployment)
     options = request.body.get("stream_options") if request.body else None
     asked = isinstance(options, dict) and options.get("include_usage") is True
     try:
-        response = await send(client, body, timeout=timeout)
-    except Exception as exc:
-        raise classify(exc) from None
-    if request.stream:
-        stream = UpstreamStream(
-            response, classify=classify, deployment=deployment, forward_usage=asked
-        )
-        await stream.open()
-        return Completion(
-            text="",
-            usage=Usage(),
+        response = await upstream.post(
+            json.dumps(body).encode(),
             deployment=deployment,
-            response_model=stream.response_model,
-            stream=stream,
+            timeout=timeout,
+            stream=request.stream,
         )
-    try:
-        raw = await response.aread()
     except Exception as exc:
         raise classify(exc) from None
-    finally:
-        await response.aclose()
-    return parse_body(raw, deployment=deployment)
+    try:
+        if response.status >= 300 or not request.stream:
+            raw = await response.read()
+            response.release()
+            if response.status >= 300:
+                raise refused(response.status, response.headers, raw)
+            return parse_body(raw, deployment=deployment)
+    except ProviderFailure:
+        raise
+    except BaseException as exc:
+        response.close()
+        if isinstance(exc, Exception):
+            raise classify(exc) from None
+        raise
+    stream = UpstreamStream(
+        Body(response), classify=classify, deployment=deployment, forward_usage=asked
+    )
+    await stream.open()
+    return Completion(
+        text="",
+        usage=Usage(),
+        deployment=deployment,
+        response_model=stream.response_model,
+        stream=stream,
+    )
 
 
 class _Replay:

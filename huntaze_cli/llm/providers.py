@@ -17,7 +17,7 @@ import re
 import sys
 import zlib
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from huntaze_cli.config import (
     DEFAULT_AZURE_API_VERSION,
@@ -37,6 +37,9 @@ from huntaze_cli.llm.types import (
 )
 from huntaze_cli.retry import retry_after_s
 from huntaze_cli.text import one_line, scrub
+
+if TYPE_CHECKING:
+    from huntaze_cli.llm.upstream import Upstream
 
 _MIN_KEEPALIVE = 100  # the SDK's own default
 _MESSAGE_LIMIT = 300
@@ -86,6 +89,7 @@ class _SDKProvider:
         self.concurrency = concurrency
         self.timeout_s = timeout_s
         self._client: Any = None
+        self._upstream: Upstream | None = None
         self._api_key: str | None = None
 
     def deployment_for(self, model: str) -> str | None:
@@ -98,17 +102,7 @@ class _SDKProvider:
         key per provider while the others keep serving.
         """
         if self._client is None:
-            self._check_config()
-            key_setting = f"providers.{self.name}.api_key_env"
-            try:
-                api_key = secret_from_env(
-                    self.cfg.api_key_env, what=f"provider {self.name} API key", key=key_setting
-                )
-            except ConfigError as exc:
-                raise ConfigError(
-                    exc.message,
-                    hint=f"export the variable, or point {key_setting} at the one that holds it",
-                ) from None
+            api_key = self._key()
             try:
                 self._client = self._build_client(api_key, self._http_client())
             except Exception as exc:  # the SDK rejects e.g. a malformed endpoint URL
@@ -118,6 +112,37 @@ class _SDKProvider:
                 ) from None
             self._api_key = api_key
         return self._client
+
+    def _key(self) -> str:
+        """The provider's API key, its settings checked; ConfigError naming what is missing."""
+        self._check_config()
+        key_setting = f"providers.{self.name}.api_key_env"
+        try:
+            api_key = secret_from_env(
+                self.cfg.api_key_env, what=f"provider {self.name} API key", key=key_setting
+            )
+        except ConfigError as exc:
+            raise ConfigError(
+                exc.message,
+                hint=f"export the variable, or point {key_setting} at the one that holds it",
+            ) from None
+        self._api_key = api_key
+        return api_key
+
+    def upstream(self) -> Upstream:
+        """The pass-through's HTTP client (``llm.upstream``), built on first use."""
+        if self._upstream is None:
+            from huntaze_cli.llm.upstream import Upstream
+
+            self._upstream = Upstream(
+                self.kind,
+                api_key=self._key(),
+                base_url=self.cfg.base_url,
+                endpoint=self.cfg.endpoint,
+                api_version=self.cfg.api_version or DEFAULT_AZURE_API_VERSION,
+                concurrency=self.concurrency,
+            )
+        return self._upstream
 
     def _check_config(self) -> None:
         """Raise ConfigError when a setting the client needs is missing."""
@@ -141,18 +166,23 @@ class _SDKProvider:
 
     async def complete(self, request: GenerationRequest, *, timeout: float) -> Completion:
         """One chat completion attempt; raises ProviderFailure (or ConfigError on first use)."""
-        client = self.client()
         deployment = self.deployment_for(request.model)
         if request.body is not None:
             from huntaze_cli.llm import passthrough
 
+            upstream = self.upstream()
+            secrets = (self._api_key,)
             return await passthrough.complete(
-                client,
+                upstream,
                 request,
                 deployment=deployment,
                 timeout=timeout,
-                classify=lambda exc: classify(exc, secrets=(self._api_key,)),
+                classify=lambda exc: classify(exc, secrets=secrets),
+                refused=lambda status, headers, raw: failure_for_status(
+                    status, headers, raw, secrets=secrets
+                ),
             )
+        client = self.client()
         params: dict[str, Any] = {
             "model": deployment or request.model,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
@@ -172,6 +202,9 @@ class _SDKProvider:
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
+        upstream, self._upstream = self._upstream, None
+        if upstream is not None:
+            await upstream.aclose()
         if client is not None:
             await client.close()
 
@@ -320,6 +353,9 @@ def _kind_of(exc: BaseException) -> tuple[FailureKind, int | None, float | None]
         return "timeout", None, None
     if names & {"TransportError", "RequestError"} or isinstance(exc, OSError):
         return "connection", None, None
+    if "ClientError" in names and type(exc).__module__.startswith("aiohttp"):
+        # The pass-through's transport (llm.upstream): a dropped or refused connection.
+        return "connection", None, None
     if isinstance(exc, ValueError):  # json, UnicodeDecodeError, pydantic ValidationError
         return "malformed", None, None
     return "bad_request", None, None
@@ -336,8 +372,27 @@ def _kind_of_sdk_error(openai: Any, exc: Any) -> tuple[FailureKind, int | None, 
         return "content_filter", None, None
     if not isinstance(exc, openai.APIStatusError):
         return "bad_request", None, None
-    status: int = exc.status_code
-    retry_after = retry_after_s(exc.response.headers)
+    return _kind_of_status(exc.status_code, exc.response.headers, exc.code, exc.body)
+
+
+def failure_for_status(
+    status: int, headers: Mapping[str, str], raw: bytes, *, secrets: Iterable[str | None] = ()
+) -> ProviderFailure:
+    """The ProviderFailure of a non-2xx answer (status, headers, body) on the pass-through
+    path: the kind, status and Retry-After ``classify`` gives the SDK's error for it."""
+    from huntaze_cli.llm.upstream import error_details
+
+    error, code, detail = error_details(raw)
+    kind, status_, retry_after = _kind_of_status(status, headers, code, error)
+    message = scrub(f"{kind} (HTTP {status}): {detail}", secrets, limit=_MESSAGE_LIMIT)
+    return ProviderFailure(kind, message, status=status_, retry_after_s=retry_after)
+
+
+def _kind_of_status(
+    status: int, headers: Mapping[str, str], code: object, body: object
+) -> tuple[FailureKind, int | None, float | None]:
+    """The failure class of an HTTP error status (``code``/``body``: its error object)."""
+    retry_after = retry_after_s(headers)
     if status == 429:
         return "rate_limited", status, retry_after
     if status >= 500:
@@ -346,18 +401,17 @@ def _kind_of_sdk_error(openai: Any, exc: Any) -> tuple[FailureKind, int | None, 
         return "auth", status, None
     if status == 408:
         return "timeout", status, retry_after
-    if _is_content_filter(exc):
+    if _is_content_filter(code, body):
         return "content_filter", status, None
     if 400 <= status < 500:
         return "bad_request", status, None
     return "malformed", status, None
 
 
-def _is_content_filter(exc: Any) -> bool:
+def _is_content_filter(code: object, body: object) -> bool:
     """Azure's prompt filter: ``code`` content_filter, at the top or in ``innererror``."""
-    if getattr(exc, "code", None) in _CONTENT_FILTER_CODES:
+    if code in _CONTENT_FILTER_CODES:
         return True
-    body = getattr(exc, "body", None)
     if not isinstance(body, Mapping):
         return False
     if body.get("code") in _CONTENT_FILTER_CODES:

@@ -17,13 +17,30 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from huntaze_cli.config import AutoRoutingConfig, Config
 from huntaze_cli.errors import ConfigError, InputError
 from huntaze_cli.llm.types import GenerationRequest
+
+
+def serves(provider: Any, model: str) -> bool:
+    """Whether ``provider`` may serve ``model``: an Azure provider with a ``deployments``
+    map serves the models in it (without one, any model, from the deployment of its
+    name); OpenAI and the simulator serve any model."""
+    cfg = getattr(provider, "cfg", None)
+    deployments = getattr(cfg, "deployments", None)
+    return provider.kind != "azure" or not deployments or model in deployments
+
+
+def models_served(providers: Mapping[str, Any], model: str) -> frozenset[str] | None:
+    """The providers that may serve ``model``: None when every one may (the /v1
+    gateway's ``GenerationRequest.only``), empty when none does."""
+    names = [name for name, provider in providers.items() if serves(provider, model)]
+    return None if len(names) == len(providers) else frozenset(names)
 
 
 def stable_percent(key: str) -> float:

@@ -24,7 +24,7 @@ from huntaze_cli.observability.metrics import Metrics
 from huntaze_cli.server import errors
 from huntaze_cli.server.asgi import PROTECTED, Guard
 from huntaze_cli.server.auth import current_principal
-from huntaze_cli.server.routes import routers
+from huntaze_cli.server.routes import routers, v1
 from huntaze_cli.server.runtime import Runtime
 
 
@@ -60,6 +60,7 @@ def create_app(
         Guard,
         tokens=lambda: runtime.tokens,
         max_body=lambda: runtime.config.server.max_body_bytes,
+        direct={("POST", "/v1/chat/completions"): v1.direct},
     )
     for router in routers():
         app.include_router(router)

@@ -6,9 +6,9 @@ to route it (a model, a list of messages), turned into a pass-through
 the same orchestrator as campaigns: routing, failover, circuit breakers, the ledger.
 Everything else in the body is the upstream's to judge and goes there unchanged.
 
-Which providers may serve a model: an Azure provider with a ``deployments`` map serves
-the models in it (without one, any model, from the deployment of its name); OpenAI and
-the simulator serve any model. A model no provider serves is unknown (404).
+Which providers may serve a model is ``llm.routing.serves`` (an Azure provider with a
+``deployments`` map serves the models in it; the others, any model); a model no
+provider serves is unknown (404).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from huntaze_cli.errors import InputError, NotFoundError
+from huntaze_cli.llm.routing import models_served, serves
 
 if TYPE_CHECKING:
     from huntaze_cli.config import Config
@@ -41,24 +42,17 @@ class Generates(Protocol):
 
 
 def serving(providers: Mapping[str, Provider], model: str) -> frozenset[str] | None:
-    """The providers that may serve ``model``; None when every one may."""
-    names = [name for name, provider in providers.items() if _serves(provider, model)]
-    if len(names) == len(providers):
-        return None
-    if not names:
-        raise NotFoundError(
-            f"model {model!r} is not routable: no configured provider serves it "
-            f"(routable: {', '.join(routable_models(providers)) or 'none'})",
-            hint="add it to an Azure provider's deployments, or configure an openai provider",
-            field="model",
-        )
-    return frozenset(names)
-
-
-def _serves(provider: Provider, model: str) -> bool:
-    cfg = getattr(provider, "cfg", None)
-    deployments = getattr(cfg, "deployments", None)
-    return provider.kind != "azure" or not deployments or model in deployments
+    """The providers that may serve ``model`` (None: every one); NotFoundError when none
+    does, naming the routable models."""
+    names = models_served(providers, model)
+    if names is None or names:
+        return names
+    raise NotFoundError(
+        f"model {model!r} is not routable: no configured provider serves it "
+        f"(routable: {', '.join(routable_models(providers)) or 'none'})",
+        hint="add it to an Azure provider's deployments, or configure an openai provider",
+        field="model",
+    )
 
 
 def routable_models(providers: Mapping[str, Provider], config: Config | None = None) -> list[str]:
@@ -79,7 +73,7 @@ def routable_models(providers: Mapping[str, Provider], config: Config | None = N
 
 
 def _routable(providers: Mapping[str, Provider], model: str) -> bool:
-    return any(_serves(provider, model) for provider in providers.values())
+    return any(serves(provider, model) for provider in providers.values())
 
 
 def models(generator: Generates) -> dict[str, Any]:
@@ -88,7 +82,7 @@ def models(generator: Generates) -> dict[str, Any]:
     created = int(time.time())
     data = []
     for model in routable_models(providers, generator.config):
-        owners = [name for name, provider in providers.items() if _serves(provider, model)]
+        owners = [name for name, provider in providers.items() if serves(provider, model)]
         data.append(
             {
                 "id": model,

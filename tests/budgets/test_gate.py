@@ -151,6 +151,57 @@ def test_past_soft_pct_downgrade_swaps_the_model_and_the_ledger_says_so(
     assert [r.target for r in fake.requests] == ["gpt-4o-mini"]
 
 
+def downgrading(fake: FakeLLM, tmp_path: Path, deployments: dict[str, dict[str, str]]) -> Budgeted:
+    """Azure providers with these deployment maps (tried in that order), and a budget
+    past its soft limit that downgrades gpt-4o to gpt-4o-mini."""
+    data = make_config(fake, tmp_path, routing={"order": list(deployments)}).model_dump()
+    azure = {"kind": "azure", "endpoint": fake.azure_endpoint, "api_version": "2024-10-21"}
+    data["providers"] = {name: {**azure, "deployments": m} for name, m in deployments.items()}
+    budget = {
+        "name": "b",
+        "limit_usd": "1",
+        "soft_pct": 1,
+        "on_soft": "downgrade",
+        "downgrade": {"gpt-4o": "gpt-4o-mini"},
+    }
+    data["budgets"] = {"reservation_ttl_s": 60, "rules": [budget]}
+    h = Budgeted(Config.model_validate(data), tmp_path)
+    asyncio.run(h.reservations_spend("b", h.gate._label("month"), 10_000_000))  # 1 %
+    return h
+
+
+GATEWAY_BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_a_downgraded_gateway_call_goes_to_the_providers_serving_the_cheaper_model(
+    fake: FakeLLM, tmp_path: Path
+) -> None:
+    # Each model has one Azure provider of its own: the call asked for gpt-4o (only
+    # "big" serves it); downgraded, it must go to "mini", on mini's deployment.
+    h = downgrading(
+        fake,
+        tmp_path,
+        {"big": {"gpt-4o": "big-deploy"}, "mini": {"gpt-4o-mini": "mini-deploy"}},
+    )
+    asked = req(1, model="gpt-4o", body=GATEWAY_BODY, only=frozenset({"big"}))
+    (result,) = asyncio.run(h.sequential([asked]))
+    assert (result.provider, result.model) == ("mini", "gpt-4o-mini")
+    assert [r.target for r in fake.requests] == ["mini-deploy"]
+    (event,) = h.events()
+    assert event.budget_action == "downgrade:gpt-4o->gpt-4o-mini"
+
+
+def test_a_gateway_call_is_not_downgraded_to_a_model_no_provider_serves(
+    fake: FakeLLM, tmp_path: Path
+) -> None:
+    h = downgrading(fake, tmp_path, {"big": {"gpt-4o": "big-deploy"}})
+    (result,) = asyncio.run(h.sequential([req(1, model="gpt-4o", body=GATEWAY_BODY)]))
+    assert (result.provider, result.model) == ("big", "gpt-4o")
+    assert [r.target for r in fake.requests] == ["big-deploy"]
+    (event,) = h.events()
+    assert event.budget_action is None
+
+
 def test_below_soft_pct_nothing_changes(fake: FakeLLM, tmp_path: Path) -> None:
     budget = {"name": "b", "limit_usd": "1", "on_soft": "throttle"}
     h = Budgeted(budgeted(fake, tmp_path, budget), tmp_path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import httpx2
@@ -131,6 +131,25 @@ def test_azure_without_a_map_uses_the_model_name_as_deployment(fake: FakeLLM) ->
     assert fake.requests[-1].query["api-version"] == "2025-01-01-preview"
 
 
+@pytest.mark.parametrize("wire", ["openai", "azure"])
+def test_gateway_calls_speak_the_sdks_wire_format(fake: FakeLLM, wire: str) -> None:
+    provider = (
+        openai_provider(fake)
+        if wire == "openai"
+        else azure_provider(
+            fake, deployments={"gpt-4o-mini": "prod-mini-eu"}, api_version="2025-01-01-preview"
+        )
+    )
+    assert isinstance(run(attempt(provider, request())), Completion)
+    raw = run(attempt(provider, passthrough_request()))
+    assert isinstance(raw, Completion) and raw.raw and raw.usage.output_tokens
+    by_sdk, by_upstream = fake.requests[-2:]
+    assert (by_upstream.path, by_upstream.query) == (by_sdk.path, by_sdk.query)
+    for header in ("authorization", "api-key", "content-type"):
+        assert by_upstream.headers.get(header) == by_sdk.headers.get(header), header
+    assert by_upstream.body["model"] == by_sdk.body["model"]
+
+
 def test_the_client_is_built_once_and_its_connection_reused(fake: FakeLLM) -> None:
     provider = openai_provider(fake)
 
@@ -179,14 +198,30 @@ FAULTS = [
 ]
 
 
+def passthrough_request() -> GenerationRequest:
+    """A /v1 gateway request: its body goes out as it is, through ``llm.upstream``."""
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi Alex!"}]}
+    return request(body=body)
+
+
+# Campaign calls go through the SDK, gateway calls through llm.upstream: same outcomes.
+PATHS = pytest.mark.parametrize("make_request", [request, passthrough_request], ids=["sdk", "raw"])
+
+
+@PATHS
 @pytest.mark.parametrize("wire", ["openai", "azure"])
 @pytest.mark.parametrize(("spec", "kind", "status"), FAULTS)
 def test_each_fault_is_classified(
-    fake: FakeLLM, wire: str, spec: str, kind: str, status: int | None
+    fake: FakeLLM,
+    wire: str,
+    spec: str,
+    kind: str,
+    status: int | None,
+    make_request: Callable[[], GenerationRequest],
 ) -> None:
     fake.script(wire, [spec])
     provider = openai_provider(fake) if wire == "openai" else azure_provider(fake)
-    failure = run(attempt(provider, request(), timeout=0.5))
+    failure = run(attempt(provider, make_request(), timeout=0.5))
     assert isinstance(failure, ProviderFailure), failure
     assert (failure.kind, failure.status) == (kind, status)
     assert failure.retry_after_s is None
@@ -207,12 +242,17 @@ def test_each_fault_is_classified(
         ("429:retry-after=7,x-ms-retry-after-ms=300,retry-after-ms=100", 0.1),
     ],
 )
+@PATHS
 def test_rate_limits_carry_the_requested_wait(
-    fake: FakeLLM, wire: str, spec: str, seconds: float
+    fake: FakeLLM,
+    wire: str,
+    spec: str,
+    seconds: float,
+    make_request: Callable[[], GenerationRequest],
 ) -> None:
     fake.script(wire, [spec])
     provider = openai_provider(fake) if wire == "openai" else azure_provider(fake)
-    failure = run(attempt(provider, request()))
+    failure = run(attempt(provider, make_request()))
     assert isinstance(failure, ProviderFailure)
     assert failure.kind == "rate_limited"
     assert failure.retry_after_s == pytest.approx(seconds)
@@ -396,7 +436,7 @@ def test_the_simulator_sleeps_its_latency() -> None:
 def test_importing_providers_loads_no_sdk() -> None:
     code = (
         "import sys, huntaze_cli.llm.providers\n"
-        "print(sorted(m for m in ('openai', 'httpx', 'httpx2', 'genai_prices') "
+        "print(sorted(m for m in ('openai', 'httpx', 'httpx2', 'genai_prices', 'aiohttp') "
         "if m in sys.modules))"
     )
     out = subprocess.run(

@@ -340,6 +340,15 @@ def test_bad_requests_are_400_naming_the_field(gateway: Callable[..., Served]) -
     assert list(open_ledger(load_config()).events()) == []
 
 
+def test_only_a_post_is_diverted_past_fastapi(gateway: Callable[..., Served]) -> None:
+    # Guard answers POST /v1/chat/completions itself; other methods stay FastAPI's.
+    served = gateway()
+    client = served.client()
+    assert client.get("/v1/chat/completions").status_code == 405
+    answer = client.post("/v1/chat/completions", json={"model": MODEL, "messages": HELLO})
+    assert answer.status_code == 200 and answer.headers["x-huntaze-provider"] == "azure"
+
+
 def test_the_upstream_refusing_the_request_is_its_4xx_without_failover(
     gateway: Callable[..., Served], upstream: FakeLLM
 ) -> None:

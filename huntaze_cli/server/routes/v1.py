@@ -8,15 +8,20 @@ answer ``X-Huntaze-Cost-Usd`` (a stream's cost is known only at its end: it is i
 ledger). Errors are OpenAI's ``{"error": {message, type, param, code}}``, statuses from
 ``server.errors.gateway_error``.
 
-The hot path stays lean: the body is parsed once with ``json``, no model is built of it
-or of the answer, the SDK clients are the orchestrator's pooled ones, and cost events go
-to its batching ledger writer (written off the loop).
+The hot path stays lean: ``POST /v1/chat/completions`` is answered by ``direct`` straight
+from the app's front door (``server.asgi.Guard``, which has authenticated the caller and
+read the body), not through FastAPI's routing and dependencies; the FastAPI route below
+answers the same through ``answer`` (the schema, and a request Guard does not divert).
+The body is parsed once with ``json``, no model is built of it or of the answer, the
+upstream clients are the orchestrator's pooled ones, and cost events go to its
+batching ledger writer (written off the loop).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
@@ -31,6 +36,7 @@ from huntaze_cli.server.errors import gateway_error
 if TYPE_CHECKING:
     from huntaze_cli.llm.types import GenerationResult, RecordedStream
     from huntaze_cli.server.asgi import Receive, Scope, Send
+    from huntaze_cli.server.auth import Principal
     from huntaze_cli.server.runtime import Runtime
 
 router = APIRouter(tags=["gateway"])
@@ -87,22 +93,46 @@ def error_response(exc: HuntazeError) -> Response:
 )
 async def chat_completions(request: Request) -> Response:
     """One chat completion through the orchestrator: OpenAI's request and answer."""
+    headers = request.headers
+    return await answer(
+        request.app.state.runtime,
+        await request.body(),
+        tenant=_tenant(request),
+        account=headers.get("x-huntaze-account"),
+        campaign=headers.get("x-huntaze-campaign"),
+    )
+
+
+async def direct(scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
+    """``POST /v1/chat/completions`` as ``Guard`` hands it over (``asgi.DirectRoute``)."""
+    from huntaze_cli.server.asgi import header
+
+    principal: Principal = scope["huntaze.principal"]
+    response = await answer(
+        scope["app"].state.runtime,
+        body,
+        tenant=principal.tenant or "default",
+        account=header(scope, b"x-huntaze-account"),
+        campaign=header(scope, b"x-huntaze-campaign"),
+    )
+    await response(scope, receive, send)
+
+
+async def answer(
+    runtime: Runtime, raw: bytes, *, tenant: str, account: str | None, campaign: str | None
+) -> Response:
+    """The response to a chat-completions body booked to ``tenant``: the upstream's
+    answer, its stream, or an error in OpenAI's shape."""
     from huntaze_cli.services import gateway
 
-    runtime: Runtime = request.app.state.runtime
     try:
-        body = json.loads(await request.body())
+        body = json.loads(raw)
     except ValueError:
         return error_response(InputError("the request body is not valid JSON"))
-    headers = request.headers
     try:
         assert runtime.generator is not None
         result = await gateway.chat_completion(
-            runtime.generator,
-            body,
-            tenant=_tenant(request),
-            account=headers.get("x-huntaze-account"),
-            campaign=headers.get("x-huntaze-campaign"),
+            runtime.generator, body, tenant=tenant, account=account, campaign=campaign
         )
     except HuntazeError as exc:
         return error_response(exc)
@@ -156,7 +186,19 @@ class EventStream(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        pump = asyncio.ensure_future(self._pump(send))
+        events: AsyncIterator[bytes] = aiter(self.stream)
+        try:
+            # The upstream's first events are read already: they go out from here, with
+            # no task switch before the first byte (at 32 streams a switch waits for
+            # every other ready callback of the loop).
+            finished = await self._pump(send, events, pieces=1)
+        except BaseException:
+            await self.stream.aclose()
+            raise
+        if finished:
+            await self.stream.aclose()
+            return
+        pump = asyncio.ensure_future(self._pump(send, events))
         watch = asyncio.ensure_future(_disconnect(receive))
         try:
             await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
@@ -168,17 +210,24 @@ class EventStream(Response):
         if not pump.cancelled() and pump.exception() is not None:
             raise pump.exception()  # type: ignore[misc]  # Guard logs it
 
-    async def _pump(self, send: Send) -> None:
+    @staticmethod
+    async def _pump(send: Send, events: AsyncIterator[bytes], pieces: int | None = None) -> bool:
+        """Forward the events (at most ``pieces`` of them); True once the response ended."""
         from huntaze_cli.llm.types import ProviderFailure
 
         try:
-            async for event in self.stream:
+            async for event in events:
                 await send({"type": "http.response.body", "body": event, "more_body": True})
+                if pieces is not None:
+                    pieces -= 1
+                    if not pieces:
+                        return False
         except ProviderFailure as failure:
             error = {"message": failure.message, "type": "api_error", "code": failure.kind}
             event = b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return True
 
 
 async def _disconnect(receive: Receive) -> None:
