@@ -488,7 +488,10 @@ async def profile(bench: Bench, n: int) -> None:
     await bench.orch(n, ledger)
     profiler.disable()
     out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(30)
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("tottime").print_stats(30)
+    if os.environ.get("BENCH_PROFILE_OWN"):
+        stats.sort_stats("cumulative").print_stats("huntaze_cli", 40)
     print(f"cProfile of one orchestrator run of {n:,} (main thread only), by own time:")
     print(out.getvalue())
 

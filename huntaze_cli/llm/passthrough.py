@@ -29,6 +29,7 @@ from huntaze_cli.llm.types import (
     UpstreamEvents,
     Usage,
 )
+from huntaze_cli.llm.wire import parse_completion, read_usage
 from huntaze_cli.text import one_line
 
 if TYPE_CHECKING:
@@ -58,58 +59,6 @@ def upstream_body(request: GenerationRequest, deployment: str | None) -> dict[st
             "include_usage": True,
         }
     return body
-
-
-def parse_body(raw: bytes, *, deployment: str | None) -> Completion:
-    """The Completion of a non-streaming answer (usage, served model); the body kept as is.
-
-    A body that is not a completion, or has no usage, is ``malformed``; an answer withheld
-    by the content filter is ``content_filter`` (billed, so its usage is kept).
-    """
-    try:
-        doc = json.loads(raw)
-    except ValueError as exc:
-        raise ProviderFailure(
-            "malformed", f"unreadable completion: {one_line(exc, _MESSAGE_LIMIT)}"
-        ) from None
-    if not isinstance(doc, dict):
-        raise ProviderFailure("malformed", "2xx response that is not a JSON object")
-    usage = read_usage(doc.get("usage"))
-    choices = doc.get("choices")
-    if not isinstance(choices, list) or not choices:
-        raise ProviderFailure("malformed", "2xx response with no choices", usage=usage)
-    first = choices[0]
-    if isinstance(first, dict) and first.get("finish_reason") == "content_filter":
-        raise ProviderFailure(
-            "content_filter", "the output was withheld by the content filter", usage=usage
-        )
-    served = doc.get("model")
-    return Completion(
-        text="",
-        usage=usage,
-        deployment=deployment,
-        response_model=served if isinstance(served, str) and served else None,
-        raw=raw,
-    )
-
-
-def read_usage(raw: Any) -> Usage:
-    """The Usage of an OpenAI ``usage`` object; ``malformed`` when absent or unreadable."""
-    if not isinstance(raw, dict):
-        raise ProviderFailure("malformed", "2xx response with no usage")
-    details = raw.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    return Usage(
-        input_tokens=_count(raw.get("prompt_tokens")),
-        cached_input_tokens=0 if cached is None else _count(cached),
-        output_tokens=_count(raw.get("completion_tokens")),
-    )
-
-
-def _count(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    raise ProviderFailure("malformed", f"2xx response with unreadable usage: {value!r:.40}")
 
 
 class UpstreamStream:
@@ -315,7 +264,7 @@ async def complete(
             response.release()
             if response.status >= 300:
                 raise refused(response.status, response.headers, raw)
-            return parse_body(raw, deployment=deployment)
+            return parse_completion(raw, deployment=deployment, keep_raw=True)
     except ProviderFailure:
         raise
     except BaseException as exc:
@@ -363,7 +312,7 @@ async def simulated_answer(request: GenerationRequest, completion: Completion) -
         message = {"role": "assistant", "content": completion.text}
         choice = {"index": 0, "message": message, "finish_reason": "stop"}
         doc = {**head, "object": "chat.completion", "choices": [choice], "usage": usage}
-        return parse_body(json.dumps(doc).encode(), deployment=None)
+        return parse_completion(json.dumps(doc).encode(), deployment=None, keep_raw=True)
     chunk = {**head, "object": "chat.completion.chunk"}
     events = [
         {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]},

@@ -35,8 +35,9 @@ from huntaze_cli.llm.types import (
     ProviderFailure,
     Usage,
 )
+from huntaze_cli.llm.wire import parse_completion
 from huntaze_cli.retry import retry_after_s
-from huntaze_cli.text import one_line, scrub
+from huntaze_cli.text import scrub
 
 if TYPE_CHECKING:
     from huntaze_cli.llm.upstream import Upstream
@@ -183,22 +184,27 @@ class _SDKProvider:
                 ),
             )
         client = self.client()
-        params: dict[str, Any] = {
+        body: dict[str, Any] = {
             "model": deployment or request.model,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-            "timeout": timeout,
         }
         if request.max_tokens is not None:
-            params["max_tokens"] = request.max_tokens
+            body["max_tokens"] = request.max_tokens
         if request.temperature is not None:
-            params["temperature"] = request.temperature
+            body["temperature"] = request.temperature
         try:
-            response = await client.chat.completions.create(**params)
+            # The SDK's own request path (auth, the Azure deployment URL and api-version,
+            # errors as APIStatusError) with the body as built here and the answer as
+            # bytes: ``chat.completions.create`` would also walk the body against its
+            # typed parameters and build response models, most of an attempt's CPU.
+            raw = await client.post(
+                "/chat/completions", body=body, cast_to=bytes, options={"timeout": timeout}
+            )
         except Exception as exc:
             # `from None`: the SDK exception may quote the server's message verbatim, and a
             # chained traceback in a log must not carry what the scrubbed message removed.
             raise classify(exc, secrets=(self._api_key,)) from None
-        return parse_completion(response, deployment=deployment)
+        return parse_completion(raw, deployment=deployment)
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
@@ -253,69 +259,6 @@ class AzureProvider(_SDKProvider):
             timeout=self.timeout_s,
             http_client=http_client,
         )
-
-
-def parse_completion(response: Any, *, deployment: str | None) -> Completion:
-    """The Completion inside an SDK response; ProviderFailure when there is none.
-
-    The SDK does not validate response bodies (it builds its models without checking), and
-    returns the raw text when the content type is not JSON, so every field is checked here.
-    """
-    try:
-        choices = getattr(response, "choices", None)
-        choice = choices[0] if isinstance(choices, list) and choices else None
-        if getattr(choice, "finish_reason", None) == "content_filter":
-            # The tokens were billed even though no text came back.
-            raise ProviderFailure(
-                "content_filter",
-                "the output was withheld by the content filter",
-                usage=_usage_if_any(response),
-            )
-        usage = _usage(getattr(response, "usage", None))
-        if choice is None:
-            raise ProviderFailure("malformed", "2xx response with no choices", usage=usage)
-        content = getattr(getattr(choice, "message", None), "content", None)
-        if not isinstance(content, str):
-            raise ProviderFailure("malformed", "2xx response with no message content", usage=usage)
-    except ProviderFailure:
-        raise
-    except Exception as exc:
-        raise ProviderFailure(
-            "malformed", f"unreadable completion: {one_line(exc, _MESSAGE_LIMIT)}"
-        ) from None
-    served = getattr(response, "model", None)
-    return Completion(
-        text=content,
-        usage=usage,
-        deployment=deployment,
-        response_model=served if isinstance(served, str) and served else None,
-    )
-
-
-def _usage_if_any(response: Any) -> Usage | None:
-    try:
-        return _usage(getattr(response, "usage", None))
-    except ProviderFailure:
-        return None
-
-
-def _usage(raw: Any) -> Usage:
-    if raw is None:
-        # Without usage the attempt cannot be priced; a real endpoint always reports it.
-        raise ProviderFailure("malformed", "2xx response with no usage")
-    details = getattr(raw, "prompt_tokens_details", None)
-    cached = getattr(details, "cached_tokens", None)
-    return Usage(
-        input_tokens=_count(getattr(raw, "prompt_tokens", None)),
-        cached_input_tokens=0 if cached is None else _count(cached),
-        output_tokens=_count(getattr(raw, "completion_tokens", None)),
-    )
-
-
-def _count(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    raise ProviderFailure("malformed", f"2xx response with unreadable usage: {value!r:.40}")
 
 
 # --- failure classification -------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from collections.abc import Callable, Coroutine, Iterator
@@ -11,7 +12,6 @@ from typing import Any, TypeVar
 import httpx2
 import openai
 import pytest
-from openai.types.chat import ChatCompletion
 
 from huntaze_cli.config import DEFAULT_AZURE_API_VERSION, Config, ProviderConfig
 from huntaze_cli.errors import ConfigError
@@ -305,13 +305,31 @@ def completion(**changes: Any) -> Any:
         "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12},
     }
     data.update(changes)
-    return ChatCompletion.model_construct(**data)
+    return json.dumps(data).encode()
+
+
+def test_a_completion_body_gives_its_text_usage_and_served_model() -> None:
+    body = completion(usage={"prompt_tokens": 10, "completion_tokens": 2,
+                             "prompt_tokens_details": {"cached_tokens": 4}})  # fmt: skip
+    got = parse_completion(body, deployment="d")
+    assert (got.text, got.deployment, got.response_model, got.raw) == (
+        "Hello!",
+        "d",
+        "gpt-4o-mini",
+        None,
+    )
+    assert (got.usage.input_tokens, got.usage.cached_input_tokens, got.usage.output_tokens) == (
+        10,
+        4,
+        2,
+    )
+    # The gateway's pass-through keeps the body as it came and reads no text.
+    kept = parse_completion(body, deployment=None, keep_raw=True)
+    assert kept.raw == body and kept.text == ""
 
 
 def test_a_filtered_completion_is_content_filter_with_its_billed_usage() -> None:
-    raw = ChatCompletion.model_validate(
-        completion(choice={"finish_reason": "content_filter"}).model_dump()
-    )
+    raw = completion(choice={"finish_reason": "content_filter"})
     with pytest.raises(ProviderFailure) as caught:
         parse_completion(raw, deployment="d")
     assert caught.value.kind == "content_filter"
@@ -328,7 +346,8 @@ def test_a_filtered_completion_is_content_filter_with_its_billed_usage() -> None
         completion(choice={"message": {"role": "assistant", "content": None}}),
         completion(usage=None),
         completion(usage={"prompt_tokens": "ten", "completion_tokens": 2}),
-        "<html>502 Bad Gateway</html>",  # what the SDK returns for a non-JSON 2xx
+        b"<html>502 Bad Gateway</html>",  # a non-JSON 2xx
+        b"[1, 2]",
     ],
 )
 def test_a_completion_without_text_or_usage_is_malformed(response: Any) -> None:
