@@ -13,8 +13,9 @@ another) the call waits for them: it retires this process's leases on that budge
 settles what is queued, then asks the store again when one of this process's calls
 settles or after a jittered pause that doubles up to ``WAIT_MAX_S``, one waiter per
 budget and process at a time, for at most about ``ttl_s`` (by then every reservation it
-waited for has settled or expired). So neither batching, leasing nor concurrency, here or
-elsewhere, pauses a campaign while the calls in flight would give room back.
+waited for has settled or expired; a gateway call at most ``GATEWAY_WAIT_S``, its caller
+being an HTTP client). So neither batching, leasing nor concurrency, here or elsewhere,
+pauses a campaign while the calls in flight would give room back.
 
 Calls are reserved through leases. A lease is one ordinary reservation of several
 calls' worst cases, taken from the store in one transaction; the calls it covers are
@@ -74,6 +75,9 @@ LEASE_S = 0.5  # a lease takes new calls this long at most (a quarter of the ttl
 # A call refused while calls in flight hold the room asks again after these pauses.
 WAIT_FIRST_S = 0.02
 WAIT_MAX_S = 0.5
+# A gateway (/v1) caller is an HTTP client, likely behind a proxy that gives up after a
+# minute: its call waits at most this long for room, then gets 429 budget_exceeded.
+GATEWAY_WAIT_S = 30.0
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -241,12 +245,17 @@ class BudgetGate:
                 Claim(name, period, limit.limit_nano, worst_nano)
                 for (name, period), limit in zip(key, limits, strict=True)
             )
-            lease = await self._lease(key, claims, worst_nano)
+            wait_s = self.ttl_s if request.body is None else min(self.ttl_s, GATEWAY_WAIT_S)
+            lease = await self._lease(key, claims, worst_nano, wait_s)
         self._add_used(key, worst_nano)
         return Hold(lease, key, worst_nano)
 
     async def _lease(
-        self, key: tuple[tuple[str, str], ...], claims: tuple[Claim, ...], worst_nano: int
+        self,
+        key: tuple[tuple[str, str], ...],
+        claims: tuple[Claim, ...],
+        worst_nano: int,
+        wait_s: float,
     ) -> Lease:
         """A new lease from the store for calls of ``claims``, the first call drawn on it."""
         old = self._leases.pop(key, None)
@@ -259,19 +268,28 @@ class BudgetGate:
             leased, reservation_id, answer = await self._take(claims, amount)
         if answer.refused is not None:
             amount = worst_nano
-            # Every reservation in flight now has settled or expired by then, and the
-            # store was asked again after that.
-            deadline = asyncio.get_running_loop().time() + self.ttl_s + 2 * WAIT_MAX_S
+            # With ``ttl_s``: every reservation in flight now has settled or expired by
+            # then, and the store was asked again after that.
+            deadline = asyncio.get_running_loop().time() + wait_s + 2 * WAIT_MAX_S
             lock = self._waiting.get(answer.refused)
             if lock is None:
                 lock = self._waiting[answer.refused] = asyncio.Lock()
             contended = lock.locked()
-            async with lock:
+            # Queued behind another waiter, a call still gives up at its own deadline.
+            try:
+                await asyncio.wait_for(
+                    lock.acquire(), max(0.0, deadline - asyncio.get_running_loop().time())
+                )
+            except TimeoutError:
+                raise self._exceeded(answer.refused, claims, answer.used_nano, worst_nano) from None
+            try:
                 if contended:  # the waiter before this one may have seen room come back
                     leased, reservation_id, answer = await self._take(claims, amount)
                 leased, reservation_id = await self._wait_for_room(
                     claims, (leased, reservation_id, answer), worst_nano, deadline
                 )
+            finally:
+                lock.release()
         loop = asyncio.get_running_loop()
         lease = Lease(reservation_id, key, leased, amount, loop.time() + self._lease_s)
         other = self._leases.get(key)

@@ -110,3 +110,31 @@ def test_a_dead_process_reservations_make_room_when_they_expire(make_store: Make
     assert (during.spent_nano, during.reserved_nano) == (0, WORST)
     usage = store_b.usage("b", MONTH)
     assert (usage.spent_nano, usage.reserved_nano) == (123, 0)
+
+
+def test_a_gateway_call_waits_for_room_at_most_its_own_limit(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A /v1 caller is an HTTP client: it gets 429 budget_exceeded after GATEWAY_WAIT_S,
+    while a campaign's call waits for the dead process's reservations to expire."""
+    import huntaze_cli.budgets.gate as gate_module
+
+    monkeypatch.setattr(gate_module, "GATEWAY_WAIT_S", 0.3)
+    clock = ManualClock()
+    store_a, store_b = make_store(clock=clock), make_store(clock=clock)
+    a, b = gate(store_a, clock), gate(store_b, clock)
+
+    async def run() -> None:
+        for n in range(2):
+            await reserve(a, n)  # a's process dies with these calls in flight
+        campaign = asyncio.create_task(reserve(b, 8))
+        gateway_call = req(9, body={"model": "gpt-4o-mini", "messages": []})
+        with pytest.raises(BudgetExceeded) as refused:
+            await asyncio.wait_for(b.reserve(gateway_call, provider="openai", worst_nano=WORST), 30)
+        assert refused.value.budget == "b"
+        assert not campaign.done()  # still waiting: TTL_S is 60 s
+        clock.advance(TTL_S + 1)
+        b.settle(await asyncio.wait_for(campaign, 30), 0)
+        await b.aclose()
+
+    asyncio.run(run())

@@ -144,6 +144,26 @@ def test_migrate_applies_only_new_migrations_in_order(tmp_path: Path) -> None:
     conn.close()
 
 
+def test_an_upgrade_that_rewrites_data_says_so_and_a_new_file_does_not(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def fill(c: sqlite3.Connection) -> None:
+        c.execute("INSERT INTO t (x) VALUES ('a')")
+
+    first: list[tuple[str, Any]] = [("m001_table", "CREATE TABLE t (x TEXT)"), ("m002", fill)]
+    with caplog.at_level("WARNING", logger="huntaze_cli.storage.sqlite.db"):
+        fresh = connect(tmp_path / "new.db")
+        migrate(fresh, first)
+        assert caplog.messages == []  # a new file: nothing to wait for
+        old = connect(tmp_path / "old.db")
+        migrate(old, first[:1])
+        migrate(old, first)
+    [message] = caplog.messages
+    assert "upgrading" in message and "old.db" in message and "m002" in message
+    fresh.close()
+    old.close()
+
+
 def test_a_failing_migration_leaves_nothing_behind(tmp_path: Path) -> None:
     conn = connect(tmp_path / "m.db")
 

@@ -284,6 +284,16 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> list[s
             if name in done:
                 continue
             if callable(step):
+                if done:
+                    # An upgrade that rewrites stored data: on a large file it takes a
+                    # while (a minute for a million events), so say why nothing moves.
+                    where = conn.execute("PRAGMA database_list").fetchone()[2]
+                    logger.warning(
+                        "huntaze: upgrading %s (%s): it reads the stored data once, "
+                        "which takes a while on a large file",
+                        where or "the database",
+                        name,
+                    )
                 step(conn)
             else:
                 for statement in split_script(step):
