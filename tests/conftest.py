@@ -47,14 +47,16 @@ def _free_port() -> int:
 def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """moto in server mode on a loopback port; yields its endpoint.
 
-    Its DynamoDB gets atomic conditional writes and cheap transactions, as the real
-    service has (see huntaze_testing.moto_dynamodb).
+    Its DynamoDB gets atomic conditional writes and cheap transactions, and its SQS
+    hands a message to one receiver at a time, as the real services do (see
+    huntaze_testing.moto_dynamodb and moto_sqs).
     """
     from moto.server import ThreadedMotoServer
 
-    from huntaze_testing import moto_dynamodb
+    from huntaze_testing import moto_dynamodb, moto_sqs
 
-    undo = moto_dynamodb.install()
+    undo_dynamodb = moto_dynamodb.install()
+    undo_sqs = moto_sqs.install()
     # One log line per request otherwise, thousands of them in a failure report.
     requests_log = logging.getLogger("werkzeug")
     monkeypatch.setattr(requests_log, "level", logging.WARNING)
@@ -65,7 +67,8 @@ def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
-        undo()
+        undo_sqs()
+        undo_dynamodb()
 
 
 @pytest.fixture(params=["sqlite", "aws"])

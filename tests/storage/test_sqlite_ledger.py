@@ -153,8 +153,9 @@ def test_an_upgrade_that_rewrites_data_says_so_and_a_new_file_does_not(
     first: list[tuple[str, Any]] = [("m001_table", "CREATE TABLE t (x TEXT)"), ("m002", fill)]
     with caplog.at_level("WARNING", logger="huntaze_cli.storage.sqlite.db"):
         fresh = connect(tmp_path / "new.db")
+        migrate(fresh, [("other_001", "CREATE TABLE o (y TEXT)")])  # another store's
         migrate(fresh, first)
-        assert caplog.messages == []  # a new file: nothing to wait for
+        assert caplog.messages == []  # these stores' first migration: nothing to wait for
         old = connect(tmp_path / "old.db")
         migrate(old, first[:1])
         migrate(old, first)

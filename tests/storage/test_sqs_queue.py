@@ -6,7 +6,6 @@ import json
 import multiprocessing
 import socket
 import time
-from collections.abc import Iterator
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
@@ -32,20 +31,6 @@ def _items(n: int) -> list[QueueItem]:
         QueueItem(f"cmp_1:fan_{i}", "cmp_1", f"acct_{i % 5}", f"fan_{i}", f"hi {i}")
         for i in range(n)
     ]
-
-
-@pytest.fixture
-def moto_server() -> Iterator[str]:
-    """A moto server on a free loopback port; yields its endpoint URL."""
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 def _receive(endpoint: str, url: str, start: Barrier, out: str) -> None:

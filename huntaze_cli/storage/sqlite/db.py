@@ -280,11 +280,14 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> list[s
     with transaction(conn):
         conn.execute(_CREATE_TABLE)
         done = applied_migrations(conn)
+        # An upgrade of these stores' data, not their first migration in a file another
+        # store (with its own migrations) may have created.
+        upgrading = any(name in done for name in names)
         for name, step in migrations:
             if name in done:
                 continue
             if callable(step):
-                if done:
+                if upgrading:
                     # An upgrade that rewrites stored data: on a large file it takes a
                     # while (a minute for a million events), so say why nothing moves.
                     where = conn.execute("PRAGMA database_list").fetchone()[2]
