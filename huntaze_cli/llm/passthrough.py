@@ -29,14 +29,13 @@ from huntaze_cli.llm.types import (
     UpstreamEvents,
     Usage,
 )
-from huntaze_cli.llm.wire import parse_completion, read_usage
+from huntaze_cli.llm.wire import MESSAGE_LIMIT, parse_completion, read_usage
 from huntaze_cli.text import one_line
 
 if TYPE_CHECKING:
     from huntaze_cli.llm.upstream import Upstream
 
 _USAGE_NULL = re.compile(rb'"usage"\s*:\s*null')
-_MESSAGE_LIMIT = 300
 
 Classify = Callable[[BaseException], ProviderFailure]
 # A non-2xx answer (status, headers, body) as the attempt's failure.
@@ -44,7 +43,7 @@ Refused = Callable[[int, Mapping[str, str], bytes], ProviderFailure]
 
 
 def _as_failure(exc: BaseException) -> ProviderFailure:
-    return ProviderFailure("connection", one_line(exc, _MESSAGE_LIMIT))
+    return ProviderFailure("connection", one_line(exc, MESSAGE_LIMIT))
 
 
 def upstream_body(request: GenerationRequest, deployment: str | None) -> dict[str, Any]:

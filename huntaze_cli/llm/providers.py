@@ -35,7 +35,7 @@ from huntaze_cli.llm.types import (
     ProviderFailure,
     Usage,
 )
-from huntaze_cli.llm.wire import parse_completion
+from huntaze_cli.llm.wire import MESSAGE_LIMIT, parse_completion
 from huntaze_cli.retry import retry_after_s
 from huntaze_cli.text import scrub
 
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
     from huntaze_cli.llm.upstream import Upstream
 
 _MIN_KEEPALIVE = 100  # the SDK's own default
-_MESSAGE_LIMIT = 300
 
 
 def effective_provider_configs(config: Config) -> dict[str, ProviderConfig]:
@@ -109,7 +108,7 @@ class _SDKProvider:
             except Exception as exc:  # the SDK rejects e.g. a malformed endpoint URL
                 raise ConfigError(
                     f"provider {self.name}: cannot set up the client: "
-                    + scrub(f"{type(exc).__name__}: {exc}", (api_key,), limit=_MESSAGE_LIMIT)
+                    + scrub(f"{type(exc).__name__}: {exc}", (api_key,), limit=MESSAGE_LIMIT)
                 ) from None
             self._api_key = api_key
         return self._client
@@ -279,7 +278,7 @@ def classify(exc: BaseException, *, secrets: Iterable[str | None] = ()) -> Provi
     if kind in ("connection", "timeout") and cause is not None and str(cause) not in detail:
         detail = f"{detail} ({cause})"  # the SDK says "Connection error."; why is in its cause
     origin = type(exc).__name__ if status is None else f"{type(exc).__name__}, HTTP {status}"
-    message = scrub(f"{kind} ({origin}): {detail}", secrets, limit=_MESSAGE_LIMIT)
+    message = scrub(f"{kind} ({origin}): {detail}", secrets, limit=MESSAGE_LIMIT)
     return ProviderFailure(kind, message, status=status, retry_after_s=retry_after)
 
 
@@ -327,7 +326,7 @@ def failure_for_status(
 
     error, code, detail = error_details(raw)
     kind, status_, retry_after = _kind_of_status(status, headers, code, error)
-    message = scrub(f"{kind} (HTTP {status}): {detail}", secrets, limit=_MESSAGE_LIMIT)
+    message = scrub(f"{kind} (HTTP {status}): {detail}", secrets, limit=MESSAGE_LIMIT)
     return ProviderFailure(kind, message, status=status_, retry_after_s=retry_after)
 
 

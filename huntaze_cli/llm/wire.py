@@ -13,7 +13,8 @@ from typing import Any
 from huntaze_cli.llm.types import Completion, ProviderFailure, Usage
 from huntaze_cli.text import one_line
 
-_MESSAGE_LIMIT = 300
+# How long a failure's message may be, on every path (one line, secrets scrubbed).
+MESSAGE_LIMIT = 300
 
 
 def parse_completion(
@@ -32,7 +33,7 @@ def parse_completion(
         doc = json.loads(raw)
     except ValueError as exc:
         raise ProviderFailure(
-            "malformed", f"unreadable completion: {one_line(exc, _MESSAGE_LIMIT)}"
+            "malformed", f"unreadable completion: {one_line(exc, MESSAGE_LIMIT)}"
         ) from None
     if not isinstance(doc, dict):
         raise ProviderFailure("malformed", "2xx response that is not a JSON object")
