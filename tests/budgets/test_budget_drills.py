@@ -27,6 +27,7 @@ import pytest
 
 from huntaze_cli.budgets.rules import current_period
 from huntaze_cli.config import load_config
+from huntaze_cli.models import CostEvent
 from huntaze_cli.storage import open_ledger, open_reservation_store
 from huntaze_testing.fake_llm import FakeLLMProcess
 
@@ -143,16 +144,22 @@ def status(campaign_id: str, env: dict[str, str]) -> dict[str, Any]:
     return result
 
 
-def check_ledger(env: dict[str, str], generated: int) -> None:
-    """One successful event per generated message; the budget's spend is the ledger's."""
+def ledger_events(env: dict[str, str], generated: int) -> list[CostEvent]:
+    """The ledger's events, checked: one successful event per generated message."""
     ledger = open_ledger(load_config(environ=env))
     try:
         events = list(ledger.events())
     finally:
         ledger.close()
     ok = Counter(e.request_id for e in events if e.status == "ok")
-    assert sum(ok.values()) == generated
     assert max(ok.values(), default=1) == 1, "a message was generated twice"
+    assert sum(ok.values()) == generated
+    return events
+
+
+def check_ledger(env: dict[str, str], generated: int) -> None:
+    """One successful event per generated message; the budget's spend is the ledger's."""
+    events = ledger_events(env, generated)
     store, label = budget_store(env)
     try:
         usage = store.usage("drill", label)
@@ -277,16 +284,5 @@ def test_killed_processes_reservations_expire_and_the_budget_is_usable_again(
         )
         generated += RECIPIENTS - counts["pending"]
     assert generated > 0
-    check_ledger_after_kill(env, generated)
-
-
-def check_ledger_after_kill(env: dict[str, str], generated: int) -> None:
-    """Killed calls are in the ledger (the journal recovered them) and never twice."""
-    ledger = open_ledger(load_config(environ=env))
-    try:
-        events = list(ledger.events())
-    finally:
-        ledger.close()
-    ok = Counter(e.request_id for e in events if e.status == "ok")
-    assert max(ok.values(), default=1) == 1, "a message was generated twice"
-    assert sum(ok.values()) == generated
+    # Killed calls are in the ledger (the journal recovered them) and never twice.
+    ledger_events(env, generated)

@@ -131,17 +131,20 @@ def test_concurrent_calls_never_pass_the_limit_and_use_it_up(fake: FakeLLM, tmp_
     assert usage.spent_nano + usage.refused_nano > 200_000
 
 
+# Past its soft limit at 1 % of $1, it downgrades gpt-4o to gpt-4o-mini.
+DOWNGRADE = {
+    "name": "b",
+    "limit_usd": "1",
+    "soft_pct": 1,
+    "on_soft": "downgrade",
+    "downgrade": {"gpt-4o": "gpt-4o-mini"},
+}
+
+
 def test_past_soft_pct_downgrade_swaps_the_model_and_the_ledger_says_so(
     fake: FakeLLM, tmp_path: Path
 ) -> None:
-    budget = {
-        "name": "b",
-        "limit_usd": "1",
-        "soft_pct": 1,
-        "on_soft": "downgrade",
-        "downgrade": {"gpt-4o": "gpt-4o-mini"},
-    }
-    h = Budgeted(budgeted(fake, tmp_path, budget), tmp_path)
+    h = Budgeted(budgeted(fake, tmp_path, DOWNGRADE), tmp_path)
     asyncio.run(h.reservations_spend("b", h.gate._label("month"), 10_000_000))  # 1 %
     results = asyncio.run(h.sequential([req(1, model="gpt-4o")]))
     assert results[0].model == "gpt-4o-mini"
@@ -157,14 +160,7 @@ def downgrading(fake: FakeLLM, tmp_path: Path, deployments: dict[str, dict[str, 
     data = make_config(fake, tmp_path, routing={"order": list(deployments)}).model_dump()
     azure = {"kind": "azure", "endpoint": fake.azure_endpoint, "api_version": "2024-10-21"}
     data["providers"] = {name: {**azure, "deployments": m} for name, m in deployments.items()}
-    budget = {
-        "name": "b",
-        "limit_usd": "1",
-        "soft_pct": 1,
-        "on_soft": "downgrade",
-        "downgrade": {"gpt-4o": "gpt-4o-mini"},
-    }
-    data["budgets"] = {"reservation_ttl_s": 60, "rules": [budget]}
+    data["budgets"] = {"reservation_ttl_s": 60, "rules": [DOWNGRADE]}
     h = Budgeted(Config.model_validate(data), tmp_path)
     asyncio.run(h.reservations_spend("b", h.gate._label("month"), 10_000_000))  # 1 %
     return h
