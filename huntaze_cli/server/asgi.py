@@ -97,16 +97,29 @@ class _StderrHandler(logging.Handler):
 
 
 def configure_logging(level: str) -> None:
-    """JSON lines on stderr for the daemon's and uvicorn's loggers, at ``level``."""
+    """JSON lines on stderr: the daemon's and uvicorn's loggers at ``level``, and the
+    core's warnings and errors (``huntaze.*`` such as ``huntaze.alerts``, the modules'
+    own ``huntaze_cli.*``), so no line of the daemon's log is plain text."""
     handler = _StderrHandler()
     handler.setFormatter(JsonFormatter())
-    for name in ("huntaze.server", "huntaze.access", "uvicorn", "uvicorn.error"):
+    for name, propagate in (
+        ("huntaze.server", False),
+        ("huntaze.access", False),
+        ("uvicorn", False),
+        ("uvicorn.error", False),
+        # The parents of everything else (their warnings and errors: the level stays the
+        # root's). They keep propagating to the root, which has no handler in the daemon
+        # (so nothing is written twice) and where a host application or a test listens.
+        ("huntaze", True),
+        ("huntaze_cli", True),
+    ):
         logger = logging.getLogger(name)
         for old in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
             logger.removeHandler(old)
         logger.addHandler(handler)
-        logger.setLevel(level.upper())
-        logger.propagate = False
+        if not propagate:
+            logger.setLevel(level.upper())
+            logger.propagate = False
     # uvicorn's own access log is replaced by ours (JSON, one line, duration included).
     logging.getLogger("uvicorn.access").disabled = True
 

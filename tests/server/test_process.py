@@ -3,7 +3,10 @@ one data dir, SIGHUP reloading the config, the JSON access log."""
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -190,3 +193,26 @@ def test_sighup_reloads_config_and_flags(spawn: Callable[..., Process], tmp_path
     assert daily_limit() == 75.0
     assert set(providers_of(post())) == {"sim_b"}
     assert daemon.stop() == 0
+
+
+def test_the_daemon_logs_the_core_modules_warnings_as_json_too() -> None:
+    """A warning from the core (a ledger upgrade, an alert channel) is a JSON line in
+    serve's log like the daemon's own, never plain text from logging's last resort."""
+    script = (
+        "import logging\n"
+        "from huntaze_cli.server.asgi import configure_logging\n"
+        "configure_logging('info')\n"
+        "logging.getLogger('huntaze_cli.storage.sqlite.db').warning('upgrading %s', 'x.db')\n"
+        "logging.getLogger('huntaze.alerts').warning('channel down')\n"
+        "logging.getLogger('huntaze.server').info('daemon started')\n"
+        "logging.getLogger('huntaze_cli.costs').debug('not at info')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [(line["logger"], line["msg"]) for line in lines] == [
+        ("huntaze_cli.storage.sqlite.db", "upgrading x.db"),
+        ("huntaze.alerts", "channel down"),
+        ("huntaze.server", "daemon started"),
+    ]
